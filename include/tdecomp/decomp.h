@@ -1,0 +1,160 @@
+/* tdecomp/decomp.h - truncated SVD, Tucker (HOSVD, ST-HOSVD, HOOI on any set of modes), CP-ALS.
+ *
+ * Results are plain structs, zeroed on failure and freed by one call (td_tucker_free,
+ * td_cp_free), so freeing is always safe. Options structs have init functions; NULL options
+ * mean the defaults. Deterministic for a given seed and BLAS thread count.
+ * Stopping rule (TensorLy's): an iterative method stops when the absolute change of the relative
+ * error between two sweeps is below tol, or after max_iter sweeps. tol = 0 runs exactly max_iter.
+ * Not converging is a result (converged = 0), not an error.
+ * Progress callbacks return 0 to continue, non-zero to cancel (the call then returns TD_ECANCELED
+ * and the result is zeroed). */
+#ifndef TDECOMP_DECOMP_H
+#define TDECOMP_DECOMP_H
+
+#include "core.h"
+
+TD_BEGIN_DECLS
+
+/* Called after each sweep with the 1-based iteration and the relative error after it. */
+typedef int (*td_progress_fn)(void *ctx, int iteration, double rel_error);
+
+/* --- truncated SVD --------------------------------------------------------------------------- */
+
+typedef enum td_svd_method {
+    TD_SVD_AUTO = 0,     /* Gram + dsyevd when one side is <= 1/4 of the other, else dgesdd;
+                            randomised never chosen automatically */
+    TD_SVD_GRAM,         /* eigen-decomposition of A A^T or A^T A (the smaller); squares the
+                            condition number: singular values below ~1e-8 * s_max lose accuracy */
+    TD_SVD_GESDD,        /* LAPACK divide and conquer on a copy */
+    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder with power iterations */
+} td_svd_method;
+
+typedef struct td_svd_options {
+    td_svd_method method;   /* default TD_SVD_AUTO */
+    int oversample;         /* randomised: extra columns, default 10 */
+    int power_iters;        /* randomised: power iterations, default 2 */
+    uint64_t seed;          /* randomised: test-matrix seed, default 0 */
+} td_svd_options;
+
+TD_API void td_svd_options_init(td_svd_options *opt);
+
+/* Leading k singular triplets of the m x n matrix a: a ~= u diag(s) vt.
+ * u (m x k), s (k), vt (k x n) are caller-allocated; u or vt may be NULL when not wanted.
+ * k <= min(m, n), else TD_EINVAL. Singular values descending. Sign convention (TensorLy's
+ * u-based svd_flip): each column of u has its largest-magnitude entry positive (first such entry
+ * on ties), the matching row of vt flipped with it. TD_ENOTFINITE for NaN/Inf input. */
+TD_API TD_WUR td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_options *opt,
+                                     td_tensor *u, double *s, td_tensor *vt);
+
+/* Leading k left singular vectors of the mode-n unfolding of x (I_n x k, into u) and, if s is not
+ * NULL, all min(I_n, size/I_n) squared singular values in descending order into s2 (length I_n;
+ * entries past the rank are 0). Uses the Gram (SYRK on blocks) + dsyevd route; sign convention as
+ * td_svd_trunc. u may be NULL to get only the spectrum. */
+TD_API TD_WUR td_status td_mode_spectrum(const td_tensor *x, int mode, size_t k, td_tensor *u,
+                                         double *s2);
+
+/* --- Tucker ---------------------------------------------------------------------------------- */
+
+typedef enum td_tucker_method {
+    TD_TUCKER_HOSVD = 0,  /* each factor from the full unfolding of x */
+    TD_TUCKER_STHOSVD,    /* sequentially truncated, modes ordered by cost */
+    TD_TUCKER_HOOI        /* initialised from HOSVD, then alternating sweeps */
+} td_tucker_method;
+
+/* Rank-decision callback: given mode (index into x's modes) and the squared singular values of
+ * the current unfolding (descending, n of them, n = I_mode), set *rank in [0, n] and return TD_OK,
+ * or return an error status to abort. A rank of 0 is returned as TD_EINFEASIBLE by td_tucker. */
+typedef td_status (*td_truncate_fn)(void *ctx, int mode, const double *sv2, size_t n, size_t *rank);
+
+typedef struct td_tucker_options {
+    td_tucker_method method;  /* default TD_TUCKER_HOOI */
+    double tol;               /* default 1e-4 (HOOI only) */
+    int max_iter;             /* default 100 (HOOI only) */
+    int clamp;                /* 0 (default): a rank above its mode is TD_EINVAL; 1: lowered,
+                                 and the result's clamped[] says which */
+    td_truncate_fn truncate;  /* if set, decides ranks (the ranks argument may then be NULL) */
+    void *truncate_ctx;
+    td_progress_fn progress;  /* optional, HOOI sweeps */
+    void *progress_ctx;
+} td_tucker_options;
+
+TD_API void td_tucker_options_init(td_tucker_options *opt);
+
+typedef struct td_tucker_result {
+    td_tensor core;                      /* x's shape with each decomposed I_m replaced by R_m */
+    int nmodes;                          /* number of decomposed modes */
+    int modes[TD_MAX_MODES];             /* decomposed modes, increasing */
+    size_t ranks[TD_MAX_MODES];          /* ranks[i] for modes[i] */
+    int clamped[TD_MAX_MODES];           /* 1 when ranks[i] was lowered to the mode size */
+    td_tensor factors[TD_MAX_MODES];     /* factors[i]: I_{modes[i]} x ranks[i], orthonormal cols */
+    int iterations;                      /* HOOI sweeps run; 0 for HOSVD / ST-HOSVD */
+    int converged;                       /* 1 for HOSVD / ST-HOSVD */
+    double rel_error;                    /* ||x - full|| / ||x||, computed exactly */
+    double seconds;                      /* wall time of the decomposition */
+    double *history;                     /* rel. error after each sweep, `iterations` entries */
+} td_tucker_result;
+
+/* Tucker decomposition of x on the nmodes modes listed (any order, no repeats; they are sorted
+ * in the result), with ranks[i] for modes[i] unless opt->truncate decides them.
+ * x = core x_{m} U_m over the decomposed modes. Tucker-2 of an OIHW conv kernel is modes {0,1}.
+ * Statuses: TD_EINVAL (bad modes/ranks, rank 0, rank > mode without clamp), TD_ENOTFINITE,
+ * TD_ENOMEM, TD_ERANGE, TD_ELAPACK, TD_ECANCELED, TD_EINFEASIBLE (truncation chose 0). */
+TD_API TD_WUR td_status td_tucker(const td_tensor *x, int nmodes, const int *modes,
+                                  const size_t *ranks, const td_tucker_options *opt,
+                                  td_tucker_result *res);
+
+TD_API void td_tucker_free(td_tucker_result *res);
+
+/* Reconstruction core x_m U_m into out (caller-allocated with the original shape). */
+TD_API TD_WUR td_status td_tucker_full(const td_tucker_result *res, td_tensor *out);
+
+/* --- CP -------------------------------------------------------------------------------------- */
+
+typedef enum td_cp_init {
+    TD_CP_INIT_SVD = 0,   /* leading left singular vectors of each unfolding (mode 0 scaled by
+                             the singular values); columns past a short mode filled with seeded
+                             uniform [0,1) values, as TensorLy, without its memory blow-up */
+    TD_CP_INIT_RANDOM,    /* seeded uniform [0,1) */
+    TD_CP_INIT_GIVEN      /* opt->init_factors */
+} td_cp_init;
+
+typedef struct td_cp_options {
+    td_cp_init init;                  /* default TD_CP_INIT_SVD */
+    uint64_t seed;                    /* default 0 */
+    double tol;                       /* default 1e-8 */
+    int max_iter;                     /* default 100 */
+    int normalize;                    /* 1: column norms moved into weights at the end; default 1 */
+    const td_tensor *init_factors;    /* TD_CP_INIT_GIVEN: ndim matrices I_n x R */
+    td_progress_fn progress;
+    void *progress_ctx;
+} td_cp_options;
+
+TD_API void td_cp_options_init(td_cp_options *opt);
+
+typedef struct td_cp_result {
+    int ndim;
+    size_t rank;
+    double *weights;                    /* rank entries */
+    td_tensor factors[TD_MAX_MODES];    /* factors[n]: I_n x rank */
+    int iterations;
+    int converged;
+    double rel_error;                   /* final, recomputed exactly from the reconstruction */
+    double seconds;
+    double *history;                    /* per-sweep relative error (cheap Gram form) */
+} td_cp_result;
+
+/* CP-ALS: x ~= sum_r w_r a_r^(0) o ... o a_r^(N-1). Any rank >= 1 (rank above a mode allowed).
+ * Normal equations from the Hadamard product of Grams, solved by Cholesky with a pivoted
+ * least-squares fallback when singular. Statuses: TD_EINVAL, TD_ENOTFINITE, TD_ENOMEM, TD_ERANGE,
+ * TD_ELAPACK, TD_ECANCELED. */
+TD_API TD_WUR td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt,
+                                  td_cp_result *res);
+
+TD_API void td_cp_free(td_cp_result *res);
+
+/* Reconstruction into out (caller-allocated with the original shape). */
+TD_API TD_WUR td_status td_cp_full(const td_cp_result *res, td_tensor *out);
+
+TD_END_DECLS
+
+#endif

@@ -1,0 +1,23 @@
+/* Helpers shared by the Check tests: random data and comparisons. Truths come from naive.h. */
+#ifndef TDTEST_TESTUTIL_H
+#define TDTEST_TESTUTIL_H
+
+#include <check.h>
+#include "tdecomp.h"
+
+/* Allocates t with the given shape (asserting success) filled with standard normals from seed. */
+void tt_random(td_tensor *t, int ndim, const size_t *shape, uint64_t seed);
+/* Random matrix rows x cols. */
+void tt_random_matrix(td_tensor *t, size_t rows, size_t cols, uint64_t seed);
+/* max |a - b| over all entries; asserts equal shapes. */
+double tt_maxdiff(const td_tensor *a, const td_tensor *b);
+/* ||a - b||_F / ||b||_F (0 when both are 0); asserts equal shapes. */
+double tt_relerr(const td_tensor *a, const td_tensor *b);
+/* 1 when both tensors are bit-for-bit equal (same shape, same bytes). */
+int tt_bitequal(const td_tensor *a, const td_tensor *b);
+/* Runs a suite built by make_suite with CK_NORMAL output; returns the process exit status. */
+int tt_run(Suite *s);
+
+#define TT_OK(expr) ck_assert_msg((expr) == TD_OK, "%s failed: %s", #expr, td_status_name(expr))
+
+#endif
