@@ -14,5 +14,9 @@
 #include "tdecomp/status.h"
 #include "tdecomp/core.h"
 #include "tdecomp/decomp.h"
+#include "tdecomp/rank.h"
+#include "tdecomp/layer.h"
+#include "tdecomp/plan.h"
+#include "tdecomp/io.h"
 
 #endif
