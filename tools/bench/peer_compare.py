@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""Side-by-side: tdecomp-tool against TensorLy 0.9 (through ../shared/peers/tensorly_peer.py)
+on the same HDF5 inputs, same OpenBLAS core and thread count, fixed sweeps (--tol 0) on both sides.
+Only the decomposition is timed on either side (tdecomp's JSON `seconds`, the peer's timer).
+Prints one line per case and the speed ratio; --json FILE writes the rows.
+
+usage: /usr/bin/python3 tools/bench/peer_compare.py --tool BUILD/tools/tdecomp-tool/tdecomp-tool
+           [--peer ../shared/peers/tensorly_peer.py] [--threads 2] [--repeat 3] [--quick] [--json F]
+TensorLy's checkout: $TENSORLY_SRC or ~/tensorly-src (see ../shared/peers/README.md)."""
+import argparse, json, os, statistics, subprocess, sys, tempfile
+
+def run_json(cmd, env):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        sys.exit(f"peer_compare: {' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()[-300:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tool", required=True)
+    ap.add_argument("--peer", default=os.path.join(here, "..", "..", "..", "shared", "peers", "tensorly_peer.py"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    core = env.get("OPENBLAS_CORETYPE")
+    peer = ["/usr/bin/python3", a.peer, "--threads", str(a.threads)] + (["--coretype", core] if core else [])
+    work = tempfile.mkdtemp(prefix="tdpeer-")
+    n, k = (60, 128) if a.quick else (200, 512)
+    cases = [
+        ("cp %d^3 R16 svd init + 50 sweeps" % n, f"{n},{n},{n}", 16, 0.01,
+         ["cp", "--rank", "16", "--tol", "0", "--max-iter", "50"],
+         ["cp", "--rank", "16", "--tol", "0", "--max-iter", "50"]),
+        ("tucker %d^3 r20 hosvd + 10 hooi sweeps" % n, f"{n},{n},{n}", 16, 0.01,
+         ["tucker", "--ranks", "20,20,20", "--tol", "0", "--max-iter", "10"],
+         ["tucker", "--ranks", "20,20,20", "--tol", "0", "--max-iter", "10"]),
+        ("tucker2 (%d,%d,3,3) (%d,%d) 10 sweeps" % (k, k, k // 4, k // 4), f"{k},{k},3,3", 0, 0.0,
+         ["tucker", "--ranks", f"{k//4},{k//4}", "--modes", "0,1", "--tol", "0", "--max-iter", "10"],
+         ["tucker", "--ranks", f"{k//4},{k//4}", "--modes", "0,1", "--tol", "0", "--max-iter", "10"]),
+    ]
+    info = run_json(peer + ["info"], env)
+    print(f"OpenBLAS core (peer side): {info.get('blas', {}).get('core', info)}; threads {a.threads}")
+    rows = []
+    for name, shape, rank, noise, ours, theirs in cases:
+        path = os.path.join(work, "x.h5")
+        if os.path.exists(path): os.remove(path)
+        run_json(peer + ["gen-synth", "--shape", shape, "--rank", str(rank), "--noise", str(noise),
+                         "--seed", "1", "--out", path], env)
+        t = []
+        for _ in range(a.repeat):
+            j = run_json([a.tool, ours[0], path, "--dataset", "/tensor", "--json"] + ours[1:], env)
+            t.append(j["seconds"])
+        p = run_json(peer + [theirs[0], "--in", path, "--repeat", str(a.repeat)] + theirs[1:], env)
+        ts, tp = statistics.median(t), p["seconds_median"]
+        row = {"case": name, "tdecomp_s": ts, "tensorly_s": tp, "speedup": tp / ts,
+               "tdecomp_rel_error": j["rel_error"], "tensorly_rel_error": p.get("rel_error")}
+        rows.append(row)
+        print(f"{name:44s} tdecomp {ts:8.3f} s  tensorly {tp:8.3f} s  speedup {tp/ts:6.1f}x  "
+              f"rel_error {j['rel_error']:.6g} vs {p.get('rel_error')}")
+    if a.json:
+        with open(a.json, "w") as f: json.dump({"peer_compare": 1, "threads": a.threads,
+                                                "coretype": core, "rows": rows}, f, indent=1)
+
+if __name__ == "__main__":
+    main()
