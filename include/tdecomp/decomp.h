@@ -92,6 +92,8 @@ typedef struct td_tucker_result {
     double rel_error;                    /* ||x - full|| / ||x||, computed exactly */
     double seconds;                      /* wall time of the decomposition */
     double *history;                     /* rel. error after each sweep, `iterations` entries */
+    int order[TD_MAX_MODES];             /* ST-HOSVD: modes in the order processed (cheapest
+                                            first); otherwise modes[] */
 } td_tucker_result;
 
 /* Tucker decomposition of x on the nmodes modes listed (any order, no repeats; they are sorted

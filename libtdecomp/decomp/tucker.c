@@ -198,7 +198,7 @@ td_status td_tucker(const td_tensor *x, int nmodes, const int *modes, const size
     for (int m = 0; m < x->ndim; m++)
         if (used[m]) order[n++] = m;
     res->nmodes = n;
-    for (int i = 0; i < n; i++) res->modes[i] = order[i];
+    for (int i = 0; i < n; i++) res->modes[i] = res->order[i] = order[i];
 
     td_tensor fac[TD_MAX_MODES] = {{0}};
     size_t rank_of[TD_MAX_MODES] = {0};
@@ -212,6 +212,7 @@ td_status td_tucker(const td_tensor *x, int nmodes, const int *modes, const size
         int ord[TD_MAX_MODES];
         memcpy(ord, order, sizeof ord);
         best_order(x, ord, n, rank_of);
+        for (int i = 0; i < n; i++) res->order[i] = ord[i];
         const td_tensor *cur = x;
         for (int i = 0; i < n; i++) {
             int m = ord[i];

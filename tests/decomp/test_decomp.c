@@ -1,0 +1,511 @@
+/* Decompositions: exact recovery, orthonormality, error bounds, edge cases, statuses. */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+#include "common/naive.h"
+#include "common/testutil.h"
+
+/* x = sum_r a0[:,r] o a1[:,r] o ... (exact CP tensor) from random factors. */
+static void cp_tensor(td_tensor *x, int nd, const size_t *shape, size_t r, uint64_t seed)
+{
+    td_cp_result m;
+    memset(&m, 0, sizeof m);
+    m.ndim = nd;
+    m.rank = r;
+    for (int k = 0; k < nd; k++) tt_random_matrix(&m.factors[k], shape[k], r, seed + (uint64_t)k);
+    ck_assert_int_eq(td_tensor_alloc(x, nd, shape), TD_OK);
+    TT_OK(td_cp_full(&m, x));
+    td_cp_free(&m);
+}
+
+/* Exact multilinear-rank tensor: random core times random factors. */
+static void tucker_tensor(td_tensor *x, int nd, const size_t *shape, const size_t *ranks, uint64_t seed)
+{
+    td_tensor core, f[TD_MAX_MODES];
+    const td_tensor *mp[TD_MAX_MODES];
+    tt_random(&core, nd, ranks, seed);
+    for (int k = 0; k < nd; k++) {
+        tt_random_matrix(&f[k], shape[k], ranks[k], seed + 10 + (uint64_t)k);
+        mp[k] = &f[k];
+    }
+    ck_assert_int_eq(td_tensor_alloc(x, nd, shape), TD_OK);
+    TT_OK(td_ttm_multi(&core, mp, -1, 0, x));
+    for (int k = 0; k < nd; k++) td_tensor_free(&f[k]);
+    td_tensor_free(&core);
+}
+
+static double orth_defect(const td_tensor *u)
+{
+    const size_t m = u->shape[0], k = u->shape[1];
+    double worst = 0;
+    for (size_t a = 0; a < k; a++)
+        for (size_t b = 0; b < k; b++) {
+            double s = 0;
+            for (size_t i = 0; i < m; i++) s += u->data[i * k + a] * u->data[i * k + b];
+            worst = fmax(worst, fabs(s - (a == b ? 1.0 : 0.0)));
+        }
+    return worst;
+}
+
+/* Error of a Tucker result recomputed here from the reconstruction. */
+static double tucker_err(const td_tensor *x, const td_tucker_result *r)
+{
+    td_tensor full;
+    ck_assert_int_eq(td_tensor_alloc(&full, x->ndim, x->shape), TD_OK);
+    TT_OK(td_tucker_full(r, &full));
+    double e = tt_relerr(&full, x);
+    td_tensor_free(&full);
+    return e;
+}
+
+START_TEST(test_svd_known_spectrum)
+{
+    /* A = Q1 diag(s) Q2^T with orthonormal Q from the QR-free construction: take the Tucker
+     * factors of random matrices (orthonormal by td_mode_spectrum). */
+    const size_t m = 30, n = 12;
+    const double sv[12] = {10, 8, 6, 5, 4, 3, 2, 1, 0.5, 0.25, 0.1, 0.05};
+    td_tensor r1, r2, q1, q2, a;
+    tt_random_matrix(&r1, m, m, 1);
+    tt_random_matrix(&r2, n, n, 2);
+    ck_assert_int_eq(td_matrix_alloc(&q1, m, n), TD_OK);
+    ck_assert_int_eq(td_matrix_alloc(&q2, n, n), TD_OK);
+    TT_OK(td_mode_spectrum(&r1, 0, n, &q1, NULL));
+    TT_OK(td_mode_spectrum(&r2, 0, n, &q2, NULL));
+    ck_assert(orth_defect(&q1) < 1e-13 && orth_defect(&q2) < 1e-13);
+    ck_assert_int_eq(td_matrix_alloc(&a, m, n), TD_OK);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = 0;
+            for (size_t c = 0; c < n; c++) s += q1.data[i * n + c] * sv[c] * q2.data[j * n + c];
+            a.data[i * n + j] = s;
+        }
+    const td_svd_method methods[4] = {TD_SVD_AUTO, TD_SVD_GRAM, TD_SVD_GESDD, TD_SVD_RANDOMIZED};
+    for (int mi = 0; mi < 4; mi++) {
+        td_svd_options o;
+        td_svd_options_init(&o);
+        o.method = methods[mi];
+        o.power_iters = 4;
+        const size_t k = 5;
+        td_tensor u, vt;
+        double s[5];
+        ck_assert_int_eq(td_matrix_alloc(&u, m, k), TD_OK);
+        ck_assert_int_eq(td_matrix_alloc(&vt, k, n), TD_OK);
+        TT_OK(td_svd_trunc(&a, k, &o, &u, s, &vt));
+        double tol = methods[mi] == TD_SVD_RANDOMIZED ? 1e-8 : 1e-12;
+        for (size_t c = 0; c < k; c++) ck_assert_msg(fabs(s[c] - sv[c]) < tol * 10, "method %d s%zu", mi, c);
+        ck_assert(orth_defect(&u) < 1e-10);
+        /* Sign convention: the largest-|.| entry of each column of u is positive. */
+        for (size_t c = 0; c < k; c++) {
+            size_t best = 0;
+            for (size_t i = 0; i < m; i++)
+                if (fabs(u.data[i * k + c]) > fabs(u.data[best * k + c])) best = i;
+            ck_assert(u.data[best * k + c] > 0);
+        }
+        /* u diag(s) vt equals the best rank-k approximation sum_c sv_c q1_c q2_c^T. */
+        double worst = 0;
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                double got = 0, want = 0;
+                for (size_t c = 0; c < k; c++) {
+                    got += u.data[i * k + c] * s[c] * vt.data[c * n + j];
+                    want += q1.data[i * n + c] * sv[c] * q2.data[j * n + c];
+                }
+                worst = fmax(worst, fabs(got - want));
+            }
+        ck_assert_msg(worst < (methods[mi] == TD_SVD_RANDOMIZED ? 1e-7 : 1e-11), "method %d recon %g", mi, worst);
+        td_tensor_free(&u);
+        td_tensor_free(&vt);
+    }
+    /* tall and wide through the transposed Gram route */
+    td_tensor at, u2;
+    ck_assert_int_eq(td_matrix_alloc(&at, n, m), TD_OK);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) at.data[j * m + i] = a.data[i * n + j];
+    double s2[3];
+    ck_assert_int_eq(td_matrix_alloc(&u2, n, 3), TD_OK);
+    td_svd_options o;
+    td_svd_options_init(&o);
+    o.method = TD_SVD_GRAM;
+    TT_OK(td_svd_trunc(&at, 3, &o, &u2, s2, NULL));
+    for (int c = 0; c < 3; c++) ck_assert(fabs(s2[c] - sv[c]) < 1e-11);
+    ck_assert_int_eq(td_svd_trunc(&at, 13, &o, &u2, s2, NULL), TD_EINVAL);
+    at.data[3] = NAN;
+    ck_assert_int_eq(td_svd_trunc(&at, 3, &o, &u2, s2, NULL), TD_ENOTFINITE);
+    td_tensor_free(&at); td_tensor_free(&u2);
+    td_tensor_free(&r1); td_tensor_free(&r2); td_tensor_free(&q1); td_tensor_free(&q2); td_tensor_free(&a);
+}
+END_TEST
+
+START_TEST(test_tucker_exact_recovery)
+{
+    size_t shape[3] = {12, 10, 8}, ranks[3] = {4, 3, 5};
+    int modes[3] = {0, 1, 2};
+    td_tensor x;
+    tucker_tensor(&x, 3, shape, ranks, 7);
+    const td_tucker_method meths[3] = {TD_TUCKER_HOSVD, TD_TUCKER_STHOSVD, TD_TUCKER_HOOI};
+    for (int i = 0; i < 3; i++) {
+        td_tucker_options o;
+        td_tucker_options_init(&o);
+        o.method = meths[i];
+        td_tucker_result r;
+        TT_OK(td_tucker(&x, 3, modes, ranks, &o, &r));
+        ck_assert_msg(r.rel_error < 1e-13, "method %d err %g", i, r.rel_error);
+        ck_assert(tucker_err(&x, &r) < 1e-13);
+        for (int k = 0; k < 3; k++) {
+            ck_assert_uint_eq(r.factors[k].shape[1], ranks[k]);
+            ck_assert(orth_defect(&r.factors[k]) < 100 * 12 * DBL_EPSILON);
+        }
+        if (meths[i] != TD_TUCKER_HOOI) {
+            ck_assert_int_eq(r.iterations, 0);
+            ck_assert_int_eq(r.converged, 1);
+        }
+        td_tucker_free(&r);
+    }
+    td_tensor_free(&x);
+}
+END_TEST
+
+START_TEST(test_tucker_bounds_and_orthogonality)
+{
+    size_t shape[3] = {9, 8, 7}, ranks[3] = {4, 3, 3};
+    int modes[3] = {0, 1, 2};
+    td_tensor x;
+    tt_random(&x, 3, shape, 21);
+    const double nx = td_norm(&x);
+    /* The HOSVD bound: err^2 <= sum over modes of discarded squared singular values. */
+    double bound2 = 0;
+    for (int k = 0; k < 3; k++) {
+        double s2[9];
+        TT_OK(td_mode_spectrum(&x, k, 0, NULL, s2));
+        for (size_t i = ranks[k]; i < shape[k]; i++) bound2 += s2[i];
+        /* spectrum matches the Gram trace: sum s2 = ||x||^2 */
+        double tot = 0;
+        for (size_t i = 0; i < shape[k]; i++) tot += s2[i];
+        ck_assert(fabs(tot - nx * nx) < 1e-10 * nx * nx);
+        for (size_t i = 1; i < shape[k]; i++) ck_assert(s2[i] <= s2[i - 1]);
+    }
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    td_tucker_result h, st, hooi;
+    o.method = TD_TUCKER_HOSVD;
+    TT_OK(td_tucker(&x, 3, modes, ranks, &o, &h));
+    o.method = TD_TUCKER_STHOSVD;
+    TT_OK(td_tucker(&x, 3, modes, ranks, &o, &st));
+    o.method = TD_TUCKER_HOOI;
+    o.tol = 0;
+    o.max_iter = 15;
+    TT_OK(td_tucker(&x, 3, modes, ranks, &o, &hooi));
+    const double bound = sqrt(bound2) / nx;
+    ck_assert(h.rel_error <= bound * (1 + 1e-12));
+    ck_assert(st.rel_error <= bound * (1 + 1e-12));
+    ck_assert(hooi.rel_error <= h.rel_error * (1 + 1e-12));
+    ck_assert(fabs(tucker_err(&x, &h) - h.rel_error) < 1e-12);
+    ck_assert(fabs(tucker_err(&x, &hooi) - hooi.rel_error) < 1e-12);
+    ck_assert_int_eq(hooi.iterations, 15);
+    ck_assert(hooi.history != NULL);
+    for (int i = 1; i < hooi.iterations; i++) ck_assert(hooi.history[i] <= hooi.history[i - 1] + 1e-12);
+    /* All-orthogonality of the full HOSVD core: slices along each mode mutually orthogonal,
+     * their norms (the singular values) descending. */
+    size_t full[3] = {9, 8, 7};
+    td_tucker_result fr;
+    o.method = TD_TUCKER_HOSVD;
+    TT_OK(td_tucker(&x, 3, modes, full, &o, &fr));
+    ck_assert(fr.rel_error < 1e-13);
+    for (int k = 0; k < 3; k++) {
+        td_tensor g;
+        ck_assert_int_eq(td_matrix_alloc(&g, shape[k], shape[k]), TD_OK);
+        TT_OK(td_gram(&fr.core, k, &g));
+        for (size_t a = 0; a < shape[k]; a++)
+            for (size_t b = 0; b < shape[k]; b++)
+                if (a != b) ck_assert(fabs(g.data[a * shape[k] + b]) < 1e-12 * nx * nx);
+        for (size_t a = 1; a < shape[k]; a++)
+            ck_assert(g.data[a * shape[k] + a] <= g.data[(a - 1) * shape[k] + a - 1] * (1 + 1e-12));
+        td_tensor_free(&g);
+    }
+    td_tucker_free(&fr);
+    td_tucker_free(&h);
+    td_tucker_free(&st);
+    td_tucker_free(&hooi);
+    td_tensor_free(&x);
+}
+END_TEST
+
+START_TEST(test_tucker2_partial_modes)
+{
+    /* Tucker-2 of a conv-like kernel (modes 0 and 1), R_in != R_out, exact multilinear rank. */
+    size_t shape[4] = {16, 12, 3, 3}, ranks4[4] = {5, 4, 3, 3};
+    td_tensor w;
+    tucker_tensor(&w, 4, shape, ranks4, 31);
+    int modes[2] = {1, 0}; /* any order; sorted in the result */
+    size_t ranks[2] = {4, 5};
+    td_tucker_result r;
+    TT_OK(td_tucker(&w, 2, modes, ranks, NULL, &r));
+    ck_assert_int_eq(r.nmodes, 2);
+    ck_assert_int_eq(r.modes[0], 0);
+    ck_assert_int_eq(r.modes[1], 1);
+    ck_assert_uint_eq(r.ranks[0], 5);
+    ck_assert_uint_eq(r.ranks[1], 4);
+    ck_assert_uint_eq(r.core.shape[0], 5);
+    ck_assert_uint_eq(r.core.shape[1], 4);
+    ck_assert_uint_eq(r.core.shape[2], 3);
+    ck_assert_uint_eq(r.factors[0].shape[0], 16);
+    ck_assert(r.rel_error < 1e-12);
+    ck_assert(tucker_err(&w, &r) < 1e-12);
+    td_tucker_free(&r);
+    td_tensor_free(&w);
+}
+END_TEST
+
+static td_status energy_rule(void *ctx, int mode, const double *s2, size_t n, size_t *rank)
+{
+    (void)mode;
+    double f = *(const double *)ctx, tot = 0, acc = 0;
+    for (size_t i = 0; i < n; i++) tot += s2[i];
+    for (size_t i = 0; i < n; i++) {
+        acc += s2[i];
+        if (acc >= f * tot) { *rank = i + 1; return TD_OK; }
+    }
+    *rank = n;
+    return TD_OK;
+}
+
+static int cancel_at_2(void *ctx, int it, double e)
+{
+    (void)ctx;
+    (void)e;
+    return it >= 2;
+}
+
+START_TEST(test_tucker_edge_cases)
+{
+    size_t shape[3] = {5, 4, 3};
+    int modes[3] = {0, 1, 2};
+    td_tensor x;
+    tt_random(&x, 3, shape, 3);
+    td_tucker_result r;
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    size_t big[3] = {6, 4, 3};
+    ck_assert_int_eq(td_tucker(&x, 3, modes, big, &o, &r), TD_EINVAL);
+    ck_assert_ptr_null(r.core.data);
+    o.clamp = 1;
+    TT_OK(td_tucker(&x, 3, modes, big, &o, &r));
+    ck_assert_uint_eq(r.ranks[0], 5);
+    ck_assert_int_eq(r.clamped[0], 1);
+    ck_assert_int_eq(r.clamped[1], 0);
+    ck_assert(r.rel_error < 1e-13);
+    td_tucker_free(&r);
+    size_t zero[3] = {0, 1, 1};
+    ck_assert_int_eq(td_tucker(&x, 3, modes, zero, NULL, &r), TD_EINVAL);
+    int dup[2] = {1, 1};
+    ck_assert_int_eq(td_tucker(&x, 2, dup, big, NULL, &r), TD_EINVAL);
+    int oob[1] = {3};
+    ck_assert_int_eq(td_tucker(&x, 1, oob, big, NULL, &r), TD_EINVAL);
+    /* rank 1 everywhere; rank = mode size */
+    size_t ones[3] = {1, 1, 1}, full[3] = {5, 4, 3};
+    TT_OK(td_tucker(&x, 3, modes, ones, NULL, &r));
+    ck_assert(r.rel_error > 0 && r.rel_error < 1);
+    td_tucker_free(&r);
+    TT_OK(td_tucker(&x, 3, modes, full, NULL, &r));
+    ck_assert(r.rel_error < 1e-13);
+    td_tucker_free(&r);
+    /* truncation callback (energy 0.9) decides the ranks */
+    double f = 0.9;
+    td_tucker_options_init(&o);
+    o.truncate = energy_rule;
+    o.truncate_ctx = &f;
+    o.method = TD_TUCKER_HOSVD;
+    TT_OK(td_tucker(&x, 3, modes, NULL, &o, &r));
+    for (int k = 0; k < 3; k++) {
+        double s2[5], tot = 0, kept = 0;
+        TT_OK(td_mode_spectrum(&x, k, 0, NULL, s2));
+        for (size_t i = 0; i < shape[k]; i++) tot += s2[i];
+        for (size_t i = 0; i < r.ranks[k]; i++) kept += s2[i];
+        ck_assert(kept >= 0.9 * tot);
+        if (r.ranks[k] > 1) ck_assert(kept - s2[r.ranks[k] - 1] < 0.9 * tot);
+    }
+    td_tucker_free(&r);
+    /* cancel through the progress callback */
+    td_tucker_options_init(&o);
+    o.tol = 0;
+    o.max_iter = 10;
+    o.progress = cancel_at_2;
+    size_t r2[3] = {2, 2, 2};
+    ck_assert_int_eq(td_tucker(&x, 3, modes, r2, &o, &r), TD_ECANCELED);
+    ck_assert_ptr_null(r.history);
+    ck_assert_ptr_null(r.core.data);
+    /* zero tensor: error 0, no division by zero */
+    td_tensor z;
+    ck_assert_int_eq(td_tensor_alloc(&z, 3, shape), TD_OK);
+    TT_OK(td_tucker(&z, 3, modes, r2, NULL, &r));
+    ck_assert(r.rel_error == 0.0);
+    td_tucker_free(&r);
+    td_tensor_free(&z);
+    /* NaN input */
+    x.data[7] = NAN;
+    ck_assert_int_eq(td_tucker(&x, 3, modes, r2, NULL, &r), TD_ENOTFINITE);
+    td_tensor_free(&x);
+    /* 1-D and 2-D tensors */
+    size_t s1[1] = {6}, s2d[2] = {6, 4};
+    td_tensor v, mtx;
+    tt_random(&v, 1, s1, 4);
+    int m0[1] = {0};
+    size_t r1[1] = {1};
+    TT_OK(td_tucker(&v, 1, m0, r1, NULL, &r));
+    ck_assert(r.rel_error < 1e-14); /* a vector has multilinear rank 1 */
+    td_tucker_free(&r);
+    tt_random(&mtx, 2, s2d, 5);
+    int m01[2] = {0, 1};
+    size_t rr[2] = {4, 4};
+    TT_OK(td_tucker(&mtx, 2, m01, rr, NULL, &r));
+    ck_assert(r.rel_error < 1e-13);
+    td_tucker_free(&r);
+    td_tensor_free(&v);
+    td_tensor_free(&mtx);
+}
+END_TEST
+
+START_TEST(test_cp_exact_recovery)
+{
+    size_t s3[3] = {12, 10, 8}, s4[4] = {20, 15, 10, 6};
+    td_tensor x3, x4;
+    cp_tensor(&x3, 3, s3, 3, 40);
+    cp_tensor(&x4, 4, s4, 4, 50);
+    td_cp_options o;
+    td_cp_options_init(&o);
+    o.max_iter = 500;
+    o.tol = 1e-12;
+    td_cp_result r;
+    TT_OK(td_cp_als(&x3, 3, &o, &r));
+    ck_assert_msg(r.rel_error < 1e-8, "cp3 err %g after %d", r.rel_error, r.iterations);
+    /* the reported error equals the one recomputed here from the reconstruction */
+    td_tensor full;
+    ck_assert_int_eq(td_tensor_alloc(&full, 3, s3), TD_OK);
+    TT_OK(td_cp_full(&r, &full));
+    ck_assert(fabs(tt_relerr(&full, &x3) - r.rel_error) < 1e-12);
+    /* normalised factors: unit columns */
+    for (int k = 0; k < 3; k++)
+        for (size_t c = 0; c < 3; c++) {
+            double s = 0;
+            for (size_t i = 0; i < s3[k]; i++) s += r.factors[k].data[i * 3 + c] * r.factors[k].data[i * 3 + c];
+            ck_assert(fabs(s - 1) < 1e-12);
+        }
+    for (int i = 1; i < r.iterations; i++) ck_assert(r.history[i] <= r.history[i - 1] + 1e-10);
+    td_tensor_free(&full);
+    td_cp_free(&r);
+    TT_OK(td_cp_als(&x4, 4, &o, &r));
+    ck_assert_msg(r.rel_error < 1e-8, "cp4 err %g after %d", r.rel_error, r.iterations);
+    td_cp_free(&r);
+    td_tensor_free(&x3);
+    td_tensor_free(&x4);
+}
+END_TEST
+
+START_TEST(test_cp_options_and_edges)
+{
+    size_t s[3] = {6, 5, 4};
+    td_tensor x;
+    tt_random(&x, 3, s, 60);
+    td_cp_options o;
+    td_cp_options_init(&o);
+    ck_assert(o.tol == 1e-8 && o.max_iter == 100 && o.init == TD_CP_INIT_SVD);
+    td_cp_result a, b;
+    /* tol 0: exactly max_iter sweeps, one history entry each; non-increasing ALS error */
+    o.tol = 0;
+    o.max_iter = 25;
+    TT_OK(td_cp_als(&x, 3, &o, &a));
+    ck_assert_int_eq(a.iterations, 25);
+    ck_assert_int_eq(a.converged, 0);
+    for (int i = 1; i < 25; i++) ck_assert(a.history[i] <= a.history[i - 1] + 1e-10);
+    /* deterministic: bit-identical on a second run */
+    TT_OK(td_cp_als(&x, 3, &o, &b));
+    for (int k = 0; k < 3; k++) ck_assert(tt_bitequal(&a.factors[k], &b.factors[k]));
+    ck_assert(a.rel_error == b.rel_error);
+    td_cp_free(&a);
+    td_cp_free(&b);
+    /* random init is seeded */
+    o.init = TD_CP_INIT_RANDOM;
+    o.seed = 9;
+    TT_OK(td_cp_als(&x, 2, &o, &a));
+    TT_OK(td_cp_als(&x, 2, &o, &b));
+    ck_assert(tt_bitequal(&a.factors[0], &b.factors[0]));
+    td_cp_free(&a);
+    td_cp_free(&b);
+    /* rank above every mode is allowed (columns past a short mode are seeded random) */
+    o.init = TD_CP_INIT_SVD;
+    o.max_iter = 20;
+    TT_OK(td_cp_als(&x, 8, &o, &a));
+    ck_assert_uint_eq(a.factors[0].shape[1], 8);
+    ck_assert(a.rel_error < 1.0 && isfinite(a.rel_error));
+    td_cp_free(&a);
+    /* a conv-like kernel with rank above its spatial modes */
+    size_t ks[4] = {8, 4, 3, 3};
+    td_tensor k;
+    tt_random(&k, 4, ks, 61);
+    TT_OK(td_cp_als(&k, 12, &o, &a));
+    ck_assert(isfinite(a.rel_error) && a.rel_error < 1.0);
+    td_cp_free(&a);
+    td_tensor_free(&k);
+    /* rank 1 of a rank-1 tensor is exact */
+    td_tensor x1;
+    cp_tensor(&x1, 3, s, 1, 70);
+    td_cp_options_init(&o);
+    TT_OK(td_cp_als(&x1, 1, &o, &a));
+    ck_assert(a.rel_error < 1e-12);
+    td_cp_free(&a);
+    td_tensor_free(&x1);
+    /* given factors */
+    td_tensor g[3];
+    for (int i = 0; i < 3; i++) tt_random_matrix(&g[i], s[i], 2, 80 + (uint64_t)i);
+    td_cp_options_init(&o);
+    o.init = TD_CP_INIT_GIVEN;
+    o.init_factors = g;
+    o.max_iter = 3;
+    o.tol = 0;
+    TT_OK(td_cp_als(&x, 2, &o, &a));
+    ck_assert_int_eq(a.iterations, 3);
+    td_cp_free(&a);
+    ck_assert_int_eq(td_cp_als(&x, 3, &o, &a), TD_ESHAPE); /* given factors have rank 2 */
+    for (int i = 0; i < 3; i++) td_tensor_free(&g[i]);
+    /* cancel, rank 0, NaN, zero tensor, 2-D */
+    td_cp_options_init(&o);
+    o.progress = cancel_at_2;
+    ck_assert_int_eq(td_cp_als(&x, 2, &o, &a), TD_ECANCELED);
+    ck_assert_ptr_null(a.weights);
+    ck_assert_int_eq(td_cp_als(&x, 0, NULL, &a), TD_EINVAL);
+    td_tensor z;
+    ck_assert_int_eq(td_tensor_alloc(&z, 3, s), TD_OK);
+    TT_OK(td_cp_als(&z, 2, NULL, &a));
+    ck_assert(a.rel_error == 0.0);
+    td_cp_free(&a);
+    td_tensor_free(&z);
+    size_t m2[2] = {7, 5};
+    td_tensor mtx;
+    tt_random(&mtx, 2, m2, 90);
+    td_cp_options_init(&o);
+    o.max_iter = 200;
+    TT_OK(td_cp_als(&mtx, 5, &o, &a));
+    ck_assert(a.rel_error < 1e-8); /* full rank of a 7x5 matrix */
+    td_cp_free(&a);
+    td_tensor_free(&mtx);
+    x.data[0] = INFINITY;
+    ck_assert_int_eq(td_cp_als(&x, 2, NULL, &a), TD_ENOTFINITE);
+    td_tensor_free(&x);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("decomp");
+    TCase *tc = tcase_create("decomp");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_svd_known_spectrum);
+    tcase_add_test(tc, test_tucker_exact_recovery);
+    tcase_add_test(tc, test_tucker_bounds_and_orthogonality);
+    tcase_add_test(tc, test_tucker2_partial_modes);
+    tcase_add_test(tc, test_tucker_edge_cases);
+    tcase_add_test(tc, test_cp_exact_recovery);
+    tcase_add_test(tc, test_cp_options_and_edges);
+    suite_add_tcase(s, tc);
+    return tt_run(s);
+}
