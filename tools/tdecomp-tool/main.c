@@ -1,8 +1,62 @@
+/* tdecomp-tool: dispatch. One file per subcommand (cmd_*.c). */
 #include <stdio.h>
-#include "tdecomp.h"
+#include <stdlib.h>
+#include <string.h>
+#include "tool.h"
+
+int cmd_cp(int argc, char **argv);
+int cmd_tucker(int argc, char **argv);
+extern const char cmd_cp_usage[], cmd_tucker_usage[];
+
+/* Subcommands that exist; `X --help` exits 0 only for these. */
+static const tool_cmd commands[] = {
+    {"cp", cmd_cp, "CP-ALS of one dataset", cmd_cp_usage},
+    {"tucker", cmd_tucker, "Tucker (HOSVD, ST-HOSVD, HOOI) of one dataset on chosen modes", cmd_tucker_usage},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void help(void)
+{
+    printf("usage: tdecomp-tool SUBCOMMAND [options]   (tdecomp-tool SUBCOMMAND --help)\n"
+           "       tdecomp-tool --help | --version\n\n"
+           "Dense tensor decomposition (CP, Tucker) for compressing neural-network layers.\n\n"
+           "subcommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+    printf("\nexit status: 0 success, 1 bad input, 2 usage error, 3 resource or internal error\n");
+}
+
+static char *join_args(int argc, char **argv)
+{
+    size_t n = 1;
+    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 1;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        if (i) strcat(s, " ");
+        strcat(s, argv[i]);
+    }
+    return s;
+}
+
 int main(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    printf("tdecomp-tool %s\n", TD_VERSION_STRING);
-    return 0;
+    if (argc < 2) {
+        help();
+        return tool_usage_error("missing subcommand");
+    }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) { help(); return TOOL_OK; }
+    if (!strcmp(sub, "--version")) { printf("tdecomp-tool %s\n", TD_VERSION_STRING); return TOOL_OK; }
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(sub, commands[i].name) != 0) continue;
+        char *line = join_args(argc, argv);
+        tool_command_line = line ? line : "tdecomp-tool";
+        tool_install_signal_handlers();
+        int rc = commands[i].run(argc - 1, argv + 1);
+        free(line);
+        return rc;
+    }
+    if (sub[0] == '-') return tool_usage_error("unknown option '%s' (see 'tdecomp-tool --help')", sub);
+    return tool_usage_error("unknown subcommand '%s' (see 'tdecomp-tool --help')", sub);
 }

@@ -1,0 +1,187 @@
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "io/io_internal.h"
+
+void td__h5_quiet_begin(td__h5quiet *q)
+{
+    q->func = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void td__h5_quiet_end(const td__h5quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+td_status td__h5_open_ro(const char *path, hid_t *file, td_error *err)
+{
+    struct stat sb;
+    *file = H5I_INVALID_HID;
+    if (!path || !*path) return td__error_set(err, TD_EINVAL, NULL, NULL, "no input file given");
+    if (stat(path, &sb) != 0)
+        return td__error_set(err, errno == ENOENT ? TD_ENOTFOUND : TD_EIO, path, NULL, "%s",
+                             errno == ENOENT ? "no such file" : strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return td__error_set(err, TD_EFORMAT, path, NULL, "is a directory, not an HDF5 file");
+    if (!S_ISREG(sb.st_mode)) return td__error_set(err, TD_EFORMAT, path, NULL, "is not a regular file");
+    if (sb.st_size == 0) return td__error_set(err, TD_EFORMAT, path, NULL, "is empty, not an HDF5 file");
+    htri_t is = H5Fis_hdf5(path);
+    if (is <= 0) return td__error_set(err, TD_EFORMAT, path, NULL, "not an HDF5 file (or truncated)");
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return td__error_set(err, TD_EFORMAT, path, NULL, "cannot be opened as HDF5 (malformed or truncated)");
+    *file = f;
+    return TD_OK;
+}
+
+int td__h5_path_exists(hid_t loc, const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return 0;
+    if (strcmp(path, "/") == 0) return 1;
+    memcpy(buf, path, n + 1);
+    /* check each prefix: H5Lexists fails (rather than returning 0) on a missing intermediate */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (i > 0 && !(i == 1 && buf[0] == '/')) {
+                if (H5Lexists(loc, buf, H5P_DEFAULT) <= 0) return 0;
+                if (c != '\0' && H5Oexists_by_name(loc, buf, H5P_DEFAULT) <= 0) return 0;
+            }
+            buf[i] = c;
+        }
+    }
+    return H5Oexists_by_name(loc, path, H5P_DEFAULT) > 0;
+}
+
+td_dtype td__h5_dtype_of(hid_t type, char *desc, size_t desc_len)
+{
+    H5T_class_t cls = H5Tget_class(type);
+    size_t sz = H5Tget_size(type);
+    switch (cls) {
+    case H5T_FLOAT:
+        snprintf(desc, desc_len, "float%zu", sz * 8);
+        if (sz == 2) return TD_DTYPE_F16;
+        if (sz == 4) return TD_DTYPE_F32;
+        if (sz == 8) return TD_DTYPE_F64;
+        return TD_DTYPE_OTHER;
+    case H5T_INTEGER:
+        snprintf(desc, desc_len, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", sz * 8);
+        return TD_DTYPE_OTHER;
+    case H5T_STRING: snprintf(desc, desc_len, "string"); return TD_DTYPE_OTHER;
+    case H5T_COMPOUND: snprintf(desc, desc_len, "compound"); return TD_DTYPE_OTHER;
+    case H5T_ENUM: snprintf(desc, desc_len, "enum"); return TD_DTYPE_OTHER;
+    case H5T_ARRAY: snprintf(desc, desc_len, "array"); return TD_DTYPE_OTHER;
+    case H5T_VLEN: snprintf(desc, desc_len, "variable-length"); return TD_DTYPE_OTHER;
+    case H5T_OPAQUE: snprintf(desc, desc_len, "opaque"); return TD_DTYPE_OTHER;
+    case H5T_BITFIELD: snprintf(desc, desc_len, "bitfield"); return TD_DTYPE_OTHER;
+    case H5T_REFERENCE: snprintf(desc, desc_len, "reference"); return TD_DTYPE_OTHER;
+    default: snprintf(desc, desc_len, "unknown type"); return TD_DTYPE_OTHER;
+    }
+}
+
+hid_t td__h5_float_type(td_dtype dtype)
+{
+    if (dtype == TD_DTYPE_F32) return H5Tcopy(H5T_IEEE_F32LE);
+    if (dtype == TD_DTYPE_F64) return H5Tcopy(H5T_IEEE_F64LE);
+    if (dtype == TD_DTYPE_F16) {
+        /* IEEE half precision, as numpy/h5py write it */
+        hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+        if (t < 0) return t;
+        if (H5Tset_fields(t, 15, 10, 5, 0, 10) < 0 || H5Tset_size(t, 2) < 0 ||
+            H5Tset_ebias(t, 15) < 0) {
+            H5Tclose(t);
+            return H5I_INVALID_HID;
+        }
+        return t;
+    }
+    return H5I_INVALID_HID;
+}
+
+td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dset_name,
+                              td_tensor *out, td_dtype *dtype, td_error *err)
+{
+    memset(out, 0, sizeof *out);
+    hid_t type = H5Dget_type(dset), space = H5I_INVALID_HID;
+    td_status st = TD_OK;
+    char desc[64];
+    if (type < 0) { st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "unreadable datatype"); goto done; }
+    td_dtype dt = td__h5_dtype_of(type, desc, sizeof desc);
+    if (dtype) *dtype = dt;
+    if (dt == TD_DTYPE_OTHER) {
+        st = td__error_set(err, TD_EDTYPE, file_name, dset_name, "is %s, expected a float16/32/64 dataset", desc);
+        goto done;
+    }
+    space = H5Dget_space(dset);
+    if (space < 0) { st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "unreadable dataspace"); goto done; }
+    H5S_class_t sc = H5Sget_simple_extent_type(space);
+    if (sc == H5S_NULL) { st = td__error_set(err, TD_EINVAL, file_name, dset_name, "is empty (null dataspace)"); goto done; }
+    int nd = H5Sget_simple_extent_ndims(space);
+    if (nd < 0) { st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "unreadable dataspace"); goto done; }
+    if (nd > TD_MAX_MODES) { st = td__error_set(err, TD_ERANGE, file_name, dset_name, "has %d dimensions; at most %d are supported", nd, TD_MAX_MODES); goto done; }
+    hsize_t dims[TD_MAX_MODES];
+    size_t shape[TD_MAX_MODES];
+    if (H5Sget_simple_extent_dims(space, dims, NULL) < 0) { st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "unreadable dimensions"); goto done; }
+    size_t count = 1;
+    for (int k = 0; k < nd; k++) {
+        shape[k] = (size_t)dims[k];
+        if ((hsize_t)shape[k] != dims[k] || !td__mul_ok(count, shape[k], &count) || count > SIZE_MAX / sizeof(double)) {
+            st = td__error_set(err, TD_EOVERFLOW, file_name, dset_name, "dimensions overflow the address space");
+            goto done;
+        }
+    }
+    if (count == 0) { st = td__error_set(err, TD_EINVAL, file_name, dset_name, "is empty (a dimension is 0)"); goto done; }
+    /* A declared size far beyond what the file stores is refused before allocating. Chunked
+     * compressed data can legitimately be smaller than its raw size, so allow a wide margin. */
+    hsize_t stored = H5Dget_storage_size(dset);
+    hsize_t raw = (hsize_t)count * H5Tget_size(type);
+    hid_t fid = H5Iget_file_id(dset);
+    hsize_t fsize = 0;
+    if (fid >= 0) { H5Fget_filesize(fid, &fsize); H5Fclose(fid); }
+    hid_t dcpl = H5Dget_create_plist(dset);
+    int nfilters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_CONTIGUOUS;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (layout == H5D_CONTIGUOUS && stored > 0 && stored < raw) {
+        st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "declares %llu bytes but stores %llu (truncated or malformed)",
+                           (unsigned long long)raw, (unsigned long long)stored);
+        goto done;
+    }
+    if (nfilters > 0 && raw > ((hsize_t)1 << 28) && raw / 1024 > fsize) {
+        st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "declares %llu bytes, absurd for a %llu-byte file",
+                           (unsigned long long)raw, (unsigned long long)fsize);
+        goto done;
+    }
+    if ((st = td_tensor_alloc(out, nd, shape)) != TD_OK) {
+        td__error_set(err, st, file_name, dset_name, "cannot allocate %zu elements", count);
+        goto done;
+    }
+    if (H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data) < 0) {
+        td_tensor_free(out);
+        st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "data cannot be read (truncated or malformed file)");
+        goto done;
+    }
+done:
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    return st;
+}
+
+td_status td__h5_make_parents(hid_t file, const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return TD_EINVAL;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i < n; i++) {
+        if (buf[i] != '/') continue;
+        buf[i] = '\0';
+        if (H5Lexists(file, buf, H5P_DEFAULT) <= 0) {
+            hid_t g = H5Gcreate2(file, buf, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            if (g < 0) return TD_EIO;
+            H5Gclose(g);
+        }
+        buf[i] = '/';
+    }
+    return TD_OK;
+}

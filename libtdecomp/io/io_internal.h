@@ -1,0 +1,38 @@
+/* HDF5 helpers shared by the io layer (not installed). */
+#ifndef TDECOMP_IO_INTERNAL_H
+#define TDECOMP_IO_INTERNAL_H
+
+#include <hdf5.h>
+#include "core/internal.h"
+#include "tdecomp/io.h"
+
+/* HDF5 prints its error stack by default; every io entry point silences it and restores the
+ * caller's handler on the way out. */
+typedef struct td__h5quiet {
+    H5E_auto2_t func;
+    void *data;
+} td__h5quiet;
+void td__h5_quiet_begin(td__h5quiet *q);
+void td__h5_quiet_end(const td__h5quiet *q);
+
+/* Opens path read-only after checking it exists, is a regular file and is HDF5. */
+td_status td__h5_open_ro(const char *path, hid_t *file, td_error *err);
+
+/* 1 when every component of the link path exists (no error stack noise), else 0. */
+int td__h5_path_exists(hid_t loc, const char *path);
+
+/* Maps a stored datatype to td_dtype; writes a readable description ("int32", "string", ...). */
+td_dtype td__h5_dtype_of(hid_t type, char *desc, size_t desc_len);
+
+/* The HDF5 memory/file type for a float td_dtype. Caller closes it. */
+hid_t td__h5_float_type(td_dtype dtype);
+
+/* Reads an open dataset (already known to be float) into a new tensor, with size checks against
+ * the file size. file_name/dset_name only for messages. */
+td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dset_name,
+                              td_tensor *out, td_dtype *dtype, td_error *err);
+
+/* Creates the groups of an absolute path's parent ("/a/b" for "/a/b/c"). */
+td_status td__h5_make_parents(hid_t file, const char *path);
+
+#endif

@@ -1,0 +1,66 @@
+/* Shared pieces of tdecomp-tool: exit codes, the one-line error format, option parsing,
+ * JSON output (jansson), output files with signal-safe cleanup. */
+#ifndef TDECOMP_TOOL_H
+#define TDECOMP_TOOL_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "tdecomp.h"
+
+/* Exit statuses (DESIGN.md, binding). */
+enum { TOOL_OK = 0, TOOL_EINPUT = 1, TOOL_EUSAGE = 2, TOOL_ERESOURCE = 3 };
+
+typedef struct tool_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);   /* argv[0] is the subcommand name */
+    const char *summary;
+    const char *usage;                   /* full usage text for SUBCOMMAND --help */
+} tool_cmd;
+
+/* The command line joined by spaces, for the tdecomp_command attribute. */
+extern const char *tool_command_line;
+
+/* Prints "tdecomp-tool: problem" and returns TOOL_EUSAGE. */
+int tool_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "tdecomp-tool: FILE: DATASET: problem" (parts left out when NULL) and returns code. */
+int tool_fail(int code, const char *file, const char *dataset, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Prints the library's error record (or the status' message with file) and returns the exit
+ * code for the status: resource and internal failures give 3, everything else 1. */
+int tool_fail_status(td_status st, const td_error *err, const char *file, const char *dataset);
+int tool_exit_for(td_status st);
+/* "tdecomp-tool: warning: ..." */
+void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Warns once when OpenBLAS runs a generic/old core on an AVX2-capable CPU, unless
+ * TDECOMP_NO_CORE_WARNING=1. */
+void tool_core_warning(void);
+
+/* Strict parsers; return 0 on success, -1 on malformed input (no partial numbers). */
+int tool_parse_u64(const char *s, uint64_t *out);
+int tool_parse_size(const char *s, size_t min, size_t max, size_t *out);
+int tool_parse_int(const char *s, long min, long max, long *out);
+int tool_parse_double(const char *s, double *out);
+/* Comma-separated list of sizes, at most max entries; *n receives the count. */
+int tool_parse_size_list(const char *s, size_t *out, int max, int *n);
+
+/* Option scanning: "--name VALUE" or "--name=VALUE". Returns 1 when argv[*i] is the option
+ * (advancing *i past a separate value; *value set), 0 when not, -1 when the value is missing. */
+int tool_opt_value(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Output file registered for cleanup on SIGINT/SIGTERM (the temporary file is removed). */
+void tool_track_outfile(td_outfile *o);
+void tool_untrack_outfile(void);
+void tool_install_signal_handlers(void);
+
+/* Writes the root attributes tdecomp_version and tdecomp_command. */
+td_status tool_stamp(td_outfile *o, td_error *err);
+
+/* Prints a JSON object as one line on stdout (and nothing else). Steals the reference. */
+void tool_print_json(json_t *obj);
+json_t *tool_json_shape(const td_tensor *t);
+json_t *tool_json_sizes(const size_t *v, int n);
+json_t *tool_json_doubles(const double *v, int n);
+/* Finite doubles as numbers; NaN/Inf as null (JSON has no such numbers). */
+json_t *tool_json_real(double v);
+
+#endif

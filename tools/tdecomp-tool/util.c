@@ -1,0 +1,220 @@
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include "tool.h"
+
+char *openblas_get_corename(void);
+
+const char *tool_command_line = "";
+
+static void vline(const char *prefix, const char *file, const char *dataset, const char *fmt, va_list ap)
+{
+    fflush(stdout);
+    fputs("tdecomp-tool: ", stderr);
+    if (prefix) fputs(prefix, stderr);
+    if (file && *file) fprintf(stderr, "%s: ", file);
+    if (dataset && *dataset) fprintf(stderr, "%s: ", dataset);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+int tool_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(NULL, NULL, NULL, fmt, ap);
+    va_end(ap);
+    return TOOL_EUSAGE;
+}
+
+int tool_fail(int code, const char *file, const char *dataset, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(NULL, file, dataset, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void tool_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline("warning: ", NULL, NULL, fmt, ap);
+    va_end(ap);
+}
+
+int tool_exit_for(td_status st)
+{
+    switch (st) {
+    case TD_OK: return TOOL_OK;
+    case TD_ENOMEM: case TD_EIO: case TD_EINTERNAL: case TD_ELAPACK: return TOOL_ERESOURCE;
+    default: return TOOL_EINPUT;
+    }
+}
+
+int tool_fail_status(td_status st, const td_error *err, const char *file, const char *dataset)
+{
+    if (err && err->status != TD_OK && err->message[0])
+        return tool_fail(tool_exit_for(st), NULL, NULL, "%s", err->message);
+    return tool_fail(tool_exit_for(st), file, dataset, "%s", td_strerror(st));
+}
+
+void tool_core_warning(void)
+{
+    const char *off = getenv("TDECOMP_NO_CORE_WARNING");
+    if (off && strcmp(off, "1") == 0) return;
+    const char *core = openblas_get_corename();
+    if (!core) return;
+    static const char *slow[] = {"Prescott", "generic", "Core2", "Penryn", "Dunnington", "Nehalem",
+                                 "Atom", "Katmai", "Coppermine", "Northwood", "Banias", "Opteron",
+                                 "Athlon", "unknown"};
+    int is_slow = 0;
+    for (size_t i = 0; i < sizeof slow / sizeof slow[0]; i++)
+        if (strcasecmp(core, slow[i]) == 0) is_slow = 1;
+    __builtin_cpu_init();
+    if (is_slow && __builtin_cpu_supports("avx2"))
+        tool_warn("OpenBLAS runs its slow '%s' kernels on a CPU with AVX2 or better; set "
+                  "OPENBLAS_CORETYPE (e.g. Haswell or SkylakeX) for speed "
+                  "(TDECOMP_NO_CORE_WARNING=1 silences this)", core);
+}
+
+int tool_parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+') return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int tool_parse_size(const char *s, size_t min, size_t max, size_t *out)
+{
+    uint64_t v;
+    if (tool_parse_u64(s, &v) || v < min || v > max) return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+int tool_parse_int(const char *s, long min, long max, long *out)
+{
+    if (!s || !*s) return -1;
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int tool_parse_double(const char *s, double *out)
+{
+    if (!s || !*s) return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+int tool_parse_size_list(const char *s, size_t *out, int max, int *n)
+{
+    char buf[1024];
+    if (!s || !*s || strlen(s) >= sizeof buf) return -1;
+    snprintf(buf, sizeof buf, "%s", s);
+    int k = 0;
+    char *save = NULL;
+    if (buf[0] == ',' || buf[strlen(buf) - 1] == ',' || strstr(buf, ",,")) return -1;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (k >= max) return -1;
+        if (tool_parse_size(tok, 0, (size_t)1 << 40, &out[k])) return -1;
+        k++;
+    }
+    *n = k;
+    return k > 0 ? 0 : -1;
+}
+
+int tool_opt_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0) return 0;
+    if (a[n] == '=') { *value = a + n + 1; return 1; }
+    if (a[n] != '\0') return 0;
+    if (*i + 1 >= argc) return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+/* Signal-safe cleanup: only the temp path is kept (async-signal-safe unlink). */
+static char tracked_temp[4096];
+
+void tool_track_outfile(td_outfile *o)
+{
+    if (o) snprintf(tracked_temp, sizeof tracked_temp, "%s", o->temp_path);
+}
+
+void tool_untrack_outfile(void) { tracked_temp[0] = '\0'; }
+
+static void on_signal(int sig)
+{
+    if (tracked_temp[0]) unlink(tracked_temp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void tool_install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+td_status tool_stamp(td_outfile *o, td_error *err)
+{
+    td_status st = td_outfile_attr_string(o, "/", "tdecomp_version", TD_VERSION_STRING, err);
+    if (st == TD_OK) st = td_outfile_attr_string(o, "/", "tdecomp_command", tool_command_line, err);
+    return st;
+}
+
+void tool_print_json(json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+    json_decref(obj);
+}
+
+json_t *tool_json_sizes(const size_t *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_integer((json_int_t)v[i]));
+    return a;
+}
+
+json_t *tool_json_shape(const td_tensor *t) { return tool_json_sizes(t->shape, t->ndim); }
+
+json_t *tool_json_real(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+json_t *tool_json_doubles(const double *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, tool_json_real(v[i]));
+    return a;
+}
