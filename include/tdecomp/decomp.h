@@ -142,7 +142,8 @@ typedef struct td_cp_result {
     int converged;
     double rel_error;                   /* final, recomputed exactly from the reconstruction */
     double seconds;
-    double *history;                    /* per-sweep relative error (cheap Gram form) */
+    double *history;                    /* per-sweep relative error: the Gram form, or the exact
+                                           residual once that form falls below 1e-6 */
 } td_cp_result;
 
 /* CP-ALS: x ~= sum_r w_r a_r^(0) o ... o a_r^(N-1). Any rank >= 1 (rank above a mode allowed).

@@ -251,6 +251,13 @@ td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt, t
         const td_tensor *al = &f[nd - 1];
         for (size_t i = 0; i < al->size; i++) ip += m[i] * al->data[i];
         double e = nx > 0 ? sqrt(fmax(nx2 + nm2 - 2 * ip, 0.0)) / nx : 0.0;
+        if (e < 1e-6 && nx > 0) {
+            /* The Gram form cancels catastrophically near an exact fit (~1e-8 floor); there the
+             * stopping test would fire on rounding noise, so use the exact residual. */
+            double resid;
+            if ((st = exact_residual(x, f, res->weights, r, &resid)) != TD_OK) goto fail;
+            e = resid / nx;
+        }
         res->history[it] = e;
         res->iterations = it + 1;
         if (opt->progress && opt->progress(opt->progress_ctx, it + 1, e)) { st = TD_ECANCELED; goto fail; }

@@ -1,0 +1,9 @@
+#!/usr/bin/python3
+"""Writes the README's first ```c block to OUT; fails if there is none.
+usage: extract_readme_c.py README.md OUT.c"""
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+m = re.search(r"^```c\n(.*?)^```", text, re.S | re.M)
+if not m:
+    sys.exit("extract_readme_c: no ```c block in " + sys.argv[1])
+open(sys.argv[2], "w").write(m.group(1))

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds and runs every test: a release build, an ASan+UBSan build, and an install check
+# (the README's C example built with `cc prog.c $(pkg-config --cflags --libs tdecomp)`).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tools/deps.sh
+td_install_deps || exit 1
+total_ok=0 total_fail=0 rc=0
+t_all=$(date +%s)
+
+stage() { # stage NAME DIR [meson options]
+    local name="$1" dir="$2"; shift 2
+    local t0 log
+    t0=$(date +%s)
+    log=$(mktemp)
+    echo "== $name"
+    if ! td_configure "$dir" "$@" || ! ninja -C "$dir" >"$log" 2>&1; then
+        cat "$log"; echo "== $name: build FAILED"; rc=1; total_fail=$((total_fail + 1)); return
+    fi
+    meson test -C "$dir" --print-errorlogs --num-processes 2 >"$log" 2>&1
+    local st=$?
+    grep -E "^ *[0-9]+/[0-9]+ |^(Ok|Fail|Skipped|Timeout|Expected Fail|Unexpected Pass):" "$log"
+    [ $st -ne 0 ] && { sed -n '/^=* *[0-9]*\/[0-9]* .*FAIL/,$p' "$log" | head -200; rc=1; }
+    local ok fail to
+    ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+    fail=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+    to=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+    total_ok=$((total_ok + ${ok:-0})); total_fail=$((total_fail + ${fail:-0} + ${to:-0}))
+    echo "== $name: $(( $(date +%s) - t0 )) s"
+}
+
+stage "release build and tests" build-release --buildtype=release
+stage "ASan+UBSan build and tests" build-asan --buildtype=debugoptimized \
+    -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all -Db_lundef=false
+
+echo "== install check (pkg-config)"
+t0=$(date +%s)
+dest=$(mktemp -d)
+if meson install -C build-release --destdir "$dest" >/dev/null 2>&1; then
+    pcdir=$(dirname "$(find "$dest" -name tdecomp.pc | head -1)")
+    libdir=$(dirname "$(find "$dest" -name 'libtdecomp.so' | head -1)")
+    /usr/bin/python3 tests/meta/extract_readme_c.py README.md "$dest/prog.c"
+    if PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$pcdir" \
+        cc -std=c11 -Wall -Wextra -Werror "$dest/prog.c" -o "$dest/prog" \
+        $(PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs tdecomp) &&
+        LD_LIBRARY_PATH="$libdir" "$dest/prog" | tee "$dest/out.txt" && grep -q "rel_error" "$dest/out.txt"; then
+        echo "install check: ok"; total_ok=$((total_ok + 1))
+    else
+        echo "install check: FAILED"; total_fail=$((total_fail + 1)); rc=1
+    fi
+else
+    echo "install check: meson install FAILED"; total_fail=$((total_fail + 1)); rc=1
+fi
+rm -rf "$dest"
+echo "== install check: $(( $(date +%s) - t0 )) s"
+echo "== total: $(( $(date +%s) - t_all )) s"
+echo "$total_ok passed, $total_fail failed"
+exit $rc
