@@ -41,10 +41,7 @@ static char *join_args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        help();
-        return tool_usage_error("missing subcommand");
-    }
+    if (argc < 2) return tool_usage_error("missing subcommand (see 'tdecomp-tool --help')");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) { help(); return TOOL_OK; }
     if (!strcmp(sub, "--version")) { printf("tdecomp-tool %s\n", TD_VERSION_STRING); return TOOL_OK; }
