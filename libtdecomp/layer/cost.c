@@ -1,0 +1,112 @@
+/* Geometry and the cost model (MACs = Ho Wo Cout Cin/g kh kw, FLOPs = 2 MACs, bias excluded). */
+#include <string.h>
+#include "core/internal.h"
+#include "tdecomp/layer.h"
+
+const char *td_method_name(td_method m)
+{
+    switch (m) {
+    case TD_METHOD_TUCKER2: return "tucker2";
+    case TD_METHOD_CP: return "cp";
+    case TD_METHOD_SVD: return "svd";
+    case TD_METHOD_SVD_GROUPED: return "svd-grouped";
+    default: return "none";
+    }
+}
+
+static int valid(const td_layer_desc *d)
+{
+    if (!d || d->cout == 0 || d->cin == 0 || d->kh == 0 || d->kw == 0) return 0;
+    if (d->kind == TD_LAYER_DENSE) return 1;
+    return d->groups >= 1 && d->cin % d->groups == 0 && d->cout % d->groups == 0 && d->stride[0] >= 1 &&
+           d->stride[1] >= 1 && d->dilation[0] >= 1 && d->dilation[1] >= 1;
+}
+
+td_status td_layer_padding(const td_layer_desc *d, size_t h, size_t w, size_t pad[4])
+{
+    if (!valid(d) || !pad) return TD_EINVAL;
+    if (d->kind == TD_LAYER_DENSE || d->pad_mode == TD_PAD_VALID) {
+        memset(pad, 0, 4 * sizeof pad[0]);
+        return TD_OK;
+    }
+    if (d->pad_mode == TD_PAD_EXPLICIT) {
+        memcpy(pad, d->pad, 4 * sizeof pad[0]);
+        return TD_OK;
+    }
+    const size_t in[2] = {h, w}, k[2] = {d->kh, d->kw};
+    for (int a = 0; a < 2; a++) {
+        size_t s = d->stride[a], out = (in[a] + s - 1) / s, eff = (k[a] - 1) * d->dilation[a] + 1;
+        size_t need = (out - 1) * s + eff, total = need > in[a] ? need - in[a] : 0;
+        pad[2 * a] = total / 2;
+        pad[2 * a + 1] = total - total / 2;
+    }
+    return TD_OK;
+}
+
+td_status td_layer_output_size(const td_layer_desc *d, size_t h, size_t w, size_t *ho, size_t *wo)
+{
+    if (!valid(d) || !ho || !wo) return TD_EINVAL;
+    if (d->kind == TD_LAYER_DENSE) { *ho = *wo = 1; return TD_OK; }
+    size_t pad[4];
+    td_status st = td_layer_padding(d, h, w, pad);
+    if (st != TD_OK) return st;
+    const size_t in[2] = {h + pad[0] + pad[1], w + pad[2] + pad[3]}, k[2] = {d->kh, d->kw};
+    size_t out[2];
+    for (int a = 0; a < 2; a++) {
+        size_t eff = (k[a] - 1) * d->dilation[a] + 1;
+        if (in[a] < eff) return TD_EINVAL;
+        out[a] = (in[a] - eff) / d->stride[a] + 1;
+    }
+    *ho = out[0];
+    *wo = out[1];
+    return TD_OK;
+}
+
+td_status td_layer_cost(const td_layer_desc *d, td_cost *c)
+{
+    if (!valid(d) || !c) return TD_EINVAL;
+    memset(c, 0, sizeof *c);
+    const size_t g = d->kind == TD_LAYER_DENSE ? 1 : d->groups;
+    const uint64_t per = (uint64_t)d->cout * (uint64_t)(d->cin / g) * d->kh * d->kw;
+    c->params = per;
+    c->flops_per_pixel = 2.0 * (double)per;
+    if (d->kind == TD_LAYER_DENSE) {
+        c->known = 1;
+        c->macs = per;
+        c->flops = 2 * per;
+        return TD_OK;
+    }
+    if (d->input_known) {
+        size_t ho, wo;
+        td_status st = td_layer_output_size(d, d->in_h, d->in_w, &ho, &wo);
+        if (st != TD_OK) return st;
+        c->known = 1;
+        c->macs = (uint64_t)ho * wo * per;
+        c->flops = 2 * c->macs;
+    }
+    return TD_OK;
+}
+
+td_status td_chain_cost(const td_chain *ch, td_cost *cost)
+{
+    if (!ch || !cost || ch->npieces < 1) return TD_EINVAL;
+    memset(cost, 0, sizeof *cost);
+    cost->known = 1;
+    for (int p = 0; p < ch->npieces; p++) {
+        td_cost pc;
+        td_status st = td_layer_cost(&ch->pieces[p].desc, &pc);
+        if (st != TD_OK) return st;
+        /* pieces before a strided piece run on s*s pixels per output pixel */
+        double mult = 1;
+        for (int q = p + 1; q < ch->npieces; q++)
+            if (ch->pieces[q].desc.kind == TD_LAYER_CONV2D)
+                mult *= (double)(ch->pieces[q].desc.stride[0] * ch->pieces[q].desc.stride[1]);
+        cost->params += pc.params;
+        cost->flops_per_pixel += pc.flops_per_pixel * mult;
+        cost->known = cost->known && pc.known;
+        cost->macs += pc.macs;
+        cost->flops += pc.flops;
+    }
+    if (!cost->known) cost->macs = cost->flops = 0;
+    return TD_OK;
+}
