@@ -112,6 +112,7 @@ START_TEST(test_dense_svd_brief)
     td_tensor_free(&y1);
     TT_OK(td_chain_apply(&ch, &x, 1, &y1));
     ck_assert(tt_relerr(&y1, &y0) < 1e-13);
+    td_chain_free(&ch);
     ck_assert_int_eq(td_layer_svd(&d, &w, &bias, 11, 0, &ch), TD_EINVAL);
     TT_OK(td_layer_svd(&d, &w, &bias, 11, 1, &ch));
     ck_assert_int_eq(ch.clamped, 1);
