@@ -1,0 +1,271 @@
+/* The planner: rank rules per layer, skip reasons in the contract's order, and the global
+ * allocator (budget met; min-max error never above uniform ratios at equal parameters; the
+ * measured error of the real decomposition within the predicted bound). */
+#include <math.h>
+#include <string.h>
+#include "common/testutil.h"
+
+static td_layer_desc conv(size_t cout, size_t cin, size_t k)
+{
+    td_layer_desc d;
+    memset(&d, 0, sizeof d);
+    d.kind = TD_LAYER_CONV2D;
+    d.cout = cout; d.cin = cin; d.kh = d.kw = k; d.groups = 1;
+    d.stride[0] = d.stride[1] = d.dilation[0] = d.dilation[1] = 1;
+    d.pad_mode = TD_PAD_EXPLICIT;
+    d.pad[0] = d.pad[1] = d.pad[2] = d.pad[3] = k / 2;
+    d.input_known = 1;
+    d.in_h = d.in_w = 16;
+    return d;
+}
+
+/* A kernel with a decaying spectrum along both channel modes, like a trained layer's:
+ * core with geometrically decaying scale times random orthogonal-ish factors, plus noise. */
+static void realistic_kernel(td_tensor *k, size_t cout, size_t cin, size_t ks, double decay, uint64_t seed)
+{
+    size_t shape[4] = {cout, cin, ks, ks};
+    tt_random(k, 4, shape, seed);
+    td_rng r;
+    td_rng_seed(&r, seed * 7 + 1);
+    for (size_t o = 0; o < cout; o++)
+        for (size_t c = 0; c < cin; c++) {
+            double sc = pow(decay, (double)o) * pow(decay, (double)c);
+            for (size_t s = 0; s < ks * ks; s++) {
+                double *v = &k->data[(o * cin + c) * ks * ks + s];
+                *v = *v * sc + 0.01 * td_rng_normal(&r);
+            }
+        }
+}
+
+static const td_plan_layer *LAYERS;
+
+START_TEST(test_rules_and_reasons)
+{
+    td_tensor k0, k1, k2, k3, k4;
+    realistic_kernel(&k0, 256, 128, 3, 0.97, 1);
+    size_t s1[4] = {8, 1, 3, 3}, s2[2] = {10, 32}, s3[4] = {16, 8, 3, 3}, s4[2] = {2, 2};
+    tt_random(&k1, 4, s1, 2);
+    tt_random(&k2, 2, s2, 3);
+    tt_random(&k3, 4, s3, 4);
+    tt_random(&k4, 2, s4, 5);
+    td_plan_layer L[6];
+    memset(L, 0, sizeof L);
+    L[0] = (td_plan_layer){"conv", conv(256, 128, 3), &k0, 0, 0};
+    L[1] = (td_plan_layer){"dw", conv(8, 8, 3), &k1, 0, 0};
+    L[1].desc.groups = 8;
+    L[2] = (td_plan_layer){"fc", {0}, &k2, 0, 0};
+    L[2].desc.kind = TD_LAYER_DENSE; L[2].desc.cout = 10; L[2].desc.cin = 32; L[2].desc.kh = L[2].desc.kw = 1;
+    L[3] = (td_plan_layer){"excl", conv(16, 8, 3), &k3, 1, 0};
+    L[4] = (td_plan_layer){"tiny", {0}, &k4, 0, 0};
+    L[4].desc.kind = TD_LAYER_DENSE; L[4].desc.cout = 2; L[4].desc.cin = 2; L[4].desc.kh = L[4].desc.kw = 1;
+    L[5] = (td_plan_layer){"maybe_dw", conv(8, 8, 3), &k1, 0, 1};
+    L[5].desc.cin = 1; /* the file says nothing: (C,1,kh,kw) */
+    td_plan_options o;
+    td_plan_options_init(&o);
+    o.rule = TD_RULE_RATIO;
+    o.value = 0.25;
+    td_plan_decision d[6];
+    td_plan_summary sum;
+    td_error err;
+    TT_OK(td_plan(L, 6, 1000, &o, d, &sum, &err));
+    ck_assert_int_eq(d[0].method, TD_METHOD_TUCKER2);
+    ck_assert_uint_eq(d[0].ranks[0], 64);
+    ck_assert_uint_eq(d[0].ranks[1], 32);
+    ck_assert(d[1].skipped && !strcmp(d[1].reason, "depthwise"));
+    ck_assert_int_eq(d[2].method, TD_METHOD_SVD);
+    ck_assert_uint_eq(d[2].ranks[0], 3); /* 0.25 * min(10, 32) = 2.5 -> 3 */
+    ck_assert(d[3].skipped && !strcmp(d[3].reason, "excluded"));
+    ck_assert(d[4].skipped && !strcmp(d[4].reason, "would not shrink")); /* 2x2 at rank 1: 4 >= 4 */
+    ck_assert(d[5].skipped && !strcmp(d[5].reason, "depthwise"));
+    ck_assert_uint_eq(sum.params_total, 1000 + 294912 + 72 + 320 + 1152 + 4 + 72);
+    /* named method that does not apply; keep-larger keeps a chain that does not shrink */
+    o.method_auto = 0;
+    o.method = TD_METHOD_CP;
+    TT_OK(td_plan(L, 6, 0, &o, d, NULL, &err));
+    ck_assert(d[2].skipped && !strcmp(d[2].reason, "method cp does not apply"));
+    ck_assert(d[3].skipped && !strcmp(d[3].reason, "excluded")); /* excluded comes first */
+    ck_assert_int_eq(d[0].method, TD_METHOD_CP);
+    ck_assert_uint_eq(d[0].ranks[0], 64); /* 0.25 * max(256, 128) */
+    o.method_auto = 1;
+    o.rule = TD_RULE_RATIO;
+    o.value = 1.0;
+    o.keep_larger = 1;
+    TT_OK(td_plan(L, 6, 0, &o, d, NULL, &err));
+    ck_assert(!d[4].skipped && d[4].params_after >= d[4].params_before);
+    /* rank rule clamps; ranks rule in OIHW order */
+    o.keep_larger = 0;
+    o.rule = TD_RULE_RANKS;
+    o.ranks[0] = 300;
+    o.ranks[1] = 20;
+    TT_OK(td_plan(L, 6, 0, &o, d, NULL, &err));
+    ck_assert_uint_eq(d[0].ranks[0], 256);
+    ck_assert_uint_eq(d[0].ranks[1], 20);
+    ck_assert_int_eq(d[0].clamped, 1);
+    ck_assert_uint_eq(d[2].ranks[0], 10); /* svd: min(300, 20) = 20 clamped to 10 */
+    /* EVBMF: pure noise gives rank 0 and a skip */
+    td_tensor noise;
+    size_t ns[4] = {32, 16, 3, 3};
+    tt_random(&noise, 4, ns, 9);
+    td_plan_layer N = {"noise", conv(32, 16, 3), &noise, 0, 0};
+    o.rule = TD_RULE_VBMF;
+    TT_OK(td_plan(&N, 1, 0, &o, d, NULL, &err));
+    ck_assert(d[0].skipped && !strcmp(d[0].reason, "rank 0 (EVBMF)"));
+    /* energy: est_error from the HOSVD bound <= sqrt(2 (1 - F)) */
+    o.rule = TD_RULE_ENERGY;
+    o.value = 0.9;
+    TT_OK(td_plan(L, 1, 0, &o, d, NULL, &err));
+    ck_assert(d[0].est_error <= sqrt(2 * 0.1) + 1e-12);
+    td_tensor_free(&noise);
+    td_tensor_free(&k0); td_tensor_free(&k1); td_tensor_free(&k2); td_tensor_free(&k3); td_tensor_free(&k4);
+}
+END_TEST
+
+/* A set of real-looking layers with different spectral decay. */
+static td_tensor KS[5];
+static td_plan_layer PL[5];
+static void make_model(void)
+{
+    const size_t co[5] = {32, 64, 64, 48, 96}, ci[5] = {16, 32, 64, 64, 48};
+    const double dec[5] = {0.9, 0.95, 0.8, 0.97, 0.92};
+    static const char *names[5] = {"c0", "c1", "c2", "c3", "c4"};
+    for (int i = 0; i < 5; i++) {
+        realistic_kernel(&KS[i], co[i], ci[i], 3, dec[i], 100 + (uint64_t)i);
+        PL[i] = (td_plan_layer){names[i], conv(co[i], ci[i], 3), &KS[i], 0, 0};
+    }
+    LAYERS = PL;
+}
+static void free_model(void) { for (int i = 0; i < 5; i++) td_tensor_free(&KS[i]); }
+
+START_TEST(test_allocator_beats_uniform)
+{
+    make_model();
+    td_plan_options o;
+    td_plan_options_init(&o);
+    td_plan_decision u[5], a[5];
+    td_plan_summary su, sa;
+    td_error err;
+    const double ratios[3] = {0.25, 0.4, 0.6};
+    for (int t = 0; t < 3; t++) {
+        o.rule = TD_RULE_RATIO;
+        o.value = ratios[t];
+        TT_OK(td_plan(LAYERS, 5, 0, &o, u, &su, &err));
+        double umax = 0;
+        for (int i = 0; i < 5; i++) umax = fmax(umax, u[i].est_error);
+        o.rule = TD_RULE_TARGET_PARAMS;
+        o.value = (double)su.params_after / (double)su.params_total;
+        TT_OK(td_plan(LAYERS, 5, 0, &o, a, &sa, &err));
+        ck_assert_msg(sa.params_after <= su.params_after, "budget %llu > %llu",
+                      (unsigned long long)sa.params_after, (unsigned long long)su.params_after);
+        double amax = 0;
+        for (int i = 0; i < 5; i++) amax = fmax(amax, a[i].est_error);
+        ck_assert_msg(amax <= umax * (1 + 1e-9), "ratio %g: allocator %g > uniform %g", ratios[t], amax, umax);
+        /* the real decompositions stay within the predicted bound, and the predicted
+         * parameter and FLOP counts are what the chains really have */
+        for (int i = 0; i < 5; i++) {
+            if (a[i].skipped) continue;
+            td_chain ch;
+            TT_OK(td_conv_tucker2(&LAYERS[i].desc, LAYERS[i].kernel, NULL, a[i].ranks[0], a[i].ranks[1], NULL, &ch));
+            ck_assert(ch.rel_error <= a[i].est_error * (1 + 1e-9) + 1e-12);
+            td_cost c;
+            TT_OK(td_chain_cost(&ch, &c));
+            ck_assert_uint_eq(c.params, a[i].params_after);
+            ck_assert_uint_eq(c.flops, a[i].flops_after);
+            td_chain_free(&ch);
+        }
+    }
+    free_model();
+}
+END_TEST
+
+START_TEST(test_targets_and_errors)
+{
+    make_model();
+    td_plan_options o;
+    td_plan_options_init(&o);
+    td_plan_decision d[5];
+    td_plan_summary s;
+    td_error err;
+    td_error_clear(&err);
+    /* --max-error: every layer's predicted (and real) error within the bound */
+    o.rule = TD_RULE_MAX_ERROR;
+    o.value = 0.3;
+    TT_OK(td_plan(LAYERS, 5, 0, &o, d, &s, &err));
+    for (int i = 0; i < 5; i++) {
+        if (d[i].skipped) continue;
+        ck_assert(d[i].est_error <= 0.3 + 1e-12);
+        td_chain ch;
+        TT_OK(td_conv_tucker2(&LAYERS[i].desc, LAYERS[i].kernel, NULL, d[i].ranks[0], d[i].ranks[1], NULL, &ch));
+        ck_assert(ch.rel_error <= 0.3 + 1e-12);
+        td_chain_free(&ch);
+    }
+    /* --target-flops meets its budget */
+    o.rule = TD_RULE_TARGET_FLOPS;
+    o.value = 0.3;
+    TT_OK(td_plan(LAYERS, 5, 0, &o, d, &s, &err));
+    uint64_t fb = 0, fa = 0;
+    for (int i = 0; i < 5; i++) { fb += d[i].flops_before; fa += d[i].flops_after; }
+    ck_assert((double)fa <= 0.3 * (double)fb);
+    /* infeasible: says what is reachable */
+    o.rule = TD_RULE_TARGET_PARAMS;
+    o.value = 0.001;
+    ck_assert_int_eq(td_plan(LAYERS, 5, 5000, &o, d, &s, &err), TD_EINFEASIBLE);
+    ck_assert(strstr(err.message, "not reachable") && strstr(err.message, "keeps"));
+    /* target-flops with an unknown input size is refused, naming the layer */
+    td_plan_layer one = PL[2];
+    one.desc.input_known = 0;
+    o.rule = TD_RULE_TARGET_FLOPS;
+    o.value = 0.5;
+    ck_assert_int_eq(td_plan(&one, 1, 0, &o, d, &s, &err), TD_EINVAL);
+    ck_assert(strstr(err.message, "c2") != NULL);
+    o.rule = TD_RULE_NONE;
+    ck_assert_int_eq(td_plan(&one, 1, 0, &o, d, &s, &err), TD_EINVAL);
+    /* target 1.0: nothing needs to change, every layer whole or exact */
+    o.rule = TD_RULE_TARGET_PARAMS;
+    o.value = 1.0;
+    TT_OK(td_plan(LAYERS, 5, 0, &o, d, &s, &err));
+    ck_assert(s.target_error == 0.0);
+    free_model();
+}
+END_TEST
+
+START_TEST(test_svd_grouped_choice)
+{
+    td_tensor k;
+    realistic_kernel(&k, 32, 16, 3, 0.9, 77);
+    td_plan_layer l = {"g", conv(32, 16, 3), &k, 0, 0};
+    td_plan_options o;
+    td_plan_options_init(&o);
+    o.method_auto = 0;
+    o.method = TD_METHOD_SVD_GROUPED;
+    o.rule = TD_RULE_RATIO;
+    o.value = 0.25;
+    td_plan_decision d;
+    td_error err;
+    TT_OK(td_plan(&l, 1, 0, &o, &d, NULL, &err));
+    ck_assert_int_eq(d.method, TD_METHOD_SVD_GROUPED);
+    ck_assert(16 % d.ranks[0] == 0 && d.ranks[0] <= 8);
+    /* the chosen k has the smallest predicted error among the divisors at that budget, and the
+     * real grouped SVD has exactly that error (Eckart-Young per group) */
+    td_chain ch;
+    TT_OK(td_conv_svd_grouped(&l.desc, &k, NULL, d.ranks[0], d.ranks[1], 0, &ch));
+    ck_assert(fabs(ch.rel_error - d.est_error) < 1e-9);
+    td_chain_free(&ch);
+    o.svd_groups = 4;
+    TT_OK(td_plan(&l, 1, 0, &o, &d, NULL, &err));
+    ck_assert_uint_eq(d.ranks[0], 4);
+    td_tensor_free(&k);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("plan");
+    TCase *tc = tcase_create("plan");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_rules_and_reasons);
+    tcase_add_test(tc, test_allocator_beats_uniform);
+    tcase_add_test(tc, test_targets_and_errors);
+    tcase_add_test(tc, test_svd_grouped_choice);
+    suite_add_tcase(s, tc);
+    return tt_run(s);
+}
