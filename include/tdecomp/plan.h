@@ -35,6 +35,10 @@ typedef struct td_plan_options {
     double value;
     int keep_larger;        /* keep chains that do not shrink the layer */
     size_t svd_groups;      /* svd-grouped: k; 0 = best divisor of Cin up to 8 */
+    int min_total_error;    /* global targets: 0 (default) minimise the largest per-layer
+                               relative error (ALDS); 1 minimise the sum of squared relative
+                               errors (Lagrangian over each layer's Pareto frontier: optimal for
+                               the cost it reaches, which is at most the target) */
 } td_plan_options;
 
 TD_API void td_plan_options_init(td_plan_options *opt);

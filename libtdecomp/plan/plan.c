@@ -145,6 +145,81 @@ static config cheapest(const curve *c, double e2, int by_flops)
     return best;
 }
 
+static double cfg_err2(const curve *c, size_t a, size_t b);
+
+/* Pareto frontier of a layer: configurations sorted by cost with strictly decreasing relative
+ * squared error; the whole layer (cost before, error 0) closes it unless keep_larger. */
+typedef struct front {
+    config *v;
+    size_t n;
+} front;
+
+static int cmp_cost(const void *a, const void *b)
+{
+    const config *x = a, *y = b;
+    if (x->flops != y->flops) return x->flops < y->flops ? -1 : 1; /* flops holds the sort key */
+    return x->err2 < y->err2 ? -1 : (x->err2 > y->err2);
+}
+
+static td_status build_front(const curve *c, int by_flops, int keep_larger, front *f)
+{
+    size_t cap = 0;
+    switch (c->method) {
+    case TD_METHOD_TUCKER2: cap = c->r0max * c->r1max; break;
+    case TD_METHOD_CP: case TD_METHOD_SVD: cap = c->r0max; break;
+    case TD_METHOD_SVD_GROUPED: for (int i = 0; i < c->nk; i++) cap += c->jmax[i]; break;
+    default: break;
+    }
+    config *all = malloc((cap + 1) * sizeof(config));
+    if (!all) return TD_ENOMEM;
+    size_t m = 0;
+    const uint64_t whole = by_flops ? c->flops_before : c->params_before;
+    for (size_t a = 1; c->method == TD_METHOD_TUCKER2 && a <= c->r0max; a++)
+        for (size_t b = 1; b <= c->r1max; b++) all[m++] = make_cfg(c, a, b, cfg_err2(c, a, b));
+    for (size_t a = 1; (c->method == TD_METHOD_CP || c->method == TD_METHOD_SVD) && a <= c->r0max; a++)
+        all[m++] = make_cfg(c, a, 0, cfg_err2(c, a, 0));
+    for (int i = 0; c->method == TD_METHOD_SVD_GROUPED && i < c->nk; i++)
+        for (size_t j = 1; j <= c->jmax[i]; j++) all[m++] = make_cfg(c, c->kopt[i], j, c->gtail[i][j]);
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++) {
+        uint64_t cost = by_flops ? all[i].flops : all[i].params;
+        if (cost >= whole && !keep_larger) continue;
+        all[k] = all[i];
+        all[k++].flops = cost; /* sort key; restored from make_cfg when chosen */
+    }
+    qsort(all, k, sizeof(config), cmp_cost);
+    size_t n = 0;
+    double best = INFINITY;
+    for (size_t i = 0; i < k; i++)
+        if (all[i].err2 < best) { best = all[i].err2; all[n++] = all[i]; }
+    if (!keep_larger) { /* staying whole: error 0 at the original cost */
+        config w = {0, 0, c->params_before, whole, 0};
+        all[n++] = w;
+    }
+    f->v = all;
+    f->n = n;
+    return TD_OK;
+}
+
+/* For multiplier lam, each layer's frontier point minimising err2/nw2 + lam * cost. */
+static uint64_t lagrange_pick(const curve *cv, const front *fr, const int *active, size_t n, double lam,
+                              size_t *pick)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!active[i]) continue;
+        double best = INFINITY;
+        size_t bi = 0;
+        for (size_t q = 0; q < fr[i].n; q++) {
+            double v = (cv[i].nw2 > 0 ? fr[i].v[q].err2 / cv[i].nw2 : 0) + lam * (double)fr[i].v[q].flops;
+            if (v < best) { best = v; bi = q; }
+        }
+        pick[i] = bi;
+        total += fr[i].v[bi].flops;
+    }
+    return total;
+}
+
 static int applies(const td_layer_desc *d, td_method m)
 {
     const int kxk = d->kind == TD_LAYER_CONV2D && d->kh * d->kw > 1;
@@ -422,7 +497,47 @@ td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params, 
         }
     }
     double level = 0;
-    if (global) {
+    if (global && opt->min_total_error && opt->rule != TD_RULE_MAX_ERROR) {
+        front *fr = calloc(n ? n : 1, sizeof(front));
+        size_t *pick = calloc(n ? n : 1, sizeof(size_t));
+        if (!fr || !pick) { free(fr); free(pick); st = TD_ENOMEM; goto done; }
+        for (size_t i = 0; i < n && st == TD_OK; i++)
+            if (active[i]) st = build_front(&cv[i], by_flops, opt->keep_larger, &fr[i]);
+        const uint64_t budget_total = by_flops ? flops_total : total;
+        const double target = opt->value * (double)budget_total - (double)(by_flops ? flops_fixed : fixed);
+        if (st == TD_OK) {
+            /* the cheapest point of every frontier must fit */
+            double floor_cost = 0;
+            for (size_t i = 0; i < n; i++)
+                if (active[i] && fr[i].n) floor_cost += (double)fr[i].v[0].flops;
+            if (floor_cost > target) {
+                st = td__error_set(err, TD_EINFEASIBLE, NULL, NULL,
+                                   "target %s %g is not reachable: the smallest decomposition keeps %.4f of the %s",
+                                   by_flops ? "--target-flops" : "--target-params", opt->value,
+                                   (floor_cost + (double)(by_flops ? flops_fixed : fixed)) / (double)(budget_total ? budget_total : 1),
+                                   by_flops ? "FLOPs" : "parameters");
+            } else {
+                double lo = 0, hi = 1;
+                while ((double)lagrange_pick(cv, fr, active, n, hi, pick) > target && hi < 1e300) hi *= 4;
+                for (int it = 0; it < 200; it++) {
+                    double mid = 0.5 * (lo + hi);
+                    if ((double)lagrange_pick(cv, fr, active, n, mid, pick) > target) lo = mid; else hi = mid;
+                }
+                lagrange_pick(cv, fr, active, n, hi, pick);
+                for (size_t i = 0; i < n; i++) {
+                    if (!active[i]) continue;
+                    const config *g = &fr[i].v[pick[i]];
+                    if (g->a == 0) skip(&out[i], "would not shrink");
+                    else set_decision(&cv[i], &out[i], g->a, g->b, opt->keep_larger);
+                    if (out[i].est_error > level) level = out[i].est_error;
+                }
+            }
+        }
+        for (size_t i = 0; i < n; i++) free(fr[i].v);
+        free(fr);
+        free(pick);
+        if (st != TD_OK) goto done;
+    } else if (global) {
         /* S(e): cost when every active layer takes its cheapest configuration with relative
          * error <= e (or stays whole when that is not smaller). Non-increasing in e. */
         const uint64_t budget_total = by_flops ? flops_total : total;

@@ -228,6 +228,40 @@ START_TEST(test_targets_and_errors)
 }
 END_TEST
 
+static double sum_sq(const td_plan_decision *d, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++) s += d[i].est_error * d[i].est_error;
+    return s;
+}
+
+START_TEST(test_min_total_error_variant)
+{
+    make_model();
+    td_plan_options o;
+    td_plan_options_init(&o);
+    td_plan_decision m[5], x[5];
+    td_plan_summary sm, sx;
+    td_error err;
+    const double targets[3] = {0.15, 0.3, 0.5};
+    for (int t = 0; t < 3; t++) {
+        o.rule = TD_RULE_TARGET_PARAMS;
+        o.value = targets[t];
+        o.min_total_error = 1;
+        TT_OK(td_plan(LAYERS, 5, 0, &o, m, &sm, &err));
+        ck_assert((double)sm.params_after <= targets[t] * (double)sm.params_total);
+        /* a Lagrangian point is optimal for the cost it reaches: the min-max allocator at that
+         * same budget cannot have a smaller sum of squared errors */
+        o.min_total_error = 0;
+        o.value = (double)sm.params_after / (double)sm.params_total;
+        TT_OK(td_plan(LAYERS, 5, 0, &o, x, &sx, &err));
+        ck_assert_msg(sum_sq(m, 5) <= sum_sq(x, 5) * (1 + 1e-9) + 1e-15, "target %g: min-sum %g > min-max %g",
+                      targets[t], sum_sq(m, 5), sum_sq(x, 5));
+    }
+    free_model();
+}
+END_TEST
+
 START_TEST(test_svd_grouped_choice)
 {
     td_tensor k;
@@ -265,6 +299,7 @@ int main(void)
     tcase_add_test(tc, test_rules_and_reasons);
     tcase_add_test(tc, test_allocator_beats_uniform);
     tcase_add_test(tc, test_targets_and_errors);
+    tcase_add_test(tc, test_min_total_error_variant);
     tcase_add_test(tc, test_svd_grouped_choice);
     suite_add_tcase(s, tc);
     return tt_run(s);
