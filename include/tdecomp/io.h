@@ -80,6 +80,101 @@ TD_API void td_outfile_abort(td_outfile *o);
 
 /* ==== Section B: weight files ==== */
 
+typedef enum td_layout {
+    TD_LAYOUT_AUTO = 0,   /* detect: keras2 (layer_names attribute at / or /model_weights),
+                             keras3 (/layers/<name>/vars/<i>), else torch */
+    TD_LAYOUT_TORCH,      /* one dataset per state-dict key (dots in names, or nested groups) */
+    TD_LAYOUT_KERAS2,     /* legacy .h5 from save_weights or model.save */
+    TD_LAYOUT_KERAS3      /* .weights.h5 */
+} td_layout;
+
+/* "auto", "torch", "keras2", "keras3". */
+TD_API const char *td_layout_name(td_layout l);
+/* Parses a layout name; TD_EINVAL for anything else. */
+TD_API TD_WUR td_status td_layout_parse(const char *s, td_layout *l);
+
+/* One dataset of the file (every dataset is listed, whatever its type). */
+typedef struct td_model_tensor {
+    char path[512];            /* HDF5 path, "/features.0.weight" or "/model_weights/c/c/kernel:0" */
+    char name[512];            /* display name: the torch key (groups joined by '.'), or the path */
+    int ndim;                  /* 0 for scalars */
+    size_t shape[TD_MAX_MODES];
+    td_dtype dtype;            /* TD_DTYPE_OTHER for integers, strings, ... */
+    char dtype_name[32];       /* "float32", "int64", ... */
+} td_model_tensor;
+
+typedef enum td_layer_class {
+    TD_CLASS_CONV2D = 0,       /* ordinary conv, groups 1 */
+    TD_CLASS_DENSE,
+    TD_CLASS_DEPTHWISE,        /* known depthwise, or a (C,1,kh,kw) torch kernel without a spec */
+    TD_CLASS_GROUPED           /* 1 < groups < Cin */
+} td_layer_class;
+
+/* A decomposable-looking layer: a conv or dense kernel with an optional bias. Shapes in desc are
+ * OIHW / (out, in) whatever the file stores. */
+typedef struct td_model_layer {
+    char name[256];            /* Keras layer name or torch module path (key without .weight) */
+    td_layer_class cls;
+    td_layer_desc desc;
+    int kernel;                /* index into tensors */
+    int bias;                  /* index into tensors, or -1 */
+    int maybe_depthwise;       /* torch (C,1,kh,kw) kernel whose groups nothing states */
+    int group_pos;             /* keras2: position in layer_names; keras3: -1 */
+    char group[512];           /* keras: the layer's group path ("/model_weights/conv2d",
+                                  "/layers/conv2d_1"); torch: "" */
+} td_model_layer;
+
+/* A weight file as read: its tensors and layers. Free with td_model_free. */
+typedef struct td_model {
+    char file[1024];
+    td_layout layout;
+    td_model_tensor *tensors;
+    size_t ntensors;
+    td_model_layer *layers;
+    size_t nlayers;
+    char weights_root[256];    /* keras2: "/" or "/model_weights"; keras3: "/layers" */
+    int keras_vlen_names;      /* keras2: layer_names stored as variable-length strings */
+    int keras_colon_names;     /* keras2: weight names in the "kernel:0" style */
+    char (*keras_layer_names)[256]; /* keras2: layer_names in file order */
+    size_t keras_nlayer_names;
+} td_model;
+
+/* Reads the structure of a weight file (no weight values yet), opened read-only. Refuses soft
+ * and external links, non-HDF5 files, malformed Keras attributes, with err naming the file and
+ * the dataset. */
+TD_API TD_WUR td_status td_model_open(td_model *m, const char *path, td_layout layout, td_error *err);
+
+/* Applies a layer spec (JSON object keyed by layer name; values with optional "stride",
+ * "padding" ([t,b,l,r], "same" or "valid"), "dilation", "groups", "input_size"). Unknown
+ * layer names and malformed values are TD_EFORMAT naming the spec file and the key. */
+TD_API TD_WUR td_status td_model_apply_spec(td_model *m, const char *spec_path, td_error *err);
+
+/* Reads a layer's kernel as an OIHW (or (out, in)) double tensor and its bias (empty when the
+ * layer has none). NaN/Inf values are TD_ENOTFINITE naming the dataset. */
+TD_API TD_WUR td_status td_model_read_layer(const td_model *m, size_t layer, td_tensor *kernel,
+                                            td_tensor *bias, td_error *err);
+
+/* Number of elements of every dataset, the whole file's "parameters". */
+TD_API uint64_t td_model_total_params(const td_model *m);
+
+TD_API void td_model_free(td_model *m);
+
+/* One layer replaced by a chain, for td_model_write. */
+typedef struct td_model_rewrite {
+    size_t layer;              /* index into m->layers */
+    td_chain *chain;           /* rounded to the file's dtype in place by td_model_write */
+} td_model_rewrite;
+
+/* Copies the input file into o (dtype, attributes and group structure of everything not
+ * rewritten), replacing each rewritten layer by its chain's pieces in the layer's own float
+ * dtype: torch keys <name>.<i>.weight / .bias; Keras 2 layers <L>_t2_in/_core/_out,
+ * <L>_svd_0/1, <L>_cp_0..3 at the old position in layer_names, HWIO kernels, weight_names in
+ * the input's style, /optimizer_weights dropped; Keras 3 the same under /layers with later
+ * same-class paths renumbered (CP refused). The chains' kernels are rounded to that dtype in
+ * place (so a caller can measure the error of what was written). */
+TD_API TD_WUR td_status td_model_write(const td_model *m, td_outfile *o, td_model_rewrite *rw,
+                                       size_t nrw, td_error *err);
+
 /* ==== End of section B ==== */
 
 TD_END_DECLS

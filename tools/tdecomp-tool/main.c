@@ -6,12 +6,14 @@
 
 int cmd_cp(int argc, char **argv);
 int cmd_tucker(int argc, char **argv);
-extern const char cmd_cp_usage[], cmd_tucker_usage[];
+int cmd_inspect(int argc, char **argv);
+extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[];
 
 /* Subcommands that exist; `X --help` exits 0 only for these. */
 static const tool_cmd commands[] = {
     {"cp", cmd_cp, "CP-ALS of one dataset", cmd_cp_usage},
     {"tucker", cmd_tucker, "Tucker (HOSVD, ST-HOSVD, HOOI) of one dataset on chosen modes", cmd_tucker_usage},
+    {"inspect", cmd_inspect, "the layers and tensors of a weight file", cmd_inspect_usage},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
