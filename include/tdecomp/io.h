@@ -172,6 +172,10 @@ typedef struct td_model_rewrite {
  * the input's style, /optimizer_weights dropped; Keras 3 the same under /layers with later
  * same-class paths renumbered (CP refused). The chains' kernels are rounded to that dtype in
  * place (so a caller can measure the error of what was written). */
+/* Rounds every piece's kernel to dtype and its bias to bias_dtype (through HDF5's conversion,
+ * float16 included), in place: what td_model_write stores. */
+TD_API TD_WUR td_status td_chain_round(td_chain *c, td_dtype dtype, td_dtype bias_dtype);
+
 TD_API TD_WUR td_status td_model_write(const td_model *m, td_outfile *o, td_model_rewrite *rw,
                                        size_t nrw, td_error *err);
 

@@ -115,6 +115,20 @@ static td_status round_to(td_tensor *t, td_dtype dt)
     return (a < 0 || b < 0) ? TD_EIO : TD_OK;
 }
 
+td_status td_chain_round(td_chain *c, td_dtype dtype, td_dtype bias_dtype)
+{
+    if (!c) return TD_EINVAL;
+    td__h5quiet q;
+    td__h5_quiet_begin(&q);
+    td_status st = TD_OK;
+    for (int p = 0; p < c->npieces && st == TD_OK; p++) {
+        st = round_to(&c->pieces[p].kernel, dtype);
+        if (st == TD_OK && c->pieces[p].bias.size) st = round_to(&c->pieces[p].bias, bias_dtype);
+    }
+    td__h5_quiet_end(&q);
+    return st;
+}
+
 /* OIHW -> HWIO (depthwise pieces (C,1,kh,kw) -> (kh,kw,C,1)); dense (out,in) -> (in,out). */
 static td_status to_keras(const td_tensor *k, td_tensor *out)
 {

@@ -1,0 +1,316 @@
+/* tdecomp-tool decompose: plan, rewrite and write a whole weight file. */
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "model_util.h"
+
+const char cmd_decompose_usage[] =
+    "usage: tdecomp-tool decompose IN -o OUT [--method auto|tucker2|cp|svd|svd-grouped]\n"
+    "         (--rank N | --ranks R_OUT,R_IN | --rank-ratio F | --energy F | --vbmf |\n"
+    "          --target-params F | --target-flops F | --max-error E)\n"
+    "         [--layers GLOB]... [--exclude GLOB]... [--keep-larger] [--dry-run] [--svd-groups K]\n"
+    "         [--objective minmax|sum] [--layout L] [--layer-spec SPEC.json] [--report REPORT.json] [--force]\n"
+    "Decomposes every conv and dense layer the method applies to, with exactly one rank rule, and\n"
+    "writes a loadable file of the same layout. --dry-run plans and reports without writing.\n"
+    "--objective sum (global targets) minimises the sum of squared errors instead of the largest.\n";
+
+#define MAXG 64
+
+typedef struct lay {
+    td_tensor kernel, bias;
+    td_chain chain;
+    int has_chain;
+    double rel_error, seconds;
+    td_cost before, after;
+} lay;
+
+static json_t *cost_json(const td_cost *c, int after, json_t *o)
+{
+    json_object_set_new(o, after ? "params_after" : "params_before", json_integer((json_int_t)c->params));
+    json_object_set_new(o, after ? "macs_after" : "macs_before", c->known ? json_integer((json_int_t)c->macs) : json_null());
+    json_object_set_new(o, after ? "flops_after" : "flops_before", c->known ? json_integer((json_int_t)c->flops) : json_null());
+    if (!c->known)
+        json_object_set_new(o, after ? "flops_per_pixel_after" : "flops_per_pixel_before", json_real(c->flops_per_pixel));
+    return o;
+}
+
+int cmd_decompose(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL, *layout = NULL, *spec = NULL, *report = NULL, *v, *mname = "auto";
+    const char *globs[MAXG], *excl[MAXG];
+    int nglobs = 0, nexcl = 0, force = 0, dry = 0, r, nrules = 0;
+    td_plan_options po;
+    td_plan_options_init(&po);
+    const char *rule_name = NULL;
+    double rule_value = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_decompose_usage, stdout); return TOOL_OK; }
+        if (!strcmp(a, "--force")) { force = 1; continue; }
+        if (!strcmp(a, "--dry-run")) { dry = 1; continue; }
+        if (!strcmp(a, "--keep-larger")) { po.keep_larger = 1; continue; }
+        if (!strcmp(a, "--vbmf")) { po.rule = TD_RULE_VBMF; rule_name = "vbmf"; nrules++; continue; }
+        if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
+            if (r < 0) return tool_usage_error("decompose: -o needs a file name");
+            out = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--method", &v))) {
+            if (r < 0) return tool_usage_error("decompose: --method needs a value");
+            mname = v;
+            if (!strcmp(v, "auto")) po.method_auto = 1;
+            else {
+                po.method_auto = 0;
+                if (!strcmp(v, "tucker2")) po.method = TD_METHOD_TUCKER2;
+                else if (!strcmp(v, "cp")) po.method = TD_METHOD_CP;
+                else if (!strcmp(v, "svd")) po.method = TD_METHOD_SVD;
+                else if (!strcmp(v, "svd-grouped")) po.method = TD_METHOD_SVD_GROUPED;
+                else return tool_usage_error("decompose: --method must be auto, tucker2, cp, svd or svd-grouped, got '%s'", v);
+            }
+        } else if ((r = tool_opt_value(argc, argv, &i, "--rank", &v))) {
+            if (r < 0 || tool_parse_size(v, 1, 1000000, &po.rank)) return tool_usage_error("decompose: --rank needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
+            po.rule = TD_RULE_RANK; rule_name = "rank"; rule_value = (double)po.rank; nrules++;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--ranks", &v))) {
+            int n = 0;
+            if (r < 0 || tool_parse_size_list(v, po.ranks, 2, &n) || n != 2 || !po.ranks[0] || !po.ranks[1])
+                return tool_usage_error("decompose: --ranks needs R_OUT,R_IN (two whole numbers >= 1), got '%s'", r < 0 ? "" : v);
+            po.rule = TD_RULE_RANKS; rule_name = "ranks"; nrules++;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--rank-ratio", &v)) || (r = tool_opt_value(argc, argv, &i, "--energy", &v)) ||
+                   (r = tool_opt_value(argc, argv, &i, "--target-params", &v)) || (r = tool_opt_value(argc, argv, &i, "--target-flops", &v)) ||
+                   (r = tool_opt_value(argc, argv, &i, "--max-error", &v))) {
+            const char *opt = argv[i - (r > 0 && strchr(argv[i], '=') == NULL ? 1 : 0)];
+            char name[32];
+            snprintf(name, sizeof name, "%.*s", (int)strcspn(opt, "="), opt);
+            if (r < 0) return tool_usage_error("decompose: %s needs a value", name);
+            double x;
+            int is_err = !strcmp(name, "--max-error");
+            if (tool_parse_double(v, &x) || (is_err ? x < 0 : !(x > 0 && x <= 1)))
+                return tool_usage_error("decompose: %s needs a number in %s, got '%s'", name, is_err ? "[0, inf)" : "(0, 1]", v);
+            po.value = rule_value = x;
+            nrules++;
+            if (!strcmp(name, "--rank-ratio")) { po.rule = TD_RULE_RATIO; rule_name = "rank-ratio"; }
+            else if (!strcmp(name, "--energy")) { po.rule = TD_RULE_ENERGY; rule_name = "energy"; }
+            else if (!strcmp(name, "--target-params")) { po.rule = TD_RULE_TARGET_PARAMS; rule_name = "target-params"; }
+            else if (!strcmp(name, "--target-flops")) { po.rule = TD_RULE_TARGET_FLOPS; rule_name = "target-flops"; }
+            else { po.rule = TD_RULE_MAX_ERROR; rule_name = "max-error"; }
+        } else if ((r = tool_opt_value(argc, argv, &i, "--layers", &v))) {
+            if (r < 0 || nglobs >= MAXG) return tool_usage_error("decompose: --layers needs a glob (at most %d)", MAXG);
+            globs[nglobs++] = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--exclude", &v))) {
+            if (r < 0 || nexcl >= MAXG) return tool_usage_error("decompose: --exclude needs a glob (at most %d)", MAXG);
+            excl[nexcl++] = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--svd-groups", &v))) {
+            if (r < 0 || tool_parse_size(v, 1, 4096, &po.svd_groups)) return tool_usage_error("decompose: --svd-groups needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
+        } else if ((r = tool_opt_value(argc, argv, &i, "--objective", &v))) {
+            if (r < 0 || (strcmp(v, "minmax") && strcmp(v, "sum"))) return tool_usage_error("decompose: --objective must be minmax or sum");
+            po.min_total_error = !strcmp(v, "sum");
+        } else if ((r = tool_opt_value(argc, argv, &i, "--layout", &v))) {
+            td_layout l;
+            if (r < 0 || td_layout_parse(v, &l) != TD_OK) return tool_usage_error("decompose: --layout must be keras2, keras3, torch or auto");
+            layout = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--layer-spec", &v))) {
+            if (r < 0) return tool_usage_error("decompose: --layer-spec needs a file");
+            spec = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--report", &v))) {
+            if (r < 0) return tool_usage_error("decompose: --report needs a file");
+            report = v;
+        } else if (a[0] == '-' && a[1]) {
+            return tool_usage_error("decompose: unknown option '%s' (see 'tdecomp-tool decompose --help')", a);
+        } else if (!in) in = a;
+        else return tool_usage_error("decompose: unexpected argument '%s'", a);
+    }
+    if (!in) return tool_usage_error("decompose: missing input file");
+    if (nrules == 0)
+        return tool_usage_error("decompose: a rank rule is required: --rank N, --ranks R_OUT,R_IN, --rank-ratio F, --energy F, "
+                                "--vbmf, --target-params F, --target-flops F or --max-error E");
+    if (nrules > 1) return tool_usage_error("decompose: give exactly one rank rule");
+    if (!out && !dry) return tool_usage_error("decompose: missing -o OUT (or --dry-run)");
+
+    td_error err;
+    td_error_clear(&err);
+    td_status st;
+    if (out && !dry && (st = td_outfile_check(out, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, out, NULL);
+    if (report && (st = td_outfile_check(report, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, report, NULL);
+    if (report && out && !strcmp(report, out)) return tool_usage_error("decompose: --report and -o name the same file");
+
+    td_model m;
+    int rc = tool_open_model(&m, in, layout, spec);
+    if (rc) return rc;
+    const size_t n = m.nlayers;
+    lay *L = calloc(n ? n : 1, sizeof *L);
+    td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
+    td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
+    td_model_rewrite *rw = calloc(n ? n : 1, sizeof *rw);
+    json_t *rep = NULL;
+    int code = TOOL_OK;
+    if (!L || !pl || !dec || !rw) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    uint64_t layer_params = 0;
+    for (size_t i = 0; i < n; i++) {
+        const td_model_layer *ml = &m.layers[i];
+        if ((st = td_model_read_layer(&m, i, &L[i].kernel, &L[i].bias, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, ml->name); goto done; }
+        int sel = nglobs == 0;
+        for (int g = 0; g < nglobs; g++) sel |= fnmatch(globs[g], ml->name, 0) == 0;
+        for (int g = 0; g < nexcl; g++) sel &= fnmatch(excl[g], ml->name, 0) != 0;
+        pl[i].name = ml->name;
+        pl[i].desc = ml->desc;
+        pl[i].kernel = &L[i].kernel;
+        pl[i].excluded = !sel;
+        pl[i].maybe_depthwise = ml->maybe_depthwise || ml->cls == TD_CLASS_DEPTHWISE;
+        if (ml->cls == TD_CLASS_GROUPED) pl[i].desc.groups = ml->desc.groups > 1 ? ml->desc.groups : 2;
+        if ((st = td_layer_cost(&ml->desc, &L[i].before)) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry"); goto done; }
+        layer_params += L[i].before.params;
+    }
+    const uint64_t total = td_model_total_params(&m);
+    td_plan_summary sum;
+    if ((st = td_plan(pl, n, total - layer_params, &po, dec, &sum, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, NULL); goto done; }
+    tool_core_warning();
+    const int tty = isatty(2);
+    size_t nrw = 0;
+    for (size_t i = 0; i < n; i++) {
+        td_plan_decision *d = &dec[i];
+        const td_model_layer *ml = &m.layers[i];
+        if (d->skipped) continue;
+        if (m.layout != TD_LAYOUT_TORCH && d->method == TD_METHOD_CP && (ml->desc.stride[0] > 1 || ml->desc.stride[1] > 1)) {
+            d->skipped = 1;
+            d->method = TD_METHOD_NONE;
+            snprintf(d->reason, sizeof d->reason, "cp chain cannot reproduce the padding exactly in Keras (stride > 1)");
+            continue;
+        }
+        if (tty) fprintf(stderr, "\rtdecomp-tool: [%zu/%zu] %-40.40s", i + 1, n, ml->name);
+        td_chain *c = &L[i].chain;
+        if (d->method == TD_METHOD_TUCKER2) st = td_conv_tucker2(&ml->desc, &L[i].kernel, &L[i].bias, d->ranks[0], d->ranks[1], NULL, c);
+        else if (d->method == TD_METHOD_CP) st = td_conv_cp(&ml->desc, &L[i].kernel, &L[i].bias, d->ranks[0], NULL, c);
+        else if (d->method == TD_METHOD_SVD) st = td_layer_svd(&ml->desc, &L[i].kernel, &L[i].bias, d->ranks[0], 1, c);
+        else st = td_conv_svd_grouped(&ml->desc, &L[i].kernel, &L[i].bias, d->ranks[0], d->ranks[1], 1, c);
+        if (st != TD_OK) { code = tool_fail(tool_exit_for(st), in, ml->name, "decomposition failed: %s", td_strerror(st)); goto done; }
+        L[i].has_chain = 1;
+        L[i].seconds = c->seconds;
+        const td_dtype kd = m.tensors[ml->kernel].dtype, bd = ml->bias >= 0 ? m.tensors[ml->bias].dtype : kd;
+        if ((st = td_chain_round(c, kd, bd)) != TD_OK) { code = tool_fail(TOOL_ERESOURCE, in, ml->name, "rounding failed"); goto done; }
+        /* the error of what is written: compose the rounded pieces back */
+        td_tensor w = {0};
+        if ((st = td_tensor_alloc(&w, L[i].kernel.ndim, L[i].kernel.shape)) != TD_OK || (st = td_chain_compose(c, &w)) != TD_OK) {
+            td_tensor_free(&w);
+            code = tool_fail(tool_exit_for(st), in, ml->name, "composition failed: %s", td_strerror(st));
+            goto done;
+        }
+        double nk = td_norm(&L[i].kernel);
+        for (size_t k = 0; k < w.size; k++) w.data[k] -= L[i].kernel.data[k];
+        L[i].rel_error = nk > 0 ? td_norm(&w) / nk : 0;
+        td_tensor_free(&w);
+        if ((st = td_chain_cost(c, &L[i].after)) != TD_OK) { code = tool_fail(TOOL_ERESOURCE, in, ml->name, "cost failed"); goto done; }
+        rw[nrw].layer = i;
+        rw[nrw++].chain = c;
+    }
+    if (tty) fprintf(stderr, "\r%-70s\r", "");
+    if (!dry) {
+        td_outfile of;
+        if ((st = td_outfile_create(&of, out, in, force, &err)) != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
+        tool_track_outfile(&of);
+        st = td_model_write(&m, &of, rw, nrw, &err);
+        if (st == TD_OK) st = tool_stamp(&of, &err);
+        if (st == TD_OK) st = td_outfile_commit(&of, &err);
+        else td_outfile_abort(&of);
+        tool_untrack_outfile();
+        if (st != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
+    }
+    /* report */
+    rep = json_object();
+    json_t *layers = json_array(), *opts = json_object();
+    uint64_t pa = total, fb = 0, fa = 0;
+    int fknown = 1;
+    size_t ndec = 0, nskip = 0;
+    double maxe = 0;
+    printf("%-28s %-11s %-12s %10s %10s %12s %12s %9s  %s\n", "layer", "method", "ranks", "params", "after", "MFLOPs", "after", "rel_err", "note");
+    for (size_t i = 0; i < n; i++) {
+        const td_model_layer *ml = &m.layers[i];
+        const td_plan_decision *d = &dec[i];
+        const int ok = L[i].has_chain;
+        const td_cost *after = ok ? &L[i].after : &L[i].before;
+        json_t *x = json_object();
+        json_object_set_new(x, "name", json_string(ml->name));
+        json_object_set_new(x, "kind", json_string(tool_kind_name(ml)));
+        json_object_set_new(x, "shape", tool_layer_shape(ml));
+        json_object_set_new(x, "dtype", json_string(m.tensors[ml->kernel].dtype_name));
+        json_object_set_new(x, "method", json_string(ok ? td_method_name(L[i].chain.method) : "none"));
+        json_object_set_new(x, "ranks", ok ? tool_json_sizes(L[i].chain.ranks, L[i].chain.nranks) : json_null());
+        json_object_set_new(x, "clamped", json_boolean(ok && (L[i].chain.clamped || d->clamped)));
+        cost_json(&L[i].before, 0, x);
+        cost_json(after, 1, x);
+        json_object_set_new(x, "rel_error", json_real(ok ? L[i].rel_error : 0.0));
+        json_object_set_new(x, "est_error", json_real(ok ? d->est_error : 0.0));
+        json_object_set_new(x, "seconds", json_real(ok ? L[i].seconds : 0.0));
+        json_object_set_new(x, "skipped", json_boolean(!ok));
+        json_object_set_new(x, "reason", ok ? json_null() : json_string(d->reason));
+        json_array_append_new(layers, x);
+        pa -= L[i].before.params - after->params;
+        fknown &= L[i].before.known;
+        fb += L[i].before.flops;
+        fa += after->flops;
+        if (ok) { ndec++; if (L[i].rel_error > maxe) maxe = L[i].rel_error; } else nskip++;
+        char rk[32] = "-";
+        if (ok && L[i].chain.nranks == 2) snprintf(rk, sizeof rk, "%zu,%zu", L[i].chain.ranks[0], L[i].chain.ranks[1]);
+        else if (ok) snprintf(rk, sizeof rk, "%zu", L[i].chain.ranks[0]);
+        char fbs[24] = "?", fas[24] = "?";
+        if (L[i].before.known) snprintf(fbs, sizeof fbs, "%.3f", L[i].before.flops / 1e6);
+        if (after->known) snprintf(fas, sizeof fas, "%.3f", after->flops / 1e6);
+        printf("%-28.28s %-11s %-12s %10llu %10llu %12s %12s %9.4g  %s\n", ml->name, ok ? td_method_name(L[i].chain.method) : "none", rk,
+               (unsigned long long)L[i].before.params, (unsigned long long)after->params, fbs, fas, ok ? L[i].rel_error : 0.0,
+               ok ? (L[i].chain.clamped ? "clamped" : "") : d->reason);
+    }
+    printf("total: %llu -> %llu parameters (%.1f%%)", (unsigned long long)total, (unsigned long long)pa, 100.0 * (double)pa / (double)(total ? total : 1));
+    if (fknown && n) printf(", %.3f -> %.3f MFLOPs (%.1f%%)", fb / 1e6, fa / 1e6, 100.0 * (double)fa / (double)(fb ? fb : 1));
+    printf("; %zu layers decomposed, %zu skipped, max rel_error %.4g%s\n", ndec, nskip, maxe, dry ? " (dry run: nothing written)" : "");
+    json_object_set_new(opts, "method", json_string(mname));
+    json_object_set_new(opts, "rule", json_string(rule_name));
+    if (po.rule == TD_RULE_RANKS) json_object_set_new(opts, "value", tool_json_sizes(po.ranks, 2));
+    else if (po.rule != TD_RULE_VBMF) json_object_set_new(opts, "value", json_real(rule_value));
+    json_object_set_new(opts, "keep_larger", json_boolean(po.keep_larger));
+    json_object_set_new(opts, "dry_run", json_boolean(dry));
+    json_object_set_new(opts, "objective", json_string(po.min_total_error ? "sum" : "minmax"));
+    if (po.svd_groups) json_object_set_new(opts, "svd_groups", json_integer((json_int_t)po.svd_groups));
+    json_t *tot = json_object();
+    json_object_set_new(tot, "params_before", json_integer((json_int_t)total));
+    json_object_set_new(tot, "params_after", json_integer((json_int_t)pa));
+    json_object_set_new(tot, "flops_before", fknown ? json_integer((json_int_t)fb) : json_null());
+    json_object_set_new(tot, "flops_after", fknown ? json_integer((json_int_t)fa) : json_null());
+    json_object_set_new(tot, "layers_decomposed", json_integer((json_int_t)ndec));
+    json_object_set_new(tot, "layers_skipped", json_integer((json_int_t)nskip));
+    json_object_set_new(tot, "max_rel_error", json_real(maxe));
+    json_object_set_new(rep, "tdecomp_report", json_integer(1));
+    json_object_set_new(rep, "version", json_string(TD_VERSION_STRING));
+    json_object_set_new(rep, "input", json_string(in));
+    json_object_set_new(rep, "output", out && !dry ? json_string(out) : json_null());
+    json_object_set_new(rep, "layout", json_string(td_layout_name(m.layout)));
+    json_object_set_new(rep, "options", opts);
+    json_object_set_new(rep, "layers", layers);
+    json_object_set_new(rep, "totals", tot);
+    if (report) {
+        char *s = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        /* the report is an output like any other: written to a temporary file, then renamed */
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tdtmp.%ld", report, (long)getpid());
+        FILE *f = s ? fopen(tmp, "w") : NULL;
+        int okw = f && fputs(s, f) >= 0 && fputc('\n', f) != EOF;
+        if (f && fclose(f) != 0) okw = 0;
+        if (!okw || rename(tmp, report) != 0) {
+            unlink(tmp);
+            code = tool_fail(TOOL_ERESOURCE, report, NULL, "cannot write the report");
+        }
+        free(s);
+    }
+done:
+    json_decref(rep);
+    for (size_t i = 0; L && i < n; i++) {
+        td_tensor_free(&L[i].kernel);
+        td_tensor_free(&L[i].bias);
+        td_chain_free(&L[i].chain);
+    }
+    free(L);
+    free(pl);
+    free(dec);
+    free(rw);
+    td_model_free(&m);
+    return code;
+}
