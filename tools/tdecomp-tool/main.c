@@ -8,7 +8,8 @@ int cmd_cp(int argc, char **argv);
 int cmd_tucker(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
-extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[];
+int cmd_verify(int argc, char **argv);
+extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[];
 
 /* Subcommands that exist; `X --help` exits 0 only for these. */
 static const tool_cmd commands[] = {
@@ -16,6 +17,7 @@ static const tool_cmd commands[] = {
     {"tucker", cmd_tucker, "Tucker (HOSVD, ST-HOSVD, HOOI) of one dataset on chosen modes", cmd_tucker_usage},
     {"inspect", cmd_inspect, "the layers and tensors of a weight file", cmd_inspect_usage},
     {"decompose", cmd_decompose, "decompose the conv and dense layers of a weight file", cmd_decompose_usage},
+    {"verify", cmd_verify, "recompose a decomposed file's chains and measure them against the original", cmd_verify_usage},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
