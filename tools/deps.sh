@@ -1,11 +1,14 @@
 # Sourced by tools/demo.sh and tools/test.sh: installs the Debian packages tdecomp needs.
 # As root, missing packages are installed with apt-get; otherwise the exact command is printed.
 TD_PACKAGES="gcc g++ pkg-config meson ninja-build liblapacke-dev libopenblas-dev libhdf5-dev \
-libjansson-dev check python3-numpy python3-h5py valgrind"
+libjansson-dev check python3-numpy python3-h5py"
+# Only the tests need these: valgrind, and PyTorch + scikit-learn for the interop suite.
+TD_TEST_PACKAGES="valgrind python3-torch python3-sklearn"
 
+# td_install_deps [EXTRA PACKAGES...]
 td_install_deps() {
     local missing="" p
-    for p in $TD_PACKAGES; do
+    for p in $TD_PACKAGES "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
     done
     [ -z "$missing" ] && return 0

@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
-td_install_deps || exit 1
+td_install_deps $TD_TEST_PACKAGES || exit 1
 total_ok=0 total_fail=0 rc=0
 t_all=$(date +%s)
 

@@ -160,8 +160,9 @@ static td_status write_ds(wctx *w, td_outfile *o, const char *path, const td_ten
 
 static const char *piece_suffix(td_method m, int p)
 {
-    static const char *const t2[] = {"t2_in", "t2_core", "t2_out"}, *const cp[] = {"cp_0", "cp_1", "cp_2", "cp_3"},
-                      *const sv[] = {"svd_0", "svd_1"};
+    /* char arrays, not pointer tables: they stay in .rodata even in PIC builds */
+    static const char t2[3][8] = {"t2_in", "t2_core", "t2_out"}, cp[4][5] = {"cp_0", "cp_1", "cp_2", "cp_3"},
+                      sv[2][6] = {"svd_0", "svd_1"};
     if (m == TD_METHOD_TUCKER2) return t2[p];
     if (m == TD_METHOD_CP) return cp[p];
     return sv[p];
