@@ -41,32 +41,59 @@ typedef struct td_layer_desc {
 } td_layer_desc;
 
 /* --- geometry and cost model -------------------------------------------------------------------
- * Convention (documented once, used everywhere): MACs = Ho * Wo * Cout * (Cin / groups) * kh * kw;
- * FLOPs = 2 * MACs; the bias is excluded. Parameters count the kernel (or dense matrix) only;
- * the bias is carried unchanged and left out. Dense layers count as 1 x 1 "pixels". */
+ * Convention (one for the whole library, as fvcore / thop count MACs):
+ *   MACs  = Ho * Wo * Cout * (Cin / groups) * kh * kw   per image (dense: out * in),
+ *   FLOPs = 2 * MACs;  bias additions, activations and padding are not counted.
+ * Parameters count the kernel (or dense matrix) only; the bias is carried unchanged and left out.
+ * Dense layers count as one 1 x 1 "pixel" and their cost is always known.
+ * Output size (PyTorch's formula, per axis): Ho = floor((H + pt + pb - d (k - 1) - 1) / s) + 1;
+ * 'valid' is the same with no padding; 'same' gives Ho = ceil(H / s).
+ * Worked (BRIEF.md): a 3x3 conv 64 -> 128 on (64, 100, 100), no padding: 73,728 parameters,
+ * 708,083,712 MACs, 1,416,167,424 FLOPs; its Tucker-2 chain at rank 32: 15,360 parameters,
+ * 296,656,896 FLOPs (1x1 64 -> 32 on 100 x 100, 3x3 32 -> 32 and 1x1 32 -> 128 on 98 x 98).
+ * The notes' "2 K - 1 per output" convention (1,414.94 -> 294.80 MFLOPs) is not used. */
 
 /* Resolves the padding of d for an input of h x w into pad[4] = top, bottom, left, right.
- * 'same' follows TF/Keras: out = ceil(H / s), total = max((out - 1) s + (k - 1) d + 1 - H, 0),
- * the odd pixel at the bottom/right. */
+ * Explicit: d->pad; valid and dense: zeros; 'same' (TF/Keras): out = ceil(H / s),
+ * total = max((out - 1) s + (k - 1) d + 1 - H, 0), top = total / 2, bottom = the rest (the odd
+ * pixel at the bottom/right). TD_EINVAL for an invalid description (zero sizes, stride/dilation 0,
+ * groups not dividing Cin and Cout), an empty input (h or w 0) or a NULL pointer. */
 TD_API TD_WUR td_status td_layer_padding(const td_layer_desc *d, size_t h, size_t w, size_t pad[4]);
 
-/* Output spatial size for an input of h x w: floor((H + pt + pb - d (k - 1) - 1) / s) + 1.
- * TD_EINVAL when the kernel does not fit. */
+/* Output spatial size for an input of h x w after td_layer_padding (dense: 1 x 1).
+ * TD_EINVAL when the dilated kernel does not fit the padded input, or as td_layer_padding. */
 TD_API TD_WUR td_status td_layer_output_size(const td_layer_desc *d, size_t h, size_t w, size_t *ho,
                                              size_t *wo);
 
 typedef struct td_cost {
     uint64_t params;            /* kernel / matrix elements, bias excluded */
     int known;                  /* 1 when macs and flops are known (input size known) */
-    uint64_t macs;
-    uint64_t flops;             /* 2 * macs */
-    double flops_per_pixel;     /* per output pixel of the (original) layer; always set */
+    uint64_t macs;              /* 0 when !known */
+    uint64_t flops;             /* 2 * macs; 0 when !known */
+    double flops_per_pixel;     /* FLOPs per output pixel of the (original) layer; always set */
 } td_cost;
 
-/* Cost of one layer. flops_per_pixel = 2 * Cout * Cin/g * kh * kw. */
+/* Cost of one layer: params, and MACs/FLOPs at d->in_h x d->in_w when d->input_known (dense:
+ * always). flops_per_pixel = 2 * Cout * Cin/g * kh * kw. TD_EINVAL as td_layer_output_size;
+ * TD_EOVERFLOW when a count does not fit 63 bits (c is then zeroed). */
 TD_API TD_WUR td_status td_layer_cost(const td_layer_desc *d, td_cost *c);
 
-/* --- rewrites into chains ------------------------------------------------------------------ */
+/* --- rewrites into chains ------------------------------------------------------------------
+ * Every rewrite takes the layer's description d, its kernel (OIHW (Cout, Cin, kh, kw) for a conv,
+ * (out, in) for a dense layer; shapes must match d exactly, else TD_ESHAPE) and an optional bias
+ * (NULL or an empty tensor for none; else shape (Cout), TD_ESHAPE otherwise), and fills a
+ * td_chain. The chain owns copies of everything: kernel and bias may be freed afterwards.
+ * Only groups = 1 is rewritten: grouped and depthwise convs are refused with TD_EUNSUPPORTED
+ * (never treated as ordinary convs). Only the spatial piece(s) carry d's stride, padding (mode
+ * and values) and dilation; 1x1 pieces have stride 1, padding 0; the bias goes on the last piece.
+ * Each piece's desc says the input size it sees when d->input_known (the first 1x1 runs on the
+ * full input, pieces after a strided one on the reduced size), so td_chain_cost is exact.
+ * rel_error is always ||W - W_hat||_F / ||W||_F with W_hat = td_chain_compose of the pieces in
+ * double (a caller that rounds the pieces to float32/float16 recomputes it after rounding).
+ * Statuses common to all: TD_EINVAL (NULL pointers, rank 0, rank above its limit without clamp,
+ * wrong layer kind), TD_ESHAPE, TD_EUNSUPPORTED, TD_ENOTFINITE (NaN/Inf in the kernel), TD_ENOMEM,
+ * TD_ERANGE (a dimension beyond 32-bit BLAS), TD_ELAPACK, and those of td_tucker / td_cp_als.
+ * On failure the chain is zeroed; td_chain_free is always safe on it. */
 
 typedef enum td_method {
     TD_METHOD_NONE = 0,
@@ -76,7 +103,7 @@ typedef enum td_method {
     TD_METHOD_SVD_GROUPED   /* ALDS: grouped kh x kw conv Cin->k*j (groups k), 1x1 k*j->Cout */
 } td_method;
 
-/* "none", "tucker2", "cp", "svd", "svd-grouped". */
+/* "none", "tucker2", "cp", "svd", "svd-grouped" (the report's names); "none" for unknown values. */
 TD_API const char *td_method_name(td_method m);
 
 #define TD_CHAIN_MAX 4
@@ -86,6 +113,13 @@ typedef struct td_chain_piece {
     td_tensor bias;         /* (Cout) on the last piece when the layer has a bias; else empty */
 } td_chain_piece;
 
+/* A rewritten layer: pieces[0 .. npieces-1] applied in order. Piece shapes (the torch keys
+ * <name>.0, <name>.1, ... of DESIGN.md, in this order):
+ *   tucker2      (R_in, Cin, 1, 1), (R_out, R_in, kh, kw), (Cout, R_out, 1, 1) + bias
+ *   cp           (R, Cin, 1, 1), (R, 1, kh, 1) groups R, (R, 1, 1, kw) groups R, (Cout, R, 1, 1) + bias
+ *   svd (conv)   (j, Cin, kh, kw), (Cout, j, 1, 1) + bias          (a 1x1 conv: both 1x1)
+ *   svd (dense)  (r, in), (out, r) + bias
+ *   svd-grouped  (k j, Cin/k, kh, kw) groups k, (Cout, k j, 1, 1) + bias */
 typedef struct td_chain {
     td_method method;
     int npieces;
@@ -94,60 +128,106 @@ typedef struct td_chain {
     int nranks;
     int clamped;            /* 1 when a requested rank was above its mode and lowered */
     double rel_error;       /* ||W - W_hat||_F / ||W||_F of the composed kernel (double) */
-    double seconds;
+    double seconds;         /* wall time of the decomposition and the chain's assembly */
 } td_chain;
 
-/* Frees every piece and zeroes the chain. Safe on a zeroed chain. */
+/* Frees every piece and zeroes the chain. Safe on a zeroed chain; pieces that are views (owner 0)
+ * are only reset, so a chain of views over a file's buffers may be freed too. */
 TD_API void td_chain_free(td_chain *c);
 
-/* Tucker-2 of a conv kernel (Kim et al. 2015): modes {0, 1} of OIHW, ranks (r_out, r_in).
- * opt: NULL for HOOI defaults; opt->clamp lowers ranks above Cout/Cin (chain.clamped = 1),
- * otherwise they are TD_EINVAL. Grouped/depthwise convs: TD_EUNSUPPORTED. bias may be NULL. */
+/* Tucker-2 of a conv kernel (Kim et al. 2015): W ~= G x_0 U_out x_1 U_in on modes {0, 1} of OIHW
+ * (spatial modes kept whole), ranks (r_out, r_in) in mode order; r_out != r_in is fine.
+ * Pieces: U_in^T (r_in, Cin, 1, 1); the core G (r_out, r_in, kh, kw) with d's stride, padding and
+ * dilation; U_out (Cout, r_out, 1, 1) with the bias. U_in, U_out have orthonormal columns.
+ * opt: NULL for td_tucker_options_init's defaults (HOOI, tol 1e-4, max 100 sweeps); its method,
+ * tol, max_iter and progress are used, its truncate callback ignored (ranks are given).
+ * opt->clamp lowers r_out above Cout / r_in above Cin (chain.clamped = 1); without it they are
+ * TD_EINVAL. Parameters: Cin r_in + r_out r_in kh kw + r_out Cout.
+ * Cost: td_tucker's, plus O(Cout Cin kh kw (r_out + r_in)) for the composition. */
 TD_API TD_WUR td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor *kernel,
                                         const td_tensor *bias, size_t r_out, size_t r_in,
                                         const td_tucker_options *opt, td_chain *out);
 
-/* CP of a conv kernel (Lebedev et al. 2014): weights folded into the last 1x1. The kh x 1 piece
- * carries the height stride, dilation and padding, the 1 x kw piece the width ones. */
+/* CP of a conv kernel (Lebedev et al. 2014): W[o,i,h,w] ~= sum_r l_r A[o,r] B[i,r] C[h,r] D[w,r] by
+ * td_cp_als (opt NULL for its defaults; any rank >= 1, also above the modes). Pieces: B^T
+ * (R, Cin, 1, 1); C as a kh x 1 depthwise conv (R, 1, kh, 1) with the height stride, dilation and
+ * padding (top, bottom); D as a 1 x kw depthwise conv (R, 1, 1, kw) with the width ones (left,
+ * right) - so the kh x 1 piece outputs Ho x W and the 1 x kw piece Ho x Wo; A diag(l)
+ * (Cout, R, 1, 1) with the bias (the weights l folded in there). 'same' padding stays 'same' on
+ * both spatial pieces, which resolves to the original per-axis padding. Parameters:
+ * R (Cin + kh + kw + Cout). chain.ranks = (R). */
 TD_API TD_WUR td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel,
                                    const td_tensor *bias, size_t rank, const td_cp_options *opt,
                                    td_chain *out);
 
-/* Truncated SVD of a dense layer, a 1x1 conv, or a kh x kw conv lowered to (Cout, Cin kh kw):
- * the first piece takes the original stride/padding/dilation, the last the bias. rank above
- * min(rows, cols) is lowered when clamp, else TD_EINVAL. */
+/* Truncated SVD (Eckart-Young: rel_error = sqrt(sum_{i>r} s_i^2) / ||W||_F) of a dense layer
+ * (out, in), or of a conv lowered to the (Cout, Cin kh kw) matrix (a 1x1 conv is the (Cout, Cin)
+ * matrix). M = U S V^T; pieces: S_r V_r^T as (r, in) or (r, Cin, kh, kw) with d's stride, padding
+ * and dilation; U_r as (out, r) or (Cout, r, 1, 1) with the bias. rank above min(rows, cols) is
+ * lowered when clamp (chain.clamped = 1), else TD_EINVAL. Parameters: r (rows + cols). */
 TD_API TD_WUR td_status td_layer_svd(const td_layer_desc *d, const td_tensor *kernel,
                                      const td_tensor *bias, size_t rank, int clamp, td_chain *out);
 
-/* ALDS grouped SVD: Cin split into k contiguous groups (k must divide Cin), a rank-j SVD of each
- * group's (Cout, Cin/k kh kw) slice; j above its maximum lowered when clamp. */
+/* ALDS grouped SVD (Liebenwein et al. 2021, torchprune's KERNEL_ENCODE scheme): Cin split into k
+ * contiguous groups (k must divide Cin, else TD_EINVAL), each group g's (Cout, (Cin/k) kh kw)
+ * slice of the lowering gets a rank-j SVD U_g S_g V_g^T. Pieces: a grouped kh x kw conv
+ * (k j, Cin/k, kh, kw), groups k, rows g j .. g j + j - 1 = S_g V_g^T, with d's stride, padding and
+ * dilation; a dense 1x1 conv (Cout, k j, 1, 1) = [U_0 | ... | U_{k-1}] with the bias. j above
+ * min(Cout, (Cin/k) kh kw) is lowered when clamp, else TD_EINVAL. k = 1 is td_layer_svd (method
+ * TD_METHOD_SVD, ranks (j)); otherwise ranks (k, j). Dense layers: only k = 1.
+ * Parameters: j (Cin kh kw + k Cout). */
 TD_API TD_WUR td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel,
                                             const td_tensor *bias, size_t k, size_t j, int clamp,
                                             td_chain *out);
 
-/* Composes the chain's kernels back into the original layer's kernel shape (caller-allocated
- * out with the original kernel's shape). Exact algebra, no convolution: Tucker-2 core x_0 U_out
- * x_1 U_in; CP sum of outer products; SVD products. */
+/* Composes the chain's kernels back into the original layer's kernel W_hat: out caller-allocated
+ * with the original kernel's shape (4-D OIHW, or 2-D for a dense SVD chain). Exact algebra, no
+ * convolution: Tucker-2 core x_0 U_out x_1 U_in; CP the sum of R outer products; SVD and grouped
+ * SVD the (per-group) matrix products, k read from the shapes (k = Cin / encoder's shape[1]).
+ * Only c->method, c->npieces and the pieces' kernels are read, so `verify` may build a chain of
+ * views over a decomposed file's datasets. Every piece's shape is checked against out first:
+ * TD_ESHAPE on any mismatch (also a wrong npieces), TD_EINVAL for an unknown method or NULL,
+ * TD_ERANGE, TD_ENOMEM (Tucker-2 uses one temporary of Cout r_in kh kw). */
 TD_API TD_WUR td_status td_chain_compose(const td_chain *c, td_tensor *out);
 
-/* Summed cost of the pieces, each at the spatial size it sees; flops_per_pixel per output pixel
- * of the original layer, pieces before a stride s counting s*s pixels. */
+/* rel_error = ||W - W_hat||_F / ||W||_F with W = kernel and W_hat = td_chain_compose(c) (the
+ * absolute error ||W_hat||_F when W is zero). For the report's figure after the pieces were
+ * rounded to the file's dtype (round them, then call this), and for `verify`. Statuses as
+ * td_chain_compose (TD_ESHAPE when kernel's shape does not match the chain). Memory: one tensor of
+ * kernel's size. */
+TD_API TD_WUR td_status td_chain_rel_error(const td_chain *c, const td_tensor *kernel, double *rel_error);
+
+/* Summed cost of the pieces, each at the spatial size it sees (from the pieces' descs;
+ * statuses as td_layer_cost);
+ * known only when every piece's input size is known. flops_per_pixel is per output pixel of the
+ * original layer: a piece followed by pieces with strides s (per axis) counts the product of
+ * those s_h s_w pixels per output pixel (the first 1x1 of a stride-2 Tucker-2 chain counts 4).
+ * Tucker-2: H W Cin R_in + Ho Wo (R_out R_in kh kw + Cout R_out) MACs; CP: H W Cin R +
+ * Ho W R kh + Ho Wo R kw + Ho Wo R Cout; (grouped) SVD: Ho Wo j Cin kh kw + Ho Wo Cout k j. */
 TD_API TD_WUR td_status td_chain_cost(const td_chain *c, td_cost *cost);
 
-/* --- reference executor ------------------------------------------------------------------- */
+/* --- reference executor -------------------------------------------------------------------
+ * Single image, NCHW without the N: input (Cin, H, W) -> output (Cout, Ho, Wo), allocated here
+ * (output is overwritten, not freed first; zeroed on failure). Cross-correlation as PyTorch's
+ * conv2d: y[o, y, x] = b[o] + sum_{c, i, j} W[o, c, i, j] in[g Cin/g + c, y sh + i dh - pt,
+ * x sw + j dw - pl] over the group g of o, zero outside the input. Groups, stride, dilation,
+ * explicit padding and 'same'/'valid' (resolved against the input) are supported. Dense layers:
+ * input (in) -> output (out), y = W x + b. bias may be NULL or empty. Statuses: TD_EINVAL,
+ * TD_ESHAPE (input or kernel not matching d), TD_ENOMEM, TD_ERANGE (gemm only). */
 
-/* Direct convolution in plain loops (the reference): input (Cin, H, W) single image, output
- * allocated here (Cout, Ho, Wo). Dense layers take input (in) and give (out). */
+/* The reference: plain loops, O(Ho Wo Cout Cin/g kh kw). */
 TD_API TD_WUR td_status td_layer_apply_direct(const td_layer_desc *d, const td_tensor *kernel,
                                               const td_tensor *bias, const td_tensor *input,
                                               td_tensor *output);
 
-/* The same by im2col + GEMM (per group), for timing real CPU speed. */
+/* The same by im2col + one DGEMM per group (dense: one DGEMV), for timing real CPU speed.
+ * Workspace: (Cin/g) kh kw Ho Wo doubles, allocated per call. */
 TD_API TD_WUR td_status td_layer_apply_gemm(const td_layer_desc *d, const td_tensor *kernel,
                                             const td_tensor *bias, const td_tensor *input,
                                             td_tensor *output);
 
-/* Runs every piece of the chain in turn (gemm = 0: direct, 1: im2col + GEMM). */
+/* Runs every piece of the chain in turn (gemm = 0: direct, 1: im2col + GEMM); the pieces' own
+ * padding modes are resolved against the size each sees. */
 TD_API TD_WUR td_status td_chain_apply(const td_chain *c, const td_tensor *input, int gemm,
                                        td_tensor *output);
 

@@ -8,44 +8,68 @@
 
 TD_BEGIN_DECLS
 
-/* R = max(1, round_half_up(f * c)) for 0 < f <= 1 (0 when c == 0). The product is rounded with
- * a 1e-9 guard so that exact decimal products (0.25 * 128 = 32, 0.5 * 3 = 1.5 -> 2) are not
- * lost to binary rounding. */
+/* The --rank-ratio rule: R = max(1, round_half_up(f * c)) = floor(f c + 0.5 + 1e-9), at most c;
+ * 0 when c == 0 or f is not positive. The 1e-9 guard keeps decimal products exact against binary
+ * rounding (0.29 * 50 = 14.499999999999998 in binary still gives 15; 0.25 * 128 = 32). A (256, 128,
+ * 3, 3) kernel at 0.25 gets (64, 32). */
 TD_API size_t td_rank_ratio(double f, size_t c);
 
-/* Smallest r with sum_{i<r} s2[i] >= f * sum_i s2[i] (s2 descending squared singular values,
- * 0 < f <= 1). An all-zero spectrum gives 1. TD_EINVAL for f outside (0, 1] or n == 0. */
+/* The --energy rule: the smallest r with sum_{i<r} s2[i] >= f * sum_i s2[i], for s2 the n squared
+ * singular values in descending order (negative entries, from rounding, count as 0) and
+ * 0 < f <= 1. Equivalently the truncation error sqrt(sum_{i>=r} s2[i]) / ||Y||_F is at most
+ * sqrt(1 - f). Squared values are summed (not sigma), as the Frobenius error is. A relative guard of
+ * 1e-12 makes f = 1 give the numerical rank. An all-zero spectrum gives 1.
+ * TD_EINVAL for NULL pointers, n == 0 or f outside (0, 1]. */
 TD_API TD_WUR td_status td_rank_energy(const double *s2, size_t n, double f, size_t *rank);
 
-/* EVBMF (Nakajima, Sugiyama, Babacan & Tomioka, JMLR 2013): the rank the empirical variational
- * Bayesian matrix factorisation keeps for a rows x cols matrix with the given singular values
- * (s, descending, n of them; missing ones are taken as 0). The matrix is transposed internally
- * so that L = min(rows, cols) <= M; the noise variance is found by minimising the EVB free
- * energy over [lower, upper] on a normalised problem (singular values divided by
- * ||Y||_F / sqrt(L M)), so the rank is invariant to scaling the matrix. Rank 0 (pure noise) is
- * possible. *sigma2 (may be NULL) receives the noise variance in the input's scale.
- * Cost O(n) per objective evaluation, a few thousand evaluations. */
+/* EVBMF (Nakajima, Sugiyama, Babacan & Tomioka, JMLR 2013, "Global analytic solution of
+ * fully-observed variational Bayesian matrix factorization"): the rank the empirical VB matrix
+ * factorisation keeps for a rows x cols matrix Y with singular values s (descending, n of them;
+ * missing ones are taken as 0, extra ones past min(rows, cols) ignored).
+ * With L = min(rows, cols), M = max(rows, cols) (so the matrix is transposed when rows > cols, a
+ * case the common Python copy silently gets wrong), alpha = L / M, tau = 2.5129 sqrt(alpha),
+ * x = (1 + tau)(1 + alpha / tau):
+ *   rank = #{h : s_h > sqrt(M sigma2 x)}  (strict),
+ * with the noise variance sigma2 the global minimiser of the EVB free energy (H = L, no residual)
+ * over [max(s_k^2 / (M x), mean_{h>=k} s_h^2 / M), ||Y||_F^2 / (L M)], k = ceil(L / (1 + alpha)) - 1
+ * (0-based), exactly the bounds of VBMF.py. The search runs on the normalised problem (s divided
+ * by ||Y||_F / sqrt(L M), so the upper bound is 1): a 2001-point grid in log sigma2 and a
+ * golden-section refinement, hence the rank is invariant to scaling Y (VBMF.py's absolute tolerance
+ * of 1e-5 makes it drift for small weights) and the global minimum is found even when the free
+ * energy has several local minima. Rank 0 (a noise-like, flat spectrum) is a result the caller
+ * must handle; a zero matrix gives rank 0, sigma2 0.
+ * *sigma2 (may be NULL) receives the noise variance in the input's scale.
+ * Statuses: TD_EINVAL (NULL s or rank, rows or cols 0), TD_ENOTFINITE, TD_ENOMEM.
+ * Cost: O(L) per free-energy evaluation, at most 2,210 evaluations; memory L doubles. */
 TD_API TD_WUR td_status td_rank_evbmf(const double *s, size_t n, size_t rows, size_t cols,
                                       size_t *rank, double *sigma2);
 
 typedef enum td_rank_kind {
-    TD_RANK_FIXED = 0,   /* fixed[mode] (or fixed[0] for every mode when nfixed == 1) */
+    TD_RANK_FIXED = 0,   /* fixed[mode], lowered to I_mode when above it; 0 is TD_EINVAL */
     TD_RANK_RATIO,       /* td_rank_ratio(value, I_mode) */
     TD_RANK_ENERGY,      /* td_rank_energy(spectrum, value) */
-    TD_RANK_EVBMF        /* td_rank_evbmf on the unfolding (I_mode x size / I_mode) */
+    TD_RANK_EVBMF        /* td_rank_evbmf on the unfolding, I_mode x (tensor_size / I_mode) */
 } td_rank_kind;
 
-/* Context of td_rank_truncate. tensor_size is the element count of the tensor being truncated
- * (EVBMF needs the unfolding's column count size / I_mode). Fixed and ratio ranks above the mode
- * are lowered to it (the caller compares to detect clamping). */
+/* Context of td_rank_truncate (a rank rule for td_tucker's callback). Fill it with a designated
+ * initialiser or memset: unused fields must be 0.
+ * tensor_size is the element count of the tensor whose unfoldings are truncated; EVBMF needs the
+ * unfolding's column count tensor_size / I_mode (TD_EINVAL when tensor_size is 0). With
+ * ST-HOSVD the later modes see an already truncated tensor, so EVBMF's column count (taken from
+ * the full tensor) is then an approximation; HOSVD and HOOI decide every rank on the full
+ * unfoldings, where it is exact. */
 typedef struct td_rank_rule {
     td_rank_kind kind;
-    double value;                  /* ratio or energy fraction */
-    size_t fixed[TD_MAX_MODES];    /* fixed ranks, indexed by mode */
+    double value;                  /* ratio (0, 1] or energy fraction (0, 1] */
+    size_t fixed[TD_MAX_MODES];    /* fixed ranks, indexed by tensor mode */
     size_t tensor_size;
 } td_rank_rule;
 
-/* td_truncate_fn adapter: ctx is a const td_rank_rule *. Squared singular values in, rank out. */
+/* td_truncate_fn adapter: ctx is a const td_rank_rule *, mode the tensor mode, sv2 the n = I_mode
+ * squared singular values of its unfolding (descending), *rank in [0, n] out (0 only from EVBMF:
+ * td_tucker then fails with TD_EINFEASIBLE). Statuses: TD_EINVAL (NULL pointers, n == 0, mode
+ * outside [0, TD_MAX_MODES), a bad value, fixed rank 0, EVBMF without tensor_size),
+ * TD_ENOTFINITE, TD_ENOMEM. */
 TD_API TD_WUR td_status td_rank_truncate(void *ctx, int mode, const double *sv2, size_t n,
                                          size_t *rank);
 

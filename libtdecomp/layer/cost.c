@@ -1,4 +1,5 @@
 /* Geometry and the cost model (MACs = Ho Wo Cout Cin/g kh kw, FLOPs = 2 MACs, bias excluded). */
+#include <stdint.h>
 #include <string.h>
 #include "core/internal.h"
 #include "tdecomp/layer.h"
@@ -22,9 +23,18 @@ static int valid(const td_layer_desc *d)
            d->stride[1] >= 1 && d->dilation[0] >= 1 && d->dilation[1] >= 1;
 }
 
+/* a * b into *out; 0 on uint64 overflow (absurd input sizes from a layer spec). */
+static int mul64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (a != 0 && b > UINT64_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
 td_status td_layer_padding(const td_layer_desc *d, size_t h, size_t w, size_t pad[4])
 {
     if (!valid(d) || !pad) return TD_EINVAL;
+    if (d->kind == TD_LAYER_CONV2D && (h == 0 || w == 0)) return TD_EINVAL;
     if (d->kind == TD_LAYER_DENSE || d->pad_mode == TD_PAD_VALID) {
         memset(pad, 0, 4 * sizeof pad[0]);
         return TD_OK;
@@ -67,7 +77,10 @@ td_status td_layer_cost(const td_layer_desc *d, td_cost *c)
     if (!valid(d) || !c) return TD_EINVAL;
     memset(c, 0, sizeof *c);
     const size_t g = d->kind == TD_LAYER_DENSE ? 1 : d->groups;
-    const uint64_t per = (uint64_t)d->cout * (uint64_t)(d->cin / g) * d->kh * d->kw;
+    uint64_t per;
+    if (!mul64((uint64_t)d->cout, (uint64_t)(d->cin / g), &per) || !mul64(per, (uint64_t)d->kh, &per) ||
+        !mul64(per, (uint64_t)d->kw, &per) || per > UINT64_MAX / 2)
+        return TD_EOVERFLOW;
     c->params = per;
     c->flops_per_pixel = 2.0 * (double)per;
     if (d->kind == TD_LAYER_DENSE) {
@@ -80,9 +93,14 @@ td_status td_layer_cost(const td_layer_desc *d, td_cost *c)
         size_t ho, wo;
         td_status st = td_layer_output_size(d, d->in_h, d->in_w, &ho, &wo);
         if (st != TD_OK) return st;
+        uint64_t m;
+        if (!mul64((uint64_t)ho, (uint64_t)wo, &m) || !mul64(m, per, &m) || m > UINT64_MAX / 2) {
+            memset(c, 0, sizeof *c);
+            return TD_EOVERFLOW;
+        }
         c->known = 1;
-        c->macs = (uint64_t)ho * wo * per;
-        c->flops = 2 * c->macs;
+        c->macs = m;
+        c->flops = 2 * m;
     }
     return TD_OK;
 }
@@ -101,6 +119,10 @@ td_status td_chain_cost(const td_chain *ch, td_cost *cost)
         for (int q = p + 1; q < ch->npieces; q++)
             if (ch->pieces[q].desc.kind == TD_LAYER_CONV2D)
                 mult *= (double)(ch->pieces[q].desc.stride[0] * ch->pieces[q].desc.stride[1]);
+        if (pc.params > UINT64_MAX / 2 - cost->params || pc.flops > UINT64_MAX / 2 - cost->flops) {
+            memset(cost, 0, sizeof *cost);
+            return TD_EOVERFLOW;
+        }
         cost->params += pc.params;
         cost->flops_per_pixel += pc.flops_per_pixel * mult;
         cost->known = cost->known && pc.known;

@@ -73,18 +73,21 @@ td_status td_layer_apply_gemm(const td_layer_desc *d, const td_tensor *kernel, c
     size_t pad[4], ho = 1, wo = 1;
     td_status st = prepare(d, kernel, bias, input, output, pad, &ho, &wo);
     if (st != TD_OK) return st;
+    double *col = NULL;
     if (d->kind == TD_LAYER_DENSE) {
+        if (!td__fits_blas(d->cout) || !td__fits_blas(d->cin)) { st = TD_ERANGE; goto done; }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)d->cout, (int)d->cin, 1.0, kernel->data, (int)d->cin,
                     input->data, 1, 0.0, output->data, 1);
         if (bias && bias->size)
             for (size_t o = 0; o < d->cout; o++) output->data[o] += bias->data[o];
-        return TD_OK;
+        goto done;
     }
     const size_t h = input->shape[1], w = input->shape[2], g = d->groups, cig = d->cin / g, cog = d->cout / g;
     const size_t rows = cig * d->kh * d->kw, npix = ho * wo;
-    if (!td__fits_blas(rows) || !td__fits_blas(npix) || !td__fits_blas(rows * npix)) return TD_ERANGE;
-    double *col = malloc(rows * npix * sizeof(double));
-    if (!col) { td_tensor_free(output); return TD_ENOMEM; }
+    size_t colsize;
+    if (!td__fits_blas(rows) || !td__fits_blas(npix) || !td__fits_blas(cog)) { st = TD_ERANGE; goto done; }
+    if (!td__mul_ok(rows, npix, &colsize) || !td__mul_ok(colsize, sizeof(double), &colsize)) { st = TD_EOVERFLOW; goto done; }
+    if (!(col = malloc(colsize ? colsize : 1))) { st = TD_ENOMEM; goto done; }
     for (size_t grp = 0; grp < g; grp++) {
         /* im2col: row (c, i, j), column (y, x) */
         for (size_t c = 0; c < cig; c++)
@@ -105,11 +108,13 @@ td_status td_layer_apply_gemm(const td_layer_desc *d, const td_tensor *kernel, c
                     kernel->data + grp * cog * rows, (int)rows, col, (int)npix, 0.0,
                     output->data + grp * cog * npix, (int)npix);
     }
-    free(col);
     if (bias && bias->size)
         for (size_t o = 0; o < d->cout; o++)
             for (size_t p = 0; p < npix; p++) output->data[o * npix + p] += bias->data[o];
-    return TD_OK;
+done:
+    free(col);
+    if (st != TD_OK) td_tensor_free(output);
+    return st;
 }
 
 td_status td_chain_apply(const td_chain *c, const td_tensor *input, int gemm, td_tensor *output)

@@ -28,6 +28,9 @@ static int kernel_matches(const td_layer_desc *d, const td_tensor *k)
 static td_status check_layer(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias)
 {
     if (!d || !kernel) return TD_EINVAL;
+    td_cost c;
+    td_status st = td_layer_cost(d, &c); /* validates the geometry (and a known input size) */
+    if (st != TD_OK) return st;
     if (!kernel_matches(d, kernel)) return TD_ESHAPE;
     if (bias && bias->size && (bias->ndim != 1 || bias->shape[0] != d->cout)) return TD_ESHAPE;
     return td_tensor_check_finite(kernel);
@@ -75,18 +78,25 @@ static td_status set_bias(td_chain_piece *p, const td_tensor *bias)
     return td_tensor_copy(&p->bias, bias);
 }
 
-/* rel_error from the composed kernel, in double. */
-static td_status finish(td_chain *c, const td_tensor *kernel, double t0)
+td_status td_chain_rel_error(const td_chain *c, const td_tensor *kernel, double *rel_error)
 {
+    if (!c || !kernel || !rel_error) return TD_EINVAL;
     td_tensor w = {0};
     td_status st = td_tensor_alloc(&w, kernel->ndim, kernel->shape);
-    if (st != TD_OK) return st;
-    if ((st = td_chain_compose(c, &w)) == TD_OK) {
-        double nk = td_norm(kernel);
+    if (st == TD_OK) st = td_chain_compose(c, &w);
+    if (st == TD_OK) {
+        const double nk = td_norm(kernel);
         for (size_t i = 0; i < w.size; i++) w.data[i] -= kernel->data[i];
-        c->rel_error = nk > 0 ? td_norm(&w) / nk : 0.0;
+        const double nd = td_norm(&w);
+        *rel_error = nk > 0 ? nd / nk : nd;
     }
     td_tensor_free(&w);
+    return st;
+}
+
+static td_status finish(td_chain *c, const td_tensor *kernel, double t0)
+{
+    td_status st = td_chain_rel_error(c, kernel, &c->rel_error);
     c->seconds = td__now() - t0;
     return st;
 }
@@ -121,7 +131,7 @@ td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor *kernel, const
     out->clamped = clamped;
     const td_tensor *uo = &tr.factors[0], *ui = &tr.factors[1];
     td_chain_piece *p = out->pieces;
-    if ((st = piece_1x1(&p[0], r_in, d->cin, d, 0)) != TD_OK) goto fail;
+    if ((st = piece_1x1(&p[0], r_in, d->cin, d, 0)) != TD_OK) goto done;
     for (size_t a = 0; a < r_in; a++)
         for (size_t c = 0; c < d->cin; c++) p[0].kernel.data[a * d->cin + c] = ui->data[c * r_in + a];
     p[1].desc = *d;
@@ -130,16 +140,13 @@ td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor *kernel, const
     p[1].desc.has_bias = 0;
     p[1].kernel = tr.core;
     memset(&tr.core, 0, sizeof tr.core);
-    if ((st = piece_1x1(&p[2], d->cout, r_out, d, 1)) != TD_OK) goto fail;
+    if ((st = piece_1x1(&p[2], d->cout, r_out, d, 1)) != TD_OK) goto done;
     memcpy(p[2].kernel.data, uo->data, d->cout * r_out * sizeof(double));
-    if ((st = set_bias(&p[2], bias)) != TD_OK) goto fail;
+    if ((st = set_bias(&p[2], bias)) != TD_OK) goto done;
+    st = finish(out, kernel, t0);
+done:
     td_tucker_free(&tr);
-    if ((st = finish(out, kernel, t0)) != TD_OK) goto fail2;
-    return TD_OK;
-fail:
-    td_tucker_free(&tr);
-fail2:
-    td_chain_free(out);
+    if (st != TD_OK) td_chain_free(out);
     return st;
 }
 
@@ -162,7 +169,7 @@ td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel, const td_t
     out->ranks[0] = r;
     out->nranks = 1;
     td_chain_piece *p = out->pieces;
-    if ((st = piece_1x1(&p[0], r, d->cin, d, 0)) != TD_OK) goto fail;
+    if ((st = piece_1x1(&p[0], r, d->cin, d, 0)) != TD_OK) goto done;
     for (size_t a = 0; a < r; a++)
         for (size_t c = 0; c < d->cin; c++) p[0].kernel.data[a * d->cin + c] = cp.factors[1].data[c * r + a];
     /* kh x 1 depthwise: height stride, dilation, padding */
@@ -174,7 +181,7 @@ td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel, const td_t
     p[1].desc.pad[2] = p[1].desc.pad[3] = 0;
     p[1].desc.has_bias = 0;
     size_t s1[4] = {r, 1, kh, 1};
-    if ((st = td_tensor_alloc(&p[1].kernel, 4, s1)) != TD_OK) goto fail;
+    if ((st = td_tensor_alloc(&p[1].kernel, 4, s1)) != TD_OK) goto done;
     for (size_t a = 0; a < r; a++)
         for (size_t i = 0; i < kh; i++) p[1].kernel.data[a * kh + i] = cp.factors[2].data[i * r + a];
     /* 1 x kw depthwise: width ones, on the height-reduced input */
@@ -188,19 +195,17 @@ td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel, const td_t
     next_input(&p[1].desc, &p[2].desc);
     if (p[2].desc.input_known) p[2].desc.in_w = d->in_w;
     size_t s2[4] = {r, 1, 1, kw};
-    if ((st = td_tensor_alloc(&p[2].kernel, 4, s2)) != TD_OK) goto fail;
+    if ((st = td_tensor_alloc(&p[2].kernel, 4, s2)) != TD_OK) goto done;
     for (size_t a = 0; a < r; a++)
         for (size_t j = 0; j < kw; j++) p[2].kernel.data[a * kw + j] = cp.factors[3].data[j * r + a];
-    if ((st = piece_1x1(&p[3], d->cout, r, d, 1)) != TD_OK) goto fail;
+    if ((st = piece_1x1(&p[3], d->cout, r, d, 1)) != TD_OK) goto done;
     for (size_t o = 0; o < d->cout; o++)
         for (size_t a = 0; a < r; a++) p[3].kernel.data[o * r + a] = cp.factors[0].data[o * r + a] * cp.weights[a];
-    if ((st = set_bias(&p[3], bias)) != TD_OK) goto fail;
+    if ((st = set_bias(&p[3], bias)) != TD_OK) goto done;
+    st = finish(out, kernel, t0);
+done:
     td_cp_free(&cp);
-    if ((st = finish(out, kernel, t0)) != TD_OK) { td_chain_free(out); return st; }
-    return TD_OK;
-fail:
-    td_cp_free(&cp);
-    td_chain_free(out);
+    if (st != TD_OK) td_chain_free(out);
     return st;
 }
 
@@ -240,6 +245,7 @@ td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel, c
     if (j > jmax) { if (!clamp) return TD_EINVAL; j = jmax; out->clamped = 1; }
     const double t0 = td__now();
     const size_t kj = k * j;
+    td_tensor m = {0}, us = {0}, vt = {0};
     out->method = k == 1 ? TD_METHOD_SVD : TD_METHOD_SVD_GROUPED;
     out->npieces = 2;
     if (k == 1) { out->ranks[0] = j; out->nranks = 1; }
@@ -247,7 +253,7 @@ td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel, c
     td_chain_piece *p = out->pieces;
     p[0].desc = *d;
     p[0].desc.cout = kj;
-    p[0].desc.groups = dense ? 0 : k;
+    p[0].desc.groups = dense ? 1 : k;
     p[0].desc.has_bias = 0;
     if (dense) {
         size_t s0[2] = {j, d->cin};
@@ -256,20 +262,20 @@ td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel, c
         size_t s0[4] = {kj, cg, d->kh, d->kw};
         st = td_tensor_alloc(&p[0].kernel, 4, s0);
     }
-    if (st != TD_OK) goto fail;
+    if (st != TD_OK) goto done;
     if (dense) {
         p[1].desc = *d;
         p[1].desc.cin = j;
+        p[1].desc.groups = 1;
         p[1].desc.has_bias = 0;
         size_t s1[2] = {d->cout, j};
         st = td_tensor_alloc(&p[1].kernel, 2, s1);
     } else {
         st = piece_1x1(&p[1], d->cout, kj, d, 1);
     }
-    if (st != TD_OK) goto fail;
-    if ((st = set_bias(&p[1], bias)) != TD_OK) goto fail;
-    td_tensor m = {0}, us = {0}, vt = {0};
-    if ((st = td_matrix_alloc(&m, d->cout, cols)) != TD_OK) goto fail;
+    if (st != TD_OK) goto done;
+    if ((st = set_bias(&p[1], bias)) != TD_OK) goto done;
+    if ((st = td_matrix_alloc(&m, d->cout, cols)) != TD_OK) goto done;
     for (size_t g = 0; g < k && st == TD_OK; g++) {
         /* group g's slice of the (Cout, Cin kh kw) lowering */
         for (size_t o = 0; o < d->cout; o++)
@@ -282,31 +288,44 @@ td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel, c
         td_tensor_free(&us);
         td_tensor_free(&vt);
     }
+    if (st == TD_OK) st = finish(out, kernel, t0);
+done:
     td_tensor_free(&m);
-    if (st != TD_OK) goto fail;
-    if ((st = finish(out, kernel, t0)) != TD_OK) goto fail;
-    return TD_OK;
-fail:
-    td_chain_free(out);
+    if (st != TD_OK) td_chain_free(out);
     return st;
 }
 
+static int is_shape4(const td_tensor *t, size_t a, size_t b, size_t c, size_t d)
+{
+    return t->ndim == 4 && t->shape[0] == a && t->shape[1] == b && t->shape[2] == c && t->shape[3] == d &&
+           t->data != NULL;
+}
+
+/* Only the method and the pieces' kernels are read (a chain rebuilt from a file's datasets as
+ * views works); every shape is checked against out before any element is touched. */
 td_status td_chain_compose(const td_chain *c, td_tensor *out)
 {
-    if (!c || !out || c->npieces < 2) return TD_EINVAL;
+    if (!c || !out || !out->data) return TD_EINVAL;
     const td_chain_piece *p = c->pieces;
+    const int conv = out->ndim == 4;
+    if (!conv && out->ndim != 2) return TD_ESHAPE;
+    const size_t cout = out->shape[0], cin = out->shape[1], kh = conv ? out->shape[2] : 1, kw = conv ? out->shape[3] : 1;
     td_status st = TD_OK;
     switch (c->method) {
     case TD_METHOD_TUCKER2: {
         /* core x_0 U_out x_1 U_in with U_out = piece 2 (Cout x R_out), U_in^T = piece 0 */
+        if (c->npieces != 3 || !conv) return TD_ESHAPE;
         const td_tensor *core = &p[1].kernel;
-        size_t r_out = core->shape[0], r_in = core->shape[1], cout = p[2].kernel.shape[0], cin = p[0].kernel.shape[1];
-        if (out->ndim != 4 || out->shape[0] != cout || out->shape[1] != cin) return TD_ESHAPE;
+        if (core->ndim != 4) return TD_ESHAPE;
+        const size_t r_out = core->shape[0], r_in = core->shape[1];
+        if (!is_shape4(core, r_out, r_in, kh, kw) || !is_shape4(&p[0].kernel, r_in, cin, 1, 1) ||
+            !is_shape4(&p[2].kernel, cout, r_out, 1, 1))
+            return TD_ESHAPE;
         td_tensor uo, uit;
         size_t so[2] = {cout, r_out}, si[2] = {r_in, cin};
         if ((st = td_tensor_view(&uo, 2, so, p[2].kernel.data)) != TD_OK) return st;
         if ((st = td_tensor_view(&uit, 2, si, p[0].kernel.data)) != TD_OK) return st;
-        size_t mid[4] = {cout, r_in, core->shape[2], core->shape[3]};
+        size_t mid[4] = {cout, r_in, kh, kw};
         td_tensor t = {0};
         if ((st = td_tensor_alloc(&t, 4, mid)) != TD_OK) return st;
         st = td_ttm(core, 0, &uo, 0, &t);
@@ -315,30 +334,41 @@ td_status td_chain_compose(const td_chain *c, td_tensor *out)
         return st;
     }
     case TD_METHOD_CP: {
-        size_t r = p[0].kernel.shape[0], cin = p[0].kernel.shape[1], kh = p[1].kernel.shape[2],
-               kw = p[2].kernel.shape[3], cout = p[3].kernel.shape[0];
-        if (out->ndim != 4 || out->shape[0] != cout || out->shape[1] != cin || out->shape[2] != kh || out->shape[3] != kw)
+        if (c->npieces != 4 || !conv || p[0].kernel.ndim != 4) return TD_ESHAPE;
+        const size_t r = p[0].kernel.shape[0];
+        if (!is_shape4(&p[0].kernel, r, cin, 1, 1) || !is_shape4(&p[1].kernel, r, 1, kh, 1) ||
+            !is_shape4(&p[2].kernel, r, 1, 1, kw) || !is_shape4(&p[3].kernel, cout, r, 1, 1))
             return TD_ESHAPE;
-        for (size_t o = 0; o < cout; o++)
+        /* out (Cout x Cin kh kw) = A (Cout x R) Z, Z[a, (ci, i, j)] = B^T[a, ci] C[a, i] D[a, j]:
+         * one GEMM instead of an R-long loop per element */
+        const size_t cols = cin * kh * kw;
+        size_t zsize;
+        if (!td__fits_blas(cout) || !td__fits_blas(cols) || !td__fits_blas(r)) return TD_ERANGE;
+        if (!td__mul_ok(r, cols, &zsize) || !td__mul_ok(zsize, sizeof(double), &zsize)) return TD_EOVERFLOW;
+        double *z = malloc(zsize ? zsize : 1);
+        if (!z) return TD_ENOMEM;
+        for (size_t a = 0; a < r; a++)
             for (size_t ci = 0; ci < cin; ci++)
                 for (size_t i = 0; i < kh; i++)
-                    for (size_t j = 0; j < kw; j++) {
-                        double s = 0;
-                        for (size_t a = 0; a < r; a++)
-                            s += p[3].kernel.data[o * r + a] * p[0].kernel.data[a * cin + ci] *
-                                 p[1].kernel.data[a * kh + i] * p[2].kernel.data[a * kw + j];
-                        out->data[((o * cin + ci) * kh + i) * kw + j] = s;
-                    }
+                    for (size_t j = 0; j < kw; j++)
+                        z[a * cols + (ci * kh + i) * kw + j] =
+                            p[0].kernel.data[a * cin + ci] * p[1].kernel.data[a * kh + i] * p[2].kernel.data[a * kw + j];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout, (int)cols, (int)r, 1.0, p[3].kernel.data,
+                    (int)r, z, (int)cols, 0.0, out->data, (int)cols);
+        free(z);
         return TD_OK;
     }
     case TD_METHOD_SVD:
     case TD_METHOD_SVD_GROUPED: {
+        /* out[:, group g] = B[:, g j:(g+1) j] A[g j:(g+1) j, :]; k from the encoder's Cin / k */
         const td_tensor *a = &p[0].kernel, *b = &p[1].kernel;
-        size_t kj = a->shape[0], cout = b->shape[0];
-        size_t k = c->method == TD_METHOD_SVD_GROUPED ? c->ranks[0] : 1, j = kj / k;
-        size_t cols = a->size / kj; /* per group: Cin/k kh kw */
-        if (out->shape[0] != cout || out->size != cout * cols * k) return TD_ESHAPE;
-        if (!td__fits_blas(cout) || !td__fits_blas(cols) || !td__fits_blas(kj)) return TD_ERANGE;
+        if (c->npieces != 2 || a->ndim != out->ndim || a->shape[1] == 0 || cin % a->shape[1] != 0) return TD_ESHAPE;
+        const size_t k = cin / a->shape[1], kj = a->shape[0], j = k ? kj / k : 0, cols = a->shape[1] * kh * kw;
+        if (j == 0 || kj % k != 0 || (c->method == TD_METHOD_SVD && k != 1)) return TD_ESHAPE;
+        if (conv ? !is_shape4(a, kj, cin / k, kh, kw) || !is_shape4(b, cout, kj, 1, 1)
+                 : b->ndim != 2 || b->shape[0] != cout || b->shape[1] != kj || !a->data || !b->data)
+            return TD_ESHAPE;
+        if (!td__fits_blas(cout) || !td__fits_blas(cols * k) || !td__fits_blas(kj)) return TD_ERANGE;
         for (size_t g = 0; g < k; g++)
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout, (int)cols, (int)j, 1.0,
                         b->data + g * j, (int)kj, a->data + g * j * cols, (int)cols, 0.0,

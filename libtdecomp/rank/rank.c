@@ -17,7 +17,10 @@ td_status td_rank_energy(const double *s2, size_t n, double f, size_t *rank)
 {
     if (!s2 || !rank || n == 0 || !(f > 0 && f <= 1)) return TD_EINVAL;
     double tot = 0, acc = 0;
-    for (size_t i = 0; i < n; i++) tot += s2[i] > 0 ? s2[i] : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(s2[i])) return TD_ENOTFINITE;
+        tot += s2[i] > 0 ? s2[i] : 0;
+    }
     if (tot == 0) { *rank = 1; return TD_OK; }
     for (size_t i = 0; i < n; i++) {
         acc += s2[i] > 0 ? s2[i] : 0;
@@ -118,15 +121,21 @@ td_status td_rank_truncate(void *ctx, int mode, const double *sv2, size_t n, siz
     const td_rank_rule *rule = ctx;
     if (!rule || !sv2 || !rank || mode < 0 || mode >= TD_MAX_MODES || n == 0) return TD_EINVAL;
     switch (rule->kind) {
-    case TD_RANK_FIXED: *rank = rule->fixed[mode] < n ? rule->fixed[mode] : n; return rule->fixed[mode] ? TD_OK : TD_EINVAL;
-    case TD_RANK_RATIO: *rank = td_rank_ratio(rule->value, n); return TD_OK;
+    case TD_RANK_FIXED:
+        if (rule->fixed[mode] == 0) return TD_EINVAL;
+        *rank = rule->fixed[mode] < n ? rule->fixed[mode] : n;
+        return TD_OK;
+    case TD_RANK_RATIO:
+        if (!(rule->value > 0 && rule->value <= 1)) return TD_EINVAL;
+        *rank = td_rank_ratio(rule->value, n);
+        return TD_OK;
     case TD_RANK_ENERGY: return td_rank_energy(sv2, n, rule->value, rank);
     case TD_RANK_EVBMF: {
+        if (rule->tensor_size == 0 || rule->tensor_size % n != 0) return TD_EINVAL;
         double *s = malloc(n * sizeof(double));
         if (!s) return TD_ENOMEM;
         for (size_t i = 0; i < n; i++) s[i] = sqrt(sv2[i] > 0 ? sv2[i] : 0);
-        size_t cols = rule->tensor_size / n;
-        td_status st = td_rank_evbmf(s, n, n, cols ? cols : 1, rank, NULL);
+        td_status st = td_rank_evbmf(s, n, n, rule->tensor_size / n, rank, NULL);
         free(s);
         return st;
     }

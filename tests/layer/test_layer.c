@@ -260,6 +260,14 @@ START_TEST(test_refusals_and_clamp)
     ck_assert_uint_eq(ch.ranks[0], 8);
     td_chain_free(&ch);
     ck_assert_int_eq(td_conv_svd_grouped(&d, &k2, NULL, 3, 2, 0, &ch), TD_EINVAL); /* 3 does not divide 8 */
+    d.stride[1] = 0;
+    ck_assert_int_eq(td_conv_tucker2(&d, &k2, NULL, 2, 2, NULL, &ch), TD_EINVAL); /* bad geometry */
+    d.stride[1] = 1;
+    td_tensor nb;
+    size_t nbs[1] = {7};
+    tt_random(&nb, 1, nbs, 3);
+    ck_assert_int_eq(td_conv_cp(&d, &k2, &nb, 2, NULL, &ch), TD_ESHAPE); /* bias of 7 for 8 outputs */
+    td_tensor_free(&nb);
     k2.data[5] = NAN;
     ck_assert_int_eq(td_conv_tucker2(&d, &k2, NULL, 2, 2, NULL, &ch), TD_ENOTFINITE);
     td_tensor_free(&k);
@@ -285,6 +293,12 @@ START_TEST(test_cost_model_geometry)
     ck_assert_uint_eq(wo, 3);
     d.pad_mode = TD_PAD_EXPLICIT;
     ck_assert_int_eq(td_layer_output_size(&d, 2, 2, &ho, &wo), TD_EINVAL); /* kernel does not fit */
+    ck_assert_int_eq(td_layer_output_size(&d, 0, 5, &ho, &wo), TD_EINVAL); /* empty input */
+    td_cost big;
+    td_layer_desc huge = d;
+    huge.input_known = 1;
+    huge.in_h = huge.in_w = (size_t)1 << 31; /* 2^60 output pixels x 1152 MACs: over 63 bits */
+    ck_assert_int_eq(td_layer_cost(&huge, &big), TD_EOVERFLOW);
     /* unknown input: per-output-pixel FLOPs; pieces before the stride count s*s pixels */
     td_tensor k;
     size_t ks[4] = {16, 8, 3, 3};
@@ -303,6 +317,338 @@ START_TEST(test_cost_model_geometry)
 }
 END_TEST
 
+/* Naive grouped convolution (groups g), again independent of the executor. */
+static void naive_conv_g(const td_layer_desc *d, const td_tensor *k, const td_tensor *in, const size_t pad[4],
+                         size_t ho, size_t wo, double *out)
+{
+    size_t h = in->shape[1], w = in->shape[2], cig = d->cin / d->groups, cog = d->cout / d->groups;
+    for (size_t o = 0; o < d->cout; o++)
+        for (size_t y = 0; y < ho; y++)
+            for (size_t x = 0; x < wo; x++) {
+                double s = 0;
+                for (size_t c = 0; c < cig; c++)
+                    for (size_t i = 0; i < d->kh; i++)
+                        for (size_t j = 0; j < d->kw; j++) {
+                            long iy = (long)(y * d->stride[0] + i * d->dilation[0]) - (long)pad[0];
+                            long ix = (long)(x * d->stride[1] + j * d->dilation[1]) - (long)pad[2];
+                            if (iy >= 0 && iy < (long)h && ix >= 0 && ix < (long)w)
+                                s += k->data[((o * cig + c) * d->kh + i) * d->kw + j] *
+                                     in->data[(((o / cog) * cig + c) * h + iy) * w + ix];
+                        }
+                out[(o * ho + y) * wo + x] = s;
+            }
+}
+
+/* ||a - b||_F / ||a||_F written out. */
+static double frob_rel(const td_tensor *a, const td_tensor *b)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a->size; i++) {
+        num += (a->data[i] - b->data[i]) * (a->data[i] - b->data[i]);
+        den += a->data[i] * a->data[i];
+    }
+    return sqrt(num / den);
+}
+
+/* Squared tail sum_{i >= j} s_i^2 of the (rows x cols) block of the lowering starting at column c0. */
+static double svd_tail(const td_tensor *k, size_t c0, size_t cols, size_t j)
+{
+    const size_t rows = k->shape[0], ld = k->size / rows, n = rows < cols ? rows : cols;
+    td_tensor m;
+    double s[64], t = 0;
+    ck_assert(n <= 64);
+    ck_assert_int_eq(td_matrix_alloc(&m, rows, cols), TD_OK);
+    for (size_t r = 0; r < rows; r++) memcpy(m.data + r * cols, k->data + r * ld + c0, cols * sizeof(double));
+    TT_OK(td_svd_trunc(&m, n, NULL, NULL, s, NULL));
+    for (size_t i = j; i < n; i++) t += s[i] * s[i];
+    td_tensor_free(&m);
+    return t;
+}
+
+/* At a truncated rank the chain is the conv of its composed kernel W_hat (linearity), and
+ * rel_error matches the decomposition's own error. */
+START_TEST(test_truncated_rank_consistency)
+{
+    const geo g = {8, 6, 3, 3, 2, 2, 1, 1, TD_PAD_EXPLICIT, {1, 0, 2, 1}, 9, 10, 1};
+    td_layer_desc d = from_geo(&g);
+    td_tensor k, bias, x, wh;
+    size_t ks[4] = {8, 6, 3, 3}, bs[1] = {8}, xs[3] = {6, 9, 10};
+    tt_random(&k, 4, ks, 101);
+    tt_random(&bias, 1, bs, 102);
+    tt_random(&x, 3, xs, 103);
+    ck_assert_int_eq(td_tensor_alloc(&wh, 4, ks), TD_OK);
+    const double nw2 = td_norm(&k) * td_norm(&k);
+    for (int m = 0; m < 4; m++) {
+        td_chain ch;
+        double expect = -1;
+        if (m == 0) {
+            td_tucker_options o;
+            td_tucker_options_init(&o);
+            TT_OK(td_conv_tucker2(&d, &k, &bias, 3, 4, &o, &ch));
+            int modes[2] = {0, 1};
+            size_t r[2] = {3, 4};
+            td_tucker_result tr;
+            TT_OK(td_tucker(&k, 2, modes, r, &o, &tr));
+            expect = tr.rel_error;
+            td_tucker_free(&tr);
+            ck_assert_uint_eq(ch.pieces[0].kernel.shape[0], 4);
+            ck_assert_uint_eq(ch.pieces[1].kernel.shape[0], 3);
+            ck_assert_uint_eq(ch.pieces[1].kernel.shape[1], 4);
+        } else if (m == 1) {
+            td_cp_options o;
+            td_cp_options_init(&o);
+            TT_OK(td_conv_cp(&d, &k, &bias, 5, &o, &ch));
+            td_cp_result cr;
+            TT_OK(td_cp_als(&k, 5, &o, &cr));
+            expect = cr.rel_error;
+            td_cp_free(&cr);
+        } else if (m == 2) {
+            TT_OK(td_layer_svd(&d, &k, &bias, 5, 0, &ch));
+            expect = sqrt(svd_tail(&k, 0, 54, 5) / nw2); /* Eckart-Young */
+        } else {
+            TT_OK(td_conv_svd_grouped(&d, &k, &bias, 2, 4, 0, &ch));
+            expect = sqrt((svd_tail(&k, 0, 27, 4) + svd_tail(&k, 27, 27, 4)) / nw2);
+            ck_assert_uint_eq(ch.ranks[0], 2);
+            ck_assert_uint_eq(ch.ranks[1], 4);
+        }
+        TT_OK(td_chain_compose(&ch, &wh));
+        ck_assert_msg(fabs(ch.rel_error - frob_rel(&k, &wh)) < 1e-12, "method %d: rel_error vs composed", m);
+        ck_assert_msg(fabs(ch.rel_error - expect) < 1e-9, "method %d: rel_error %g expected %g", m, ch.rel_error, expect);
+        ck_assert(ch.rel_error > 0.05 && ch.rel_error < 1);
+        char what[32];
+        snprintf(what, sizeof what, "truncated method %d", m);
+        check_chain(&d, &wh, &bias, &ch, &x, 1e-12, what);
+        td_chain_free(&ch);
+    }
+    td_tensor_free(&k); td_tensor_free(&bias); td_tensor_free(&x); td_tensor_free(&wh);
+}
+END_TEST
+
+/* A chain rebuilt from views over bare buffers (as `verify` does from a file) composes the same;
+ * every shape mismatch is TD_ESHAPE. */
+START_TEST(test_compose_from_views)
+{
+    td_layer_desc d = conv(6, 4, 3, 2);
+    td_tensor k, w1, w2;
+    size_t ks[4] = {6, 4, 3, 2};
+    tt_random(&k, 4, ks, 7);
+    ck_assert_int_eq(td_tensor_alloc(&w1, 4, ks), TD_OK);
+    ck_assert_int_eq(td_tensor_alloc(&w2, 4, ks), TD_OK);
+    td_chain ch, v;
+    for (int m = 0; m < 3; m++) {
+        if (m == 0) TT_OK(td_conv_tucker2(&d, &k, NULL, 3, 2, NULL, &ch));
+        else if (m == 1) TT_OK(td_conv_cp(&d, &k, NULL, 3, NULL, &ch));
+        else TT_OK(td_conv_svd_grouped(&d, &k, NULL, 2, 3, 0, &ch));
+        TT_OK(td_chain_compose(&ch, &w1));
+        memset(&v, 0, sizeof v);
+        v.method = ch.method;
+        v.npieces = ch.npieces;
+        for (int p = 0; p < ch.npieces; p++)
+            TT_OK(td_tensor_view(&v.pieces[p].kernel, ch.pieces[p].kernel.ndim, ch.pieces[p].kernel.shape,
+                                 ch.pieces[p].kernel.data));
+        TT_OK(td_chain_compose(&v, &w2));
+        ck_assert(tt_bitequal(&w1, &w2));
+        /* wrong piece count, a wrong piece shape, a wrong output shape */
+        v.npieces--;
+        ck_assert_int_eq(td_chain_compose(&v, &w2), TD_ESHAPE);
+        v.npieces++;
+        v.pieces[0].kernel.shape[1]--;
+        ck_assert_int_eq(td_chain_compose(&v, &w2), TD_ESHAPE);
+        v.pieces[0].kernel.shape[1]++;
+        td_tensor bad;
+        size_t bs[4] = {6, 4, 2, 3};
+        TT_OK(td_tensor_view(&bad, 4, bs, w2.data));
+        ck_assert_int_eq(td_chain_compose(&v, &bad), TD_ESHAPE);
+        td_chain_free(&v); /* views: only reset */
+        /* rel_error after rounding the pieces to float32, as a float32 file would hold them */
+        for (int p = 0; p < ch.npieces; p++)
+            for (size_t i = 0; i < ch.pieces[p].kernel.size; i++)
+                ch.pieces[p].kernel.data[i] = (double)(float)ch.pieces[p].kernel.data[i];
+        double e;
+        TT_OK(td_chain_rel_error(&ch, &k, &e));
+        TT_OK(td_chain_compose(&ch, &w2));
+        ck_assert(fabs(e - frob_rel(&k, &w2)) < 1e-15);
+        ck_assert(fabs(e - ch.rel_error) < 1e-6 && e != ch.rel_error);
+        ck_assert_int_eq(td_chain_rel_error(&ch, &bad, &e), TD_ESHAPE);
+        td_chain_free(&ch);
+    }
+    memset(&v, 0, sizeof v);
+    ck_assert_int_eq(td_chain_compose(&v, &w2), TD_EINVAL); /* method none */
+    td_tensor_free(&k); td_tensor_free(&w1); td_tensor_free(&w2);
+}
+END_TEST
+
+START_TEST(test_refuse_depthwise_and_grouped)
+{
+    td_layer_desc d = conv(4, 4, 3, 3);
+    d.groups = 4; /* depthwise: kernel (4, 1, 3, 3) */
+    td_tensor k;
+    size_t ks[4] = {4, 1, 3, 3};
+    tt_random(&k, 4, ks, 5);
+    td_chain ch;
+    ck_assert_int_eq(td_conv_tucker2(&d, &k, NULL, 2, 1, NULL, &ch), TD_EUNSUPPORTED);
+    ck_assert_int_eq(td_conv_cp(&d, &k, NULL, 2, NULL, &ch), TD_EUNSUPPORTED);
+    ck_assert_int_eq(td_layer_svd(&d, &k, NULL, 2, 1, &ch), TD_EUNSUPPORTED);
+    ck_assert_int_eq(td_conv_svd_grouped(&d, &k, NULL, 2, 1, 1, &ch), TD_EUNSUPPORTED);
+    ck_assert_int_eq(ch.npieces, 0); /* zeroed on failure */
+    td_chain_free(&ch);
+    td_tensor_free(&k);
+    d.groups = 2;
+    size_t ks2[4] = {4, 2, 3, 3};
+    tt_random(&k, 4, ks2, 6);
+    ck_assert_int_eq(td_conv_svd_grouped(&d, &k, NULL, 2, 1, 1, &ch), TD_EUNSUPPORTED);
+    /* a dense layer is not a conv for Tucker-2 / CP */
+    td_layer_desc dn;
+    memset(&dn, 0, sizeof dn);
+    dn.kind = TD_LAYER_DENSE;
+    dn.cout = 4;
+    dn.cin = 18;
+    dn.kh = dn.kw = 1;
+    td_tensor m;
+    tt_random_matrix(&m, 4, 18, 8);
+    ck_assert_int_eq(td_conv_tucker2(&dn, &m, NULL, 2, 2, NULL, &ch), TD_EINVAL);
+    ck_assert_int_eq(td_conv_cp(&dn, &m, NULL, 2, NULL, &ch), TD_EINVAL);
+    ck_assert_int_eq(td_conv_svd_grouped(&dn, &m, NULL, 2, 2, 0, &ch), TD_EINVAL);
+    td_tensor_free(&m);
+    td_tensor_free(&k);
+}
+END_TEST
+
+/* The executors on grouped and depthwise convs (the chains' CP and ALDS pieces need them). */
+START_TEST(test_executor_groups)
+{
+    const size_t G[3][4] = {{6, 4, 2, 3}, {5, 5, 5, 3}, {4, 6, 1, 1}}; /* cout, cin, groups, k */
+    for (int t = 0; t < 3; t++) {
+        td_layer_desc d = conv(G[t][0], G[t][1], G[t][3], G[t][3] == 1 ? 1 : 2);
+        d.groups = G[t][2];
+        d.stride[0] = 2;
+        d.dilation[1] = 2;
+        d.pad[0] = 1; d.pad[1] = 2; d.pad[2] = 0; d.pad[3] = 1;
+        td_tensor k, x, ref, y1, y2;
+        size_t ks[4] = {d.cout, d.cin / d.groups, d.kh, d.kw}, xs[3] = {d.cin, 7, 6};
+        tt_random(&k, 4, ks, 60 + (uint64_t)t);
+        tt_random(&x, 3, xs, 70 + (uint64_t)t);
+        size_t pad[4], ho, wo;
+        TT_OK(td_layer_padding(&d, 7, 6, pad));
+        TT_OK(td_layer_output_size(&d, 7, 6, &ho, &wo));
+        ck_assert_uint_eq(ho, (7 + 3 - (d.kh - 1) - 1) / 2 + 1);
+        size_t rs[3] = {d.cout, ho, wo};
+        ck_assert_int_eq(td_tensor_alloc(&ref, 3, rs), TD_OK);
+        naive_conv_g(&d, &k, &x, pad, ho, wo, ref.data);
+        TT_OK(td_layer_apply_direct(&d, &k, NULL, &x, &y1));
+        TT_OK(td_layer_apply_gemm(&d, &k, NULL, &x, &y2));
+        ck_assert(tt_relerr(&y1, &ref) < 1e-14);
+        ck_assert(tt_relerr(&y2, &ref) < 1e-13);
+        td_tensor_free(&y1);
+        ck_assert_int_eq(td_layer_apply_direct(&d, &k, NULL, &k, &y1), TD_ESHAPE); /* 4-D input */
+        td_tensor_free(&k); td_tensor_free(&x); td_tensor_free(&ref); td_tensor_free(&y2);
+    }
+}
+END_TEST
+
+/* Chain costs: every piece at the size it sees, against the closed forms of layer.h. */
+START_TEST(test_chain_costs)
+{
+    td_layer_desc d = conv(16, 8, 3, 5);
+    d.stride[0] = 2; d.stride[1] = 3;
+    d.pad[0] = 1; d.pad[1] = 0; d.pad[2] = 2; d.pad[3] = 1;
+    d.input_known = 1;
+    d.in_h = 11; d.in_w = 14;
+    const uint64_t H = 11, W = 14, Ho = (11 + 1 - 3) / 2 + 1, Wo = (14 + 3 - 5) / 3 + 1;
+    td_tensor k;
+    size_t ks[4] = {16, 8, 3, 5};
+    tt_random(&k, 4, ks, 9);
+    td_chain ch;
+    td_cost c, orig;
+    TT_OK(td_layer_cost(&d, &orig));
+    ck_assert_uint_eq(orig.macs, Ho * Wo * 16 * 8 * 15);
+    /* CP, per-axis stride: H W Cin R + Ho W R kh + Ho Wo R kw + Ho Wo R Cout */
+    TT_OK(td_conv_cp(&d, &k, NULL, 3, NULL, &ch));
+    ck_assert_uint_eq(ch.pieces[1].desc.in_h, H);
+    ck_assert_uint_eq(ch.pieces[2].desc.in_h, Ho);
+    ck_assert_uint_eq(ch.pieces[2].desc.in_w, W);
+    ck_assert_uint_eq(ch.pieces[3].desc.in_w, Wo);
+    TT_OK(td_chain_cost(&ch, &c));
+    ck_assert_int_eq(c.known, 1);
+    ck_assert_uint_eq(c.params, 3 * (8 + 3 + 5 + 16));
+    ck_assert_uint_eq(c.macs, H * W * 8 * 3 + Ho * W * 3 * 3 + Ho * Wo * 3 * 5 + Ho * Wo * 3 * 16);
+    ck_assert_uint_eq(c.flops, 2 * c.macs);
+    td_chain_free(&ch);
+    /* Tucker-2 with R_out != R_in (musco's swapped-rank pitfall) */
+    TT_OK(td_conv_tucker2(&d, &k, NULL, 5, 2, NULL, &ch));
+    TT_OK(td_chain_cost(&ch, &c));
+    ck_assert_uint_eq(c.params, 8 * 2 + 5 * 2 * 15 + 5 * 16);
+    ck_assert_uint_eq(c.macs, H * W * 8 * 2 + Ho * Wo * (5 * 2 * 15 + 16 * 5));
+    td_chain_free(&ch);
+    /* SVD of the lowering and ALDS: Ho Wo j Cin kh kw + Ho Wo Cout k j */
+    TT_OK(td_layer_svd(&d, &k, NULL, 4, 0, &ch));
+    TT_OK(td_chain_cost(&ch, &c));
+    ck_assert_uint_eq(c.params, 4 * (8 * 15 + 16));
+    ck_assert_uint_eq(c.macs, Ho * Wo * (4 * 8 * 15 + 16 * 4));
+    td_chain_free(&ch);
+    TT_OK(td_conv_svd_grouped(&d, &k, NULL, 4, 3, 0, &ch));
+    TT_OK(td_chain_cost(&ch, &c));
+    ck_assert_uint_eq(c.params, 3 * (8 * 15 + 4 * 16));
+    ck_assert_uint_eq(c.macs, Ho * Wo * (3 * 8 * 15 + 16 * 4 * 3));
+    td_chain_free(&ch);
+    /* unknown input size: per output pixel, pieces before the strides count sh * sw pixels */
+    d.input_known = 0;
+    TT_OK(td_conv_cp(&d, &k, NULL, 3, NULL, &ch));
+    TT_OK(td_chain_cost(&ch, &c));
+    ck_assert_int_eq(c.known, 0);
+    ck_assert_uint_eq(c.macs, 0);
+    ck_assert(c.flops_per_pixel == 2.0 * (8 * 3 * 6 + 3 * 3 * 3 + 3 * 5 + 3 * 16));
+    td_chain_free(&ch);
+    /* dense: always known, r (in + out) */
+    td_layer_desc dn;
+    memset(&dn, 0, sizeof dn);
+    dn.kind = TD_LAYER_DENSE;
+    dn.cout = 7;
+    dn.cin = 12;
+    dn.kh = dn.kw = dn.groups = 1;
+    td_tensor m;
+    tt_random_matrix(&m, 7, 12, 10);
+    TT_OK(td_layer_cost(&dn, &orig));
+    ck_assert_int_eq(orig.known, 1);
+    ck_assert_uint_eq(orig.flops, 2 * 7 * 12);
+    TT_OK(td_layer_svd(&dn, &m, NULL, 3, 0, &ch));
+    TT_OK(td_chain_cost(&ch, &c));
+    ck_assert_int_eq(c.known, 1);
+    ck_assert_uint_eq(c.macs, 3 * (12 + 7));
+    ck_assert_uint_eq(c.params, 3 * (12 + 7));
+    ck_assert(c.flops_per_pixel == 2.0 * 3 * (12 + 7));
+    td_chain_free(&ch);
+    td_tensor_free(&m);
+    td_tensor_free(&k);
+}
+END_TEST
+
+/* A strided 1x1 conv by SVD: two 1x1 pieces, the stride on the first; exact at full rank. */
+START_TEST(test_svd_1x1_strided)
+{
+    td_layer_desc d = conv(6, 4, 1, 1);
+    d.stride[0] = d.stride[1] = 2;
+    d.has_bias = 1;
+    td_tensor k, b, x;
+    size_t ks[4] = {6, 4, 1, 1}, bs[1] = {6}, xs[3] = {4, 7, 6};
+    tt_random(&k, 4, ks, 11);
+    tt_random(&b, 1, bs, 12);
+    tt_random(&x, 3, xs, 13);
+    td_chain ch;
+    TT_OK(td_layer_svd(&d, &k, &b, 4, 0, &ch));
+    ck_assert_int_eq(ch.npieces, 2);
+    ck_assert_uint_eq(ch.pieces[0].kernel.shape[2] * ch.pieces[0].kernel.shape[3], 1);
+    ck_assert_uint_eq(ch.pieces[0].desc.stride[0], 2);
+    ck_assert_uint_eq(ch.pieces[1].desc.stride[0], 1);
+    ck_assert_int_eq(ch.pieces[0].bias.size, 0);
+    ck_assert_int_eq(ch.pieces[1].bias.size, 6);
+    ck_assert(ch.rel_error < 1e-14);
+    check_chain(&d, &k, &b, &ch, &x, 1e-13, "svd 1x1 strided");
+    td_chain_free(&ch);
+    td_tensor_free(&k); td_tensor_free(&b); td_tensor_free(&x);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("layer");
@@ -313,6 +659,12 @@ int main(void)
     tcase_add_test(tc, test_full_rank_rewrites_exact);
     tcase_add_test(tc, test_refusals_and_clamp);
     tcase_add_test(tc, test_cost_model_geometry);
+    tcase_add_test(tc, test_truncated_rank_consistency);
+    tcase_add_test(tc, test_compose_from_views);
+    tcase_add_test(tc, test_refuse_depthwise_and_grouped);
+    tcase_add_test(tc, test_executor_groups);
+    tcase_add_test(tc, test_chain_costs);
+    tcase_add_test(tc, test_svd_1x1_strided);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }

@@ -1,5 +1,6 @@
 /* Rank rules on known spectra; EVBMF on the worked examples of research/rank_selection.md. */
 #include <math.h>
+#include <string.h>
 #include "common/testutil.h"
 
 START_TEST(test_ratio_rounding)
@@ -10,8 +11,13 @@ START_TEST(test_ratio_rounding)
     ck_assert_uint_eq(td_rank_ratio(0.1, 16), 2);    /* 1.6 */
     ck_assert_uint_eq(td_rank_ratio(0.01, 16), 1);   /* never below 1 */
     ck_assert_uint_eq(td_rank_ratio(1.0, 7), 7);
-    ck_assert_uint_eq(td_rank_ratio(0.3, 10), 3);    /* 0.3*10 = 2.9999999999999996 in binary */
-    ck_assert_uint_eq(td_rank_ratio(0.35, 10), 4);   /* 3.5 -> 4 although 0.35*10 < 3.5 in binary */
+    ck_assert_uint_eq(td_rank_ratio(0.3, 10), 3);
+    ck_assert_uint_eq(td_rank_ratio(0.35, 10), 4);   /* 3.5 -> 4 */
+    /* products that binary rounding puts just below the exact decimal value */
+    ck_assert_uint_eq(td_rank_ratio(0.29, 50), 15);  /* 14.499999999999998 -> 14.5 -> 15 */
+    ck_assert_uint_eq(td_rank_ratio(0.35, 90), 32);  /* 31.499999999999996 -> 32 */
+    ck_assert_uint_eq(td_rank_ratio(0.29, 100), 29); /* 28.999999999999996 -> 29 */
+    ck_assert_uint_eq(td_rank_ratio(0.57, 200), 114);
     ck_assert_uint_eq(td_rank_ratio(0.5, 0), 0);
 }
 END_TEST
@@ -139,6 +145,96 @@ START_TEST(test_truncate_callback_with_tucker)
 }
 END_TEST
 
+/* A Tucker-2 low-rank kernel (Cout 12, Cin 10, 3, 3) of multilinear ranks (3, 5) plus small noise:
+ * EVBMF on the mode-0 / mode-1 unfoldings (the --vbmf path) finds (3, 5), at every scale, and the
+ * callback with td_tucker agrees. */
+START_TEST(test_evbmf_tucker2_kernel)
+{
+    size_t cs[4] = {3, 5, 3, 3}, ks[4] = {12, 10, 3, 3};
+    td_tensor core, uo, ui, t, k, noise;
+    tt_random(&core, 4, cs, 21);
+    tt_random_matrix(&uo, 12, 3, 22);
+    tt_random_matrix(&ui, 10, 5, 23);
+    tt_random(&noise, 4, ks, 24);
+    size_t ts[4] = {12, 5, 3, 3};
+    ck_assert_int_eq(td_tensor_alloc(&t, 4, ts), TD_OK);
+    ck_assert_int_eq(td_tensor_alloc(&k, 4, ks), TD_OK);
+    TT_OK(td_ttm(&core, 0, &uo, 0, &t));
+    TT_OK(td_ttm(&t, 1, &ui, 0, &k));
+    for (size_t i = 0; i < k.size; i++) k.data[i] += 0.01 * noise.data[i];
+    const size_t want[2] = {3, 5};
+    for (int mode = 0; mode < 2; mode++) {
+        double s2[12], s[12];
+        size_t n = ks[mode], r;
+        TT_OK(td_mode_spectrum(&k, mode, 0, NULL, s2));
+        for (double scale = 1e-3; scale <= 1e3 * 1.0001; scale *= 1e3) {
+            for (size_t i = 0; i < n; i++) s[i] = sqrt(s2[i]) * scale;
+            TT_OK(td_rank_evbmf(s, n, n, k.size / n, &r, NULL));
+            ck_assert_msg(r == want[mode], "mode %d scale %g rank %zu", mode, scale, r);
+        }
+    }
+    td_rank_rule rule;
+    memset(&rule, 0, sizeof rule);
+    rule.kind = TD_RANK_EVBMF;
+    rule.tensor_size = k.size;
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    o.truncate = td_rank_truncate;
+    o.truncate_ctx = &rule;
+    int modes[2] = {0, 1};
+    td_tucker_result res;
+    TT_OK(td_tucker(&k, 2, modes, NULL, &o, &res));
+    ck_assert_uint_eq(res.ranks[0], 3);
+    ck_assert_uint_eq(res.ranks[1], 5);
+    ck_assert(res.rel_error < 0.05);
+    td_tucker_free(&res);
+    rule.tensor_size = 0; /* EVBMF needs the column count */
+    ck_assert_int_eq(td_tucker(&k, 2, modes, NULL, &o, &res), TD_EINVAL);
+    td_tensor_free(&core); td_tensor_free(&uo); td_tensor_free(&ui); td_tensor_free(&t);
+    td_tensor_free(&k); td_tensor_free(&noise);
+}
+END_TEST
+
+/* The callback with fixed ranks and bad rules; EVBMF with more rows than columns. */
+START_TEST(test_truncate_rules)
+{
+    const double sv2[6] = {36, 25, 4, 1, 0.25, 0.01};
+    td_rank_rule rule;
+    memset(&rule, 0, sizeof rule);
+    size_t r;
+    rule.kind = TD_RANK_FIXED;
+    rule.fixed[0] = 4;
+    rule.fixed[2] = 9;
+    TT_OK(td_rank_truncate(&rule, 0, sv2, 6, &r));
+    ck_assert_uint_eq(r, 4);
+    TT_OK(td_rank_truncate(&rule, 2, sv2, 6, &r));
+    ck_assert_uint_eq(r, 6); /* lowered to the mode */
+    ck_assert_int_eq(td_rank_truncate(&rule, 1, sv2, 6, &r), TD_EINVAL); /* fixed 0 */
+    ck_assert_int_eq(td_rank_truncate(&rule, -1, sv2, 6, &r), TD_EINVAL);
+    ck_assert_int_eq(td_rank_truncate(NULL, 0, sv2, 6, &r), TD_EINVAL);
+    rule.kind = TD_RANK_RATIO;
+    rule.value = 0.5;
+    TT_OK(td_rank_truncate(&rule, 1, sv2, 6, &r));
+    ck_assert_uint_eq(r, 3);
+    rule.value = 1.5;
+    ck_assert_int_eq(td_rank_truncate(&rule, 1, sv2, 6, &r), TD_EINVAL);
+    rule.kind = TD_RANK_ENERGY;
+    rule.value = 0.9; /* total 66.26: 36 + 25 = 61 >= 59.634 */
+    TT_OK(td_rank_truncate(&rule, 1, sv2, 6, &r));
+    ck_assert_uint_eq(r, 2);
+    const double bad[2] = {1, NAN};
+    ck_assert_int_eq(td_rank_energy(bad, 2, 0.5, &r), TD_ENOTFINITE);
+    ck_assert_int_eq(td_rank_evbmf(bad, 2, 2, 4, &r, NULL), TD_ENOTFINITE);
+    ck_assert_int_eq(td_rank_evbmf(bad, 2, 0, 4, &r, NULL), TD_EINVAL);
+    /* worked example A of rank_selection.md as the 10 x 5 transpose: rows > cols, same rank 2 */
+    const double a2[10] = {100, 64, 0.25, 0.16, 0.09, 0, 0, 0, 0, 0};
+    rule.kind = TD_RANK_EVBMF;
+    rule.tensor_size = 50;
+    TT_OK(td_rank_truncate(&rule, 0, a2, 10, &r));
+    ck_assert_uint_eq(r, 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rank");
@@ -149,6 +245,8 @@ int main(void)
     tcase_add_test(tc, test_evbmf_worked_examples);
     tcase_add_test(tc, test_evbmf_scale_invariance_and_signal);
     tcase_add_test(tc, test_truncate_callback_with_tucker);
+    tcase_add_test(tc, test_evbmf_tucker2_kernel);
+    tcase_add_test(tc, test_truncate_rules);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }
