@@ -82,8 +82,11 @@ static herr_t visit_link(hid_t g, const char *name, const H5L_info_t *info, void
     }
     td_model_tensor *t = &v->m->tensors[v->m->ntensors];
     memset(t, 0, sizeof *t);
-    snprintf(t->path, sizeof t->path, "%s", path);
-    snprintf(t->name, sizeof t->name, "%s", name);
+    memcpy(t->path, path, strlen(path) + 1); /* length checked above */
+    size_t nl = strlen(name);
+    if (nl >= sizeof t->name) nl = sizeof t->name - 1;
+    memcpy(t->name, name, nl);
+    t->name[nl] = '\0';
     hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
     if (d < 0) { v->st = td__error_set(v->err, TD_EFORMAT, v->m->file, path, "cannot be opened"); return -1; }
     hid_t ty = H5Dget_type(d), sp = H5Dget_space(d);
