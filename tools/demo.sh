@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and decomposes the demo model shipped in
-# tests/data (or, before the weight-file commands exist, runs the README's C example).
+# The main job: installs what is missing, builds, decomposes the demo model shipped in
+# tests/data, prints the per-layer table, recomposes every chain with `verify`, and reports the
+# test accuracy before and after when PyTorch is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
@@ -8,11 +9,19 @@ td_install_deps
 td_configure build-release --buildtype=release
 ninja -C build-release >/dev/null
 tool=build-release/tools/tdecomp-tool/tdecomp-tool
-if "$tool" decompose --help >/dev/null 2>&1 && [ -f tests/data/demo.torch.h5 ]; then
-    out=$(mktemp -d)/demo.decomposed.h5
-    "$tool" decompose tests/data/demo.torch.h5 --layer-spec tests/data/demo.layer_spec.json \
-        --rank-ratio 0.5 -o "$out"
-    "$tool" verify tests/data/demo.torch.h5 "$out"
-else
-    ./build-release/tests/meta/readme_example
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "== tdecomp-tool inspect tests/data/demo.torch.h5"
+"$tool" inspect tests/data/demo.torch.h5 --layer-spec tests/data/demo.layer_spec.json | sed -n '1,7p'
+echo
+echo "== tdecomp-tool decompose tests/data/demo.torch.h5 --rank-ratio 0.5"
+"$tool" decompose tests/data/demo.torch.h5 --layer-spec tests/data/demo.layer_spec.json \
+    --rank-ratio 0.5 -o "$work/demo.decomposed.h5" --report "$work/report.json"
+echo
+echo "== tdecomp-tool verify (chains recomposed from the written file)"
+"$tool" verify tests/data/demo.torch.h5 "$work/demo.decomposed.h5"
+if /usr/bin/python3 -c 'import torch, sklearn' 2>/dev/null; then
+    echo
+    echo "== test accuracy (PyTorch, no fine-tuning)"
+    /usr/bin/python3 tools/examples/demo_model.py tests/data/demo.torch.h5 "$work/demo.decomposed.h5"
 fi
