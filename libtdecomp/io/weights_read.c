@@ -211,6 +211,88 @@ static td_status read_torch(td_model *m, td_error *err)
     return TD_OK;
 }
 
+static int json_pair(json_t *v, size_t out[2])
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) { out[0] = out[1] = (size_t)json_integer_value(v); return 1; }
+    if (json_array_size(v) != 2) return 0;
+    for (int i = 0; i < 2; i++) {
+        json_t *e = json_array_get(v, (size_t)i);
+        if (!json_is_integer(e) || json_integer_value(e) < 0) return 0;
+        out[i] = (size_t)json_integer_value(e);
+    }
+    return 1;
+}
+
+/* Spatial output of a window op (conv or pooling) in Keras's 'same'/'valid' semantics. */
+static int window_out(size_t in, size_t k, size_t s, size_t d, int same, size_t *out)
+{
+    if (s == 0) return 0;
+    if (same) { *out = (in + s - 1) / s; return 1; }
+    size_t eff = (k - 1) * d + 1;
+    if (in < eff) return 0;
+    *out = (in - eff) / s + 1;
+    return 1;
+}
+
+/* Sequential models: the input size from batch_input_shape (NHWC), carried through convs,
+ * zero padding and pooling, so --target-flops works without a layer spec. Other topologies are
+ * left alone (a spec gives their sizes). */
+static void propagate_sizes(td_model *m, json_t *root, json_t *layers)
+{
+    const char *cls = json_string_value(json_object_get(root, "class_name"));
+    if (!cls || strcmp(cls, "Sequential")) return;
+    size_t h = 0, w = 0, idx;
+    int known = 0;
+    json_t *jl;
+    json_array_foreach(layers, idx, jl) {
+        const char *lc = json_string_value(json_object_get(jl, "class_name"));
+        json_t *cfg = json_object_get(jl, "config");
+        json_t *bis = json_object_get(cfg, "batch_input_shape");
+        if (!bis) bis = json_object_get(cfg, "batch_shape");
+        if (json_array_size(bis) == 4 && json_is_integer(json_array_get(bis, 1)) && json_is_integer(json_array_get(bis, 2))) {
+            h = (size_t)json_integer_value(json_array_get(bis, 1));
+            w = (size_t)json_integer_value(json_array_get(bis, 2));
+            known = h > 0 && w > 0;
+        }
+        if (!known || !lc) continue;
+        if (!strcmp(lc, "Conv2D") || !strcmp(lc, "DepthwiseConv2D")) {
+            const char *name = json_string_value(json_object_get(cfg, "name"));
+            for (size_t i = 0; name && i < m->nlayers; i++)
+                if (!strcmp(m->layers[i].name, name) && m->layers[i].desc.kind == TD_LAYER_CONV2D) {
+                    m->layers[i].desc.input_known = 1;
+                    m->layers[i].desc.in_h = h;
+                    m->layers[i].desc.in_w = w;
+                }
+            size_t k[2], st[2] = {1, 1}, d[2] = {1, 1};
+            const char *pad = json_string_value(json_object_get(cfg, "padding"));
+            if (!json_pair(json_object_get(cfg, "kernel_size"), k)) { known = 0; continue; }
+            json_pair(json_object_get(cfg, "strides"), st);
+            json_pair(json_object_get(cfg, "dilation_rate"), d);
+            int same = pad && !strcmp(pad, "same");
+            known = window_out(h, k[0], st[0], d[0], same, &h) && window_out(w, k[1], st[1], d[1], same, &w);
+        } else if (!strcmp(lc, "ZeroPadding2D")) {
+            json_t *p = json_object_get(cfg, "padding");
+            size_t a[2];
+            if (json_pair(p, a)) { h += 2 * a[0]; w += 2 * a[1]; }
+            else if (json_array_size(p) == 2 && json_pair(json_array_get(p, 0), a)) {
+                size_t b[2];
+                h += a[0] + a[1];
+                if (json_pair(json_array_get(p, 1), b)) w += b[0] + b[1];
+                else known = 0;
+            } else known = 0;
+        } else if (!strcmp(lc, "MaxPooling2D") || !strcmp(lc, "AveragePooling2D")) {
+            size_t k[2] = {2, 2}, st[2];
+            json_pair(json_object_get(cfg, "pool_size"), k);
+            if (!json_pair(json_object_get(cfg, "strides"), st)) { st[0] = k[0]; st[1] = k[1]; }
+            const char *pad = json_string_value(json_object_get(cfg, "padding"));
+            int same = pad && !strcmp(pad, "same");
+            known = window_out(h, k[0], st[0], 1, same, &h) && window_out(w, k[1], st[1], 1, same, &w);
+        } else if (!strcmp(lc, "Flatten") || !strcmp(lc, "Dense") || !strncmp(lc, "Global", 6) || !strcmp(lc, "Reshape")) {
+            known = 0;
+        }
+    }
+}
+
 /* Keras config (model.save): strides, padding, dilation, groups per layer name. */
 static void apply_keras_config(td_model *m, hid_t file)
 {
@@ -224,6 +306,7 @@ static void apply_keras_config(td_model *m, hid_t file)
     json_t *layers = json_object_get(json_object_get(root, "config"), "layers");
     size_t idx;
     json_t *jl;
+    propagate_sizes(m, root, layers);
     json_array_foreach(layers, idx, jl) {
         json_t *cfg = json_object_get(jl, "config");
         const char *name = json_string_value(json_object_get(cfg, "name"));

@@ -179,6 +179,31 @@ check(r.returncode == 1 and "input size" in r.stderr, f"target-flops without inp
 r = run("decompose", files["torch.h5"], "--dry-run", "--target-params", "0.001")
 check(r.returncode == 1 and "not reachable" in r.stderr, f"infeasible target: {r.stderr[-200:]}")
 
+# Keras 2 model.save of a Sequential model: input sizes come from the config (batch_input_shape,
+# carried through 'same' conv, 2x2 pooling and a stride-2 conv), so --target-flops works
+seq = os.path.join(W, "k2_seq.h5")
+with h5py.File(seq, "w") as f:
+    r_ = f.create_group("model_weights")
+    r_.attrs["layer_names"] = [b"conv2d", b"max_pooling2d", b"conv2d_1", b"flatten", b"dense"]
+    for n, shp in (("conv2d", (3, 3, 3, 8)), ("conv2d_1", (3, 3, 8, 16)), ("dense", (16 * 4 * 4, 10))):
+        g = r_.create_group(n); g.attrs["weight_names"] = [f"{n}/kernel:0".encode()]
+        g[f"{n}/kernel:0"] = rng.standard_normal(shp).astype(np.float32)
+    for n in ("max_pooling2d", "flatten"): r_.create_group(n).attrs["weight_names"] = np.zeros(0)
+    cfg = {"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 17, 16, 3], "name": "input_1"}},
+        {"class_name": "Conv2D", "config": {"name": "conv2d", "kernel_size": [3, 3], "strides": [1, 1], "padding": "same", "dilation_rate": [1, 1], "groups": 1}},
+        {"class_name": "MaxPooling2D", "config": {"name": "max_pooling2d", "pool_size": [2, 2], "strides": [2, 2], "padding": "valid"}},
+        {"class_name": "Conv2D", "config": {"name": "conv2d_1", "kernel_size": [3, 3], "strides": [2, 2], "padding": "same", "dilation_rate": [1, 1], "groups": 1}},
+        {"class_name": "Flatten", "config": {"name": "flatten"}}, {"class_name": "Dense", "config": {"name": "dense"}}]}}
+    f.attrs["model_config"] = json.dumps(cfg).encode()
+r = run("decompose", seq, "--dry-run", "--target-flops", "0.5", "--report", os.path.join(W, "seq.json"))
+if check(r.returncode == 0, f"keras2 sequential --target-flops: {r.stderr[-200:]}"):
+    RL = {l["name"]: l for l in json.load(open(os.path.join(W, "seq.json")))["layers"]}
+    check(RL["conv2d"]["flops_before"] == 2 * 17 * 16 * 8 * 3 * 9, f"conv2d flops {RL['conv2d']['flops_before']}")
+    check(RL["conv2d_1"]["flops_before"] == 2 * 4 * 4 * 16 * 8 * 9, f"conv2d_1 flops {RL['conv2d_1']['flops_before']}")
+    tot = json.load(open(os.path.join(W, "seq.json")))["totals"]
+    check(tot["flops_after"] <= 0.5 * tot["flops_before"], f"flops target not met: {tot}")
+
 # errors: usage first, then inputs; one line; inputs untouched; no output
 def err(name, args, code, mention=None):
     r = run(*args)
