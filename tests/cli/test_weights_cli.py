@@ -204,6 +204,29 @@ if check(r.returncode == 0, f"keras2 sequential --target-flops: {r.stderr[-200:]
     tot = json.load(open(os.path.join(W, "seq.json")))["totals"]
     check(tot["flops_after"] <= 0.5 * tot["flops_before"], f"flops target not met: {tot}")
 
+# non-square kernels in Keras 2 and 3: HWIO the right way round (a swap of kh and kw would
+# either fail to load or change the composed kernel)
+ns = np.einsum("abhw,ia,jb->ijhw", rng.standard_normal((3, 2, 3, 5)), rng.standard_normal((12, 3)), rng.standard_normal((6, 2))).astype(np.float32)
+for kind in ("keras2", "keras3"):
+    p = os.path.join(W, f"ns_{kind}.h5")
+    with h5py.File(p, "w") as f:
+        if kind == "keras2":
+            f.attrs["layer_names"] = [b"conv2d"]
+            g = f.create_group("conv2d"); g.attrs["weight_names"] = [b"conv2d/kernel:0"]
+            g["conv2d/kernel:0"] = hwio(ns)
+        else:
+            f["layers/conv2d/vars/0"] = hwio(ns)
+    out = p + ".out.h5"
+    r = run("decompose", p, "-o", out, "--ranks", "3,2", "--report", out + ".json")
+    if not check(r.returncode == 0, f"non-square {kind}: {r.stderr[-200:]}"): continue
+    L = json.load(open(out + ".json"))["layers"][0]
+    check(L["shape"] == [12, 6, 3, 5] and L["rel_error"] < 2e-6, f"non-square {kind}: {L}")
+    with h5py.File(out) as f:
+        core = f["conv2d_t2_core/conv2d_t2_core/kernel:0"] if kind == "keras2" else f["layers/conv2d_1/vars/0"]
+        check(core.shape == (3, 5, 2, 3), f"non-square {kind}: core HWIO shape {core.shape}")
+    v = run("verify", p, out, "--json")
+    check(v.returncode == 0 and json.loads(v.stdout)["max_rel_error"] < 2e-6, f"non-square {kind} verify: {v.stdout[-200:]} {v.stderr[-200:]}")
+
 # errors: usage first, then inputs; one line; inputs untouched; no output
 def err(name, args, code, mention=None):
     r = run(*args)
