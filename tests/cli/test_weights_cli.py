@@ -227,6 +227,19 @@ for kind in ("keras2", "keras3"):
     v = run("verify", p, out, "--json")
     check(v.returncode == 0 and json.loads(v.stdout)["max_rel_error"] < 2e-6, f"non-square {kind} verify: {v.stdout[-200:]} {v.stderr[-200:]}")
 
+# --jobs: the same bytes in every dataset as a serial run
+outs = []
+for j in ("1", "3"):
+    o = os.path.join(W, f"jobs{j}.h5")
+    r = run("decompose", files["torch.h5"], "-o", o, "--energy", "0.97", "--jobs", j)
+    check(r.returncode == 0, f"--jobs {j}: {r.stderr[-200:]}")
+    outs.append(o)
+with h5py.File(outs[0]) as a, h5py.File(outs[1]) as b:
+    ka, kb = [], []
+    a.visit(lambda k: ka.append(k) if isinstance(a[k], h5py.Dataset) else None)
+    b.visit(lambda k: kb.append(k) if isinstance(b[k], h5py.Dataset) else None)
+    check(ka == kb and all(a[k][()].tobytes() == b[k][()].tobytes() for k in ka), "--jobs 3 output differs from --jobs 1")
+
 # errors: usage first, then inputs; one line; inputs untouched; no output
 def err(name, args, code, mention=None):
     r = run(*args)

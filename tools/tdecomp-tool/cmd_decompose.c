@@ -1,5 +1,6 @@
 /* tdecomp-tool decompose: plan, rewrite and write a whole weight file. */
 #include <fnmatch.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +13,11 @@ const char cmd_decompose_usage[] =
     "         (--rank N | --ranks R_OUT,R_IN | --rank-ratio F | --energy F | --vbmf |\n"
     "          --target-params F | --target-flops F | --max-error E)\n"
     "         [--layers GLOB]... [--exclude GLOB]... [--keep-larger] [--dry-run] [--svd-groups K]\n"
-    "         [--objective minmax|sum] [--layout L] [--layer-spec SPEC.json] [--report REPORT.json] [--force]\n"
+    "         [--objective minmax|sum] [--jobs N] [--layout L] [--layer-spec SPEC.json] [--report REPORT.json] [--force]\n"
     "Decomposes every conv and dense layer the method applies to, with exactly one rank rule, and\n"
     "writes a loadable file of the same layout. --dry-run plans and reports without writing.\n"
-    "--objective sum (global targets) minimises the sum of squared errors instead of the largest.\n";
+    "--objective sum (global targets) minimises the sum of squared errors instead of the largest.\n"
+    "--jobs N decomposes N layers at a time; the output is identical to a serial run.\n";
 
 #define MAXG 64
 
@@ -26,6 +28,57 @@ typedef struct lay {
     double rel_error, seconds;
     td_cost before, after;
 } lay;
+
+/* Layers are independent and the library keeps no global state, so workers take layers from a
+ * shared counter; every result depends only on its layer, hence --jobs gives the serial output. */
+typedef struct work {
+    const td_model *m;
+    const td_plan_decision *dec;
+    lay *L;
+    size_t n, next, done_count;
+    int tty;
+    td_status st;
+    size_t failed;
+    pthread_mutex_t mu;
+} work;
+
+static td_status one_layer(const td_model *m, const td_plan_decision *d, size_t i, lay *l)
+{
+    const td_model_layer *ml = &m->layers[i];
+    td_chain *c = &l->chain;
+    td_status st;
+    if (d->method == TD_METHOD_TUCKER2) st = td_conv_tucker2(&ml->desc, &l->kernel, &l->bias, d->ranks[0], d->ranks[1], NULL, c);
+    else if (d->method == TD_METHOD_CP) st = td_conv_cp(&ml->desc, &l->kernel, &l->bias, d->ranks[0], NULL, c);
+    else if (d->method == TD_METHOD_SVD) st = td_layer_svd(&ml->desc, &l->kernel, &l->bias, d->ranks[0], 1, c);
+    else st = td_conv_svd_grouped(&ml->desc, &l->kernel, &l->bias, d->ranks[0], d->ranks[1], 1, c);
+    if (st != TD_OK) return st;
+    l->has_chain = 1;
+    l->seconds = c->seconds;
+    const td_dtype kd = m->tensors[ml->kernel].dtype, bd = ml->bias >= 0 ? m->tensors[ml->bias].dtype : kd;
+    if ((st = td_chain_round(c, kd, bd)) != TD_OK) return st;
+    /* the error of what is written: the rounded pieces composed back */
+    if ((st = td_chain_rel_error(c, &l->kernel, &l->rel_error)) != TD_OK) return st;
+    return td_chain_cost(c, &l->after);
+}
+
+static void *worker(void *arg)
+{
+    work *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        size_t i = w->next++;
+        int stop = w->st != TD_OK;
+        pthread_mutex_unlock(&w->mu);
+        if (stop || i >= w->n) return NULL;
+        if (w->dec[i].skipped) continue;
+        td_status st = one_layer(w->m, &w->dec[i], i, &w->L[i]);
+        pthread_mutex_lock(&w->mu);
+        w->done_count++;
+        if (w->tty) fprintf(stderr, "\rtdecomp-tool: [%zu/%zu] %-40.40s", w->done_count, w->n, w->m->layers[i].name);
+        if (st != TD_OK && w->st == TD_OK) { w->st = st; w->failed = i; }
+        pthread_mutex_unlock(&w->mu);
+    }
+}
 
 static json_t *cost_json(const td_cost *c, int after, json_t *o)
 {
@@ -41,7 +94,7 @@ int cmd_decompose(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *layout = NULL, *spec = NULL, *report = NULL, *v, *mname = "auto";
     const char *globs[MAXG], *excl[MAXG];
-    int nglobs = 0, nexcl = 0, force = 0, dry = 0, r, nrules = 0;
+    int nglobs = 0, nexcl = 0, force = 0, dry = 0, r, nrules = 0, jobs = 1;
     td_plan_options po;
     td_plan_options_init(&po);
     const char *rule_name = NULL;
@@ -102,6 +155,10 @@ int cmd_decompose(int argc, char **argv)
             excl[nexcl++] = v;
         } else if ((r = tool_opt_value(argc, argv, &i, "--svd-groups", &v))) {
             if (r < 0 || tool_parse_size(v, 1, 4096, &po.svd_groups)) return tool_usage_error("decompose: --svd-groups needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
+        } else if ((r = tool_opt_value(argc, argv, &i, "--jobs", &v)) || (r = tool_opt_value(argc, argv, &i, "-j", &v))) {
+            long j;
+            if (r < 0 || tool_parse_int(v, 1, 64, &j)) return tool_usage_error("decompose: --jobs needs a whole number from 1 to 64");
+            jobs = (int)j;
         } else if ((r = tool_opt_value(argc, argv, &i, "--objective", &v))) {
             if (r < 0 || (strcmp(v, "minmax") && strcmp(v, "sum"))) return tool_usage_error("decompose: --objective must be minmax or sum");
             po.min_total_error = !strcmp(v, "sum");
@@ -165,44 +222,31 @@ int cmd_decompose(int argc, char **argv)
     td_plan_summary sum;
     if ((st = td_plan(pl, n, total - layer_params, &po, dec, &sum, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, NULL); goto done; }
     tool_core_warning();
-    const int tty = isatty(2);
-    size_t nrw = 0;
     for (size_t i = 0; i < n; i++) {
         td_plan_decision *d = &dec[i];
         const td_model_layer *ml = &m.layers[i];
-        if (d->skipped) continue;
-        if (m.layout != TD_LAYOUT_TORCH && d->method == TD_METHOD_CP && (ml->desc.stride[0] > 1 || ml->desc.stride[1] > 1)) {
+        if (!d->skipped && m.layout != TD_LAYOUT_TORCH && d->method == TD_METHOD_CP &&
+            (ml->desc.stride[0] > 1 || ml->desc.stride[1] > 1)) {
             d->skipped = 1;
             d->method = TD_METHOD_NONE;
             snprintf(d->reason, sizeof d->reason, "cp chain cannot reproduce the padding exactly in Keras (stride > 1)");
-            continue;
         }
-        if (tty) fprintf(stderr, "\rtdecomp-tool: [%zu/%zu] %-40.40s", i + 1, n, ml->name);
-        td_chain *c = &L[i].chain;
-        if (d->method == TD_METHOD_TUCKER2) st = td_conv_tucker2(&ml->desc, &L[i].kernel, &L[i].bias, d->ranks[0], d->ranks[1], NULL, c);
-        else if (d->method == TD_METHOD_CP) st = td_conv_cp(&ml->desc, &L[i].kernel, &L[i].bias, d->ranks[0], NULL, c);
-        else if (d->method == TD_METHOD_SVD) st = td_layer_svd(&ml->desc, &L[i].kernel, &L[i].bias, d->ranks[0], 1, c);
-        else st = td_conv_svd_grouped(&ml->desc, &L[i].kernel, &L[i].bias, d->ranks[0], d->ranks[1], 1, c);
-        if (st != TD_OK) { code = tool_fail(tool_exit_for(st), in, ml->name, "decomposition failed: %s", td_strerror(st)); goto done; }
-        L[i].has_chain = 1;
-        L[i].seconds = c->seconds;
-        const td_dtype kd = m.tensors[ml->kernel].dtype, bd = ml->bias >= 0 ? m.tensors[ml->bias].dtype : kd;
-        if ((st = td_chain_round(c, kd, bd)) != TD_OK) { code = tool_fail(TOOL_ERESOURCE, in, ml->name, "rounding failed"); goto done; }
-        /* the error of what is written: compose the rounded pieces back */
-        td_tensor w = {0};
-        if ((st = td_tensor_alloc(&w, L[i].kernel.ndim, L[i].kernel.shape)) != TD_OK || (st = td_chain_compose(c, &w)) != TD_OK) {
-            td_tensor_free(&w);
-            code = tool_fail(tool_exit_for(st), in, ml->name, "composition failed: %s", td_strerror(st));
-            goto done;
-        }
-        double nk = td_norm(&L[i].kernel);
-        for (size_t k = 0; k < w.size; k++) w.data[k] -= L[i].kernel.data[k];
-        L[i].rel_error = nk > 0 ? td_norm(&w) / nk : 0;
-        td_tensor_free(&w);
-        if ((st = td_chain_cost(c, &L[i].after)) != TD_OK) { code = tool_fail(TOOL_ERESOURCE, in, ml->name, "cost failed"); goto done; }
-        rw[nrw].layer = i;
-        rw[nrw++].chain = c;
     }
+    const int tty = isatty(2);
+    work w = {&m, dec, L, n, 0, 0, tty, TD_OK, 0, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 1; t < jobs; t++)
+        if (pthread_create(&th[started], NULL, worker, &w) == 0) started++;
+    worker(&w);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    if (w.st != TD_OK) {
+        code = tool_fail(tool_exit_for(w.st), in, m.layers[w.failed].name, "decomposition failed: %s", td_strerror(w.st));
+        goto done;
+    }
+    size_t nrw = 0;
+    for (size_t i = 0; i < n; i++)
+        if (L[i].has_chain) { rw[nrw].layer = i; rw[nrw++].chain = &L[i].chain; }
     if (tty) fprintf(stderr, "\r%-70s\r", "");
     if (!dry) {
         td_outfile of;
