@@ -1,13 +1,18 @@
 /* tdecomp-bench: measures the library's kernels and decompositions against this machine's own
  * limits (DGEMM of comparable shapes, read bandwidth), in one run, and writes JSON.
  * Speed is reported as ratios measured in the same process; absolute times are for orientation.
- * Usage: tdecomp-bench [--quick] [--json FILE] */
+ * Usage: tdecomp-bench [--quick] [--json FILE] [--tool TDECOMP-TOOL] [--peer]
+ *   --tool  also times a whole-file `decompose` of a model with many 3x3 convs (serial, --jobs 2)
+ *   --peer  also runs tools/bench/peer_compare.py (TensorLy, same inputs, fixed sweeps; needs
+ *           --tool and a TensorLy checkout, see ../shared/peers/README.md); run from the repo root */
 #include <cblas.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "tdecomp.h"
 
 
@@ -33,10 +38,14 @@ static long vm_kib(const char *key)
 }
 static long mem_mark(void)
 {
+    /* freed heap pages stay resident and would hide a later case's allocations */
+    malloc_trim(0);
     FILE *f = fopen("/proc/self/clear_refs", "w");
     if (f) { fputs("5", f); fclose(f); }
     return vm_kib("VmRSS");
 }
+/* Peak resident growth since mem_mark (VmHWM - VmRSS at the mark): an upper-bound proxy for the
+ * decomposition's extra memory (the library has no workspace query yet). */
 static double mem_extra_mib(long mark) { return (double)(vm_kib("VmHWM") - mark) / 1024.0; }
 
 static void fill(td_tensor *t, uint64_t seed)
@@ -50,6 +59,19 @@ static void fill(td_tensor *t, uint64_t seed)
     fprintf(stderr, "tdecomp-bench: %s: %s\n", #x, td_strerror(st_)); exit(3); } } while (0)
 
 static FILE *jf;
+
+typedef struct target { char what[96]; double value, goal; int lower_is_better; } target;
+static target targets[16];
+static int ntargets;
+static void add_target(const char *what, double value, double goal, int lower)
+{
+    if (ntargets >= 16) return;
+    target *t = &targets[ntargets++];
+    snprintf(t->what, sizeof t->what, "%s", what);
+    t->value = value;
+    t->goal = goal;
+    t->lower_is_better = lower;
+}
 static int jfirst = 1;
 static void jrow(const char *name, double seconds, double gflops, double frac, const char *frac_of,
                  double mem_mib)
@@ -102,13 +124,15 @@ static double read_bandwidth(size_t mib)
 
 int main(int argc, char **argv)
 {
-    int quick = 0;
-    const char *json_path = NULL;
+    int quick = 0, peer = 0;
+    const char *json_path = NULL, *tool = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
+        else if (!strcmp(argv[i], "--tool") && i + 1 < argc) tool = argv[++i];
+        else if (!strcmp(argv[i], "--peer")) peer = 1;
         else if (!strcmp(argv[i], "--help")) {
-            printf("usage: tdecomp-bench [--quick] [--json FILE]\n");
+            printf("usage: tdecomp-bench [--quick] [--json FILE] [--tool TDECOMP-TOOL] [--peer]\n");
             return 0;
         } else {
             fprintf(stderr, "tdecomp-bench: unknown option %s\n", argv[i]);
@@ -146,6 +170,7 @@ int main(int argc, char **argv)
         fill(&m, 2);
         CHECK(td_tensor_alloc(&y, 3, shape));
         CHECK(td_matrix_alloc(&g, E, E));
+        double ttm_min = 1e30, gram_min = 1e30;
         for (int mode = 0; mode < 3; mode++) {
             double best = 1e30;
             for (int r = 0; r < 3; r++) {
@@ -158,6 +183,7 @@ int main(int argc, char **argv)
             char name[64];
             snprintf(name, sizeof name, "ttm %zu^3 J=%zu mode %d", E, E, mode);
             jrow(name, best, gf, gf / p2000, "dgemm", -1);
+            if (gf / p2000 < ttm_min) ttm_min = gf / p2000;
         }
         for (int mode = 0; mode < 3; mode++) {
             double best = 1e30;
@@ -171,7 +197,10 @@ int main(int argc, char **argv)
             char name[64];
             snprintf(name, sizeof name, "gram %zu^3 mode %d", E, mode);
             jrow(name, best, gf, gf / p2000, "dgemm", -1);
+            if (gf / p2000 < gram_min) gram_min = gf / p2000;
         }
+        add_target("TTM on every mode, fraction of DGEMM (worst mode)", ttm_min, 0.8, 0);
+        add_target("Gram of an unfolding, fraction of DGEMM (worst mode)", gram_min, 0.6, 0);
         td_tensor_free(&x); td_tensor_free(&m); td_tensor_free(&y); td_tensor_free(&g);
     }
 
@@ -222,8 +251,9 @@ int main(int argc, char **argv)
         jrow(name, init, 0, 0, "-", mem);
         snprintf(name, sizeof name, "cp %zu^3 R=%zu sweep", C, R);
         jrow(name, sweep, 6.0 * (double)x.size * R / sweep / 1e9, sweep / sum_mttkrp, "mttkrps", -1);
-        printf("  (input %.1f MiB; target: sweep <= 1.3 x its MTTKRPs, extra mem <= 1.5 x input)\n",
-               (double)x.size * 8 / 1048576.0);
+        const double in_mib = (double)x.size * 8 / 1048576.0;
+        add_target("CP-ALS sweep time / its MTTKRPs", sweep / sum_mttkrp, 1.3, 1);
+        add_target("CP peak extra memory / input size", mem / in_mib, 1.5, 1);
         for (int k = 0; k < 3; k++) td_tensor_free(&f[k]);
         td_tensor_free(&out);
 
@@ -241,6 +271,7 @@ int main(int argc, char **argv)
         td_tucker_free(&tr);
         snprintf(name, sizeof name, "hosvd %zu^3 r=20", C);
         jrow(name, th, 0, 0, "-", mem);
+        add_target("Tucker (HOSVD) peak extra memory / input size", mem / in_mib, 1.5, 1);
         to.method = TD_TUCKER_HOOI;
         to.tol = 0;
         to.max_iter = 10;
@@ -281,6 +312,62 @@ int main(int argc, char **argv)
         td_tucker_free(&tr);
         td_tensor_free(&w);
     }
+    /* Whole-file decompose of a model with many 3x3 convs, through the tool. */
+    if (tool) {
+        char dir[] = "/tmp/tdbenchXXXXXX";
+        if (!mkdtemp(dir)) { fprintf(stderr, "tdecomp-bench: cannot create a temporary folder\n"); return 3; }
+        char in[256], out[256], cmd[1024];
+        snprintf(in, sizeof in, "%s/model.h5", dir);
+        td_outfile of;
+        td_error err;
+        CHECK(td_outfile_create(&of, in, NULL, 0, &err));
+        const int nconv = quick ? 4 : 8;
+        const size_t ch = quick ? 128 : 256;
+        for (int l = 0; l < nconv; l++) {
+            size_t shape[4] = {ch, ch, 3, 3};
+            td_tensor w;
+            CHECK(td_tensor_alloc(&w, 4, shape));
+            fill(&w, 100 + (uint64_t)l);
+            char path[64];
+            snprintf(path, sizeof path, "/features.%d.weight", 2 * l);
+            CHECK(td_outfile_write(&of, path, &w, TD_DTYPE_F32, &err));
+            td_tensor_free(&w);
+        }
+        CHECK(td_outfile_commit(&of, &err));
+        double t_serial = 0, t_jobs = 0;
+        for (int j = 1; j <= 2; j++) {
+            snprintf(out, sizeof out, "%s/out%d.h5", dir, j);
+            snprintf(cmd, sizeof cmd, "'%s' decompose '%s' -o '%s' --rank-ratio 0.25 --jobs %d > /dev/null", tool, in, out, j);
+            double t = now();
+            if (system(cmd) != 0) { fprintf(stderr, "tdecomp-bench: %s failed\n", cmd); return 3; }
+            t = now() - t;
+            if (j == 1) t_serial = t; else t_jobs = t;
+        }
+        char name[96];
+        snprintf(name, sizeof name, "decompose %d x (%zu,%zu,3,3) file", nconv, ch, ch);
+        jrow(name, t_serial, 0, 0, "-", -1);
+        snprintf(name, sizeof name, "decompose %d x (%zu,%zu,3,3) --jobs 2", nconv, ch, ch);
+        jrow(name, t_jobs, 0, t_serial / t_jobs, "serial", -1);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "tdecomp-bench: could not remove %s\n", dir);
+    }
+    printf("\ntargets (measured in this run):\n");
+    if (jf) fprintf(jf, "\n], \"targets\": [");
+    for (int i = 0; i < ntargets; i++) {
+        const target *t = &targets[i];
+        int met = t->lower_is_better ? t->value <= t->goal : t->value >= t->goal;
+        printf("  %-56s %7.2f  (%s %.2f)  %s\n", t->what, t->value, t->lower_is_better ? "<=" : ">=", t->goal, met ? "met" : "NOT met");
+        if (jf) fprintf(jf, "%s\n    {\"target\": \"%s\", \"value\": %.4g, \"goal\": %.4g, \"met\": %s}", i ? "," : "",
+                        t->what, t->value, t->goal, met ? "true" : "false");
+    }
     if (jf) { fprintf(jf, "\n]}\n"); fclose(jf); }
+    if (peer) {
+        if (!tool) { fprintf(stderr, "tdecomp-bench: --peer needs --tool\n"); return 2; }
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench/peer_compare.py --tool '%s'%s", tool, quick ? " --quick" : "");
+        printf("\nTensorLy side by side (%s):\n", cmd);
+        fflush(stdout);
+        if (system(cmd) != 0) { fprintf(stderr, "tdecomp-bench: the peer comparison failed\n"); return 3; }
+    }
     return 0;
 }

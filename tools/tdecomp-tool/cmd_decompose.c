@@ -1,5 +1,6 @@
 /* tdecomp-tool decompose: plan, rewrite and write a whole weight file. */
 #include <fnmatch.h>
+#include <cblas.h>
 #include <pthread.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +18,8 @@ const char cmd_decompose_usage[] =
     "Decomposes every conv and dense layer the method applies to, with exactly one rank rule, and\n"
     "writes a loadable file of the same layout. --dry-run plans and reports without writing.\n"
     "--objective sum (global targets) minimises the sum of squared errors instead of the largest.\n"
-    "--jobs N decomposes N layers at a time; the output is identical to a serial run.\n";
+    "--jobs N decomposes N layers at a time, each with one BLAS thread; the output is byte-identical\n"
+    "for every N >= 2 and to a serial run with OPENBLAS_NUM_THREADS=1.\n";
 
 #define MAXG 64
 
@@ -233,6 +235,9 @@ int cmd_decompose(int argc, char **argv)
         }
     }
     const int tty = isatty(2);
+    /* N workers each running multi-threaded BLAS oversubscribe the cores: the tool (never the
+     * library) gives each worker one BLAS thread */
+    if (jobs > 1) openblas_set_num_threads(1);
     work w = {&m, dec, L, n, 0, 0, tty, TD_OK, 0, PTHREAD_MUTEX_INITIALIZER};
     pthread_t th[64];
     int started = 0;
