@@ -72,15 +72,16 @@ static td_status solve_normal(const double *v, size_t r, const double *m, size_t
     return TD_OK;
 }
 
-/* Residual ||x - model|| computed exactly, slab by slab along mode 0: each slab is a GEMV of
- * the Khatri-Rao product of modes 1..N-1 (T x R) with w .* A_0[i, :]. Memory T*R. */
+/* Residual ||x - model|| computed exactly, in blocks of rows along mode 0: each block of the
+ * model is one GEMM (A_0 diag(w))[rows] KR^T with KR the Khatri-Rao product of modes 1..N-1
+ * (T x R). Memory T*R + 32*T doubles. */
 static td_status exact_residual(const td_tensor *x, const td_tensor *f, const double *w, size_t r,
                                 double *out)
 {
     const int nd = x->ndim;
-    const size_t i0 = x->shape[0], t = x->size / (i0 ? i0 : 1);
+    const size_t i0 = x->shape[0], t = x->size / (i0 ? i0 : 1), blk = 32;
     td_tensor kr = {0};
-    double *coef = malloc(r * sizeof(double)), *slab = malloc((t ? t : 1) * sizeof(double));
+    double *coef = malloc(blk * r * sizeof(double)), *slab = malloc(blk * (t ? t : 1) * sizeof(double));
     td_status st = TD_OK;
     if (!coef || !slab) { st = TD_ENOMEM; goto done; }
     if ((st = td_matrix_alloc(&kr, t, r)) != TD_OK) goto done;
@@ -91,20 +92,39 @@ static td_status exact_residual(const td_tensor *x, const td_tensor *f, const do
     } else {
         for (size_t c = 0; c < r; c++) kr.data[c] = 1.0;
     }
-    double scale = 0, ssq = 0;
-    for (size_t i = 0; i < i0; i++) {
-        for (size_t c = 0; c < r; c++) coef[c] = w[c] * f[0].data[i * r + c];
-        cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)t, (int)r, 1.0, kr.data, (int)r, coef, 1,
-                    0.0, slab, 1);
+    double scale = 0, plain = 0;
+    for (size_t i = 0; i < i0; i += blk) {
+        const size_t nb = i0 - i < blk ? i0 - i : blk;
+        for (size_t b = 0; b < nb; b++)
+            for (size_t c = 0; c < r; c++) coef[b * r + c] = w[c] * f[0].data[(i + b) * r + c];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)t, (int)r, 1.0, coef, (int)r, kr.data,
+                    (int)r, 0.0, slab, (int)t);
         const double *xs = x->data + i * t;
-        for (size_t j = 0; j < t; j++) {
-            double d = fabs(xs[j] - slab[j]);
-            if (d == 0) continue;
-            if (scale < d) { ssq = 1 + ssq * (scale / d) * (scale / d); scale = d; }
-            else ssq += (d / scale) * (d / scale);
+        for (size_t j = 0; j < nb * t; j++) {
+            double d = xs[j] - slab[j];
+            plain += d * d;
+            d = fabs(d);
+            if (d > scale) scale = d;
         }
     }
-    *out = scale * sqrt(ssq);
+    if (isfinite(plain) && (scale == 0 || scale > 1e-140)) {
+        *out = sqrt(plain);
+    } else {
+        /* extreme magnitudes: a second, scaled pass (inputs are finite, so scale is) */
+        double s2 = 0;
+        for (size_t i = 0; i < i0; i += blk) {
+            const size_t nb = i0 - i < blk ? i0 - i : blk;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t c = 0; c < r; c++) coef[b * r + c] = w[c] * f[0].data[(i + b) * r + c];
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)t, (int)r, 1.0, coef, (int)r,
+                        kr.data, (int)r, 0.0, slab, (int)t);
+            for (size_t j = 0; j < nb * t; j++) {
+                double d = (x->data[i * t + j] - slab[j]) / scale;
+                s2 += d * d;
+            }
+        }
+        *out = scale * sqrt(s2);
+    }
 done:
     td_tensor_free(&kr);
     free(coef);
@@ -143,6 +163,38 @@ done:
     td_tensor_free(&kr);
     td_tensor_free(&aw);
     return st;
+}
+
+/* M_n (I_n x R) for n >= 1 from P = A_0^T X_(0): column r of M_n is the mode-(n-1) MTTKRP of
+ * the (N-1)-way tensor P[r, :] with the r-th columns of the other factors. Cost ~2 T R per mode
+ * (T = size / I_0), no pass over x. buf holds T + N*Imax + Imax doubles. */
+static td_status mttkrp_from_partial(const td_tensor *x, const double *p, const td_tensor *f, int n, size_t r,
+                                     double *buf, double *out)
+{
+    const int nd = x->ndim;
+    const size_t tail = x->size / x->shape[0];
+    size_t imax = 0;
+    for (int k = 0; k < nd; k++) imax = x->shape[k] > imax ? x->shape[k] : imax;
+    double *cols = buf + tail, *res = cols + (size_t)nd * imax;
+    td_tensor pr, fk[TD_MAX_MODES], o;
+    const td_tensor *fp[TD_MAX_MODES] = {0};
+    td_status st;
+    for (size_t c = 0; c < r; c++) {
+        memcpy(buf, p + c * tail, tail * sizeof(double));
+        if ((st = td_tensor_view(&pr, nd - 1, x->shape + 1, buf)) != TD_OK) return st;
+        for (int k = 1; k < nd; k++) {
+            double *col = cols + (size_t)k * imax;
+            for (size_t i = 0; i < x->shape[k]; i++) col[i] = f[k].data[i * r + c];
+            size_t sh[2] = {x->shape[k], 1};
+            if ((st = td_tensor_view(&fk[k - 1], 2, sh, col)) != TD_OK) return st;
+            fp[k - 1] = &fk[k - 1];
+        }
+        size_t os[2] = {x->shape[n], 1};
+        if ((st = td_tensor_view(&o, 2, os, res)) != TD_OK) return st;
+        if ((st = td_mttkrp(&pr, fp, n - 1, &o)) != TD_OK) return st;
+        for (size_t i = 0; i < x->shape[n]; i++) out[i * r + c] = res[i];
+    }
+    return TD_OK;
 }
 
 static td_status init_factors(const td_tensor *x, size_t r, const td_cp_options *o, td_tensor *f)
@@ -210,7 +262,7 @@ td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt, t
     const double t0 = td__now();
 
     td_tensor *f = res->factors;
-    double *grams = NULL, *v = NULL, *m = NULL, *work = NULL;
+    double *grams = NULL, *v = NULL, *m = NULL, *work = NULL, *pdata = NULL, *colbuf = NULL;
     res->ndim = nd;
     res->rank = r;
     res->weights = malloc(r * sizeof(double));
@@ -224,6 +276,14 @@ td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt, t
     if ((st = init_factors(x, r, opt, f)) != TD_OK) goto fail;
     for (int k = 0; k < nd; k++) gram_of(&f[k], grams + (size_t)k * r * r);
 
+    /* Dimension tree (perf_anchors.md 3.2): two passes over x per sweep instead of N. */
+    const size_t tail = x->size / x->shape[0];
+    const int dtree = nd >= 3 && td__fits_blas(tail) && r * tail <= x->size * 2;
+    if (dtree) {
+        pdata = malloc(r * tail * sizeof(double));
+        colbuf = malloc((tail + (size_t)nd * imax + imax) * sizeof(double));
+        if (!pdata || !colbuf) { st = TD_ENOMEM; goto fail; }
+    }
     const double nx = td_norm(x), nx2 = nx * nx;
     const td_tensor *fp[TD_MAX_MODES];
     for (int k = 0; k < nd; k++) fp[k] = &f[k];
@@ -237,9 +297,18 @@ td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt, t
             td_tensor mt;
             size_t ms[2] = {x->shape[n], r};
             if ((st = td_tensor_view(&mt, 2, ms, m)) != TD_OK) goto fail;
-            if ((st = td_mttkrp(x, fp, n, &mt)) != TD_OK) goto fail;
+            if (n == 0 || !dtree) {
+                if ((st = td_mttkrp(x, fp, n, &mt)) != TD_OK) goto fail;
+            } else if ((st = mttkrp_from_partial(x, pdata, f, n, r, colbuf, m)) != TD_OK) {
+                goto fail;
+            }
             if ((st = solve_normal(v, r, m, x->shape[n], f[n].data, work)) != TD_OK) goto fail;
             gram_of(&f[n], grams + (size_t)n * r * r);
+            if (n == 0 && dtree)
+                /* P = A_0^T X_(0) (R x T): every later MTTKRP of this sweep is a cheap
+                 * contraction of P, since P depends on A_0 only */
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)tail, (int)x->shape[0], 1.0,
+                            f[0].data, (int)r, x->data, (int)tail, 0.0, pdata, (int)tail);
         }
         /* ||model||^2 = sum(hadamard of all Grams); <x, model> = sum(M_last .* A_last). */
         double nm2 = 0, ip = 0;
@@ -286,12 +355,16 @@ td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt, t
     free(v);
     free(m);
     free(work);
+    free(pdata);
+    free(colbuf);
     return TD_OK;
 fail:
     free(grams);
     free(v);
     free(m);
     free(work);
+    free(pdata);
+    free(colbuf);
     td_cp_free(res);
     return st;
 }
