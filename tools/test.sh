@@ -33,6 +33,17 @@ stage "release build and tests" build-release --buildtype=release
 stage "ASan+UBSan build and tests" build-asan --buildtype=debugoptimized \
     -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all -Db_lundef=false
 
+echo "== valgrind memcheck (C test programs, release build)"
+t0=$(date +%s)
+log=$(mktemp)
+if meson test -C build-release --setup valgrind --print-errorlogs --num-processes 2 \
+    test_tensor test_kernels test_decomp test_rank test_layer test_plan test_alloc_failure >"$log" 2>&1; then
+    grep -E "^ *[0-9]+/[0-9]+ " "$log"; echo "valgrind: ok"; total_ok=$((total_ok + 1))
+else
+    cat "$log" | tail -60; echo "valgrind: FAILED"; total_fail=$((total_fail + 1)); rc=1
+fi
+echo "== valgrind: $(( $(date +%s) - t0 )) s"
+
 echo "== install check (pkg-config)"
 t0=$(date +%s)
 dest=$(mktemp -d)

@@ -70,6 +70,7 @@ static td_status mode_factor(const td_tucker_options *o, const td_tensor *y, int
     if ((st = td_matrix_alloc(u, n, *rank)) != TD_OK) goto done;
     st = td__sym_eig_leading(g.data, n, *rank, u->data, NULL);
 done:
+    if (st != TD_OK) td_tensor_free(u); /* the caller's factor stays empty on failure */
     td_tensor_free(&g);
     free(ev);
     return st;
