@@ -362,6 +362,13 @@ static td_status read_keras2(td_model *m, hid_t file, td_error *err)
     if (rc < 0) { st = td__error_set(err, TD_EFORMAT, m->file, m->weights_root, "malformed layer_names attribute"); goto done; }
     size_t cap = 0;
     m->keras_colon_names = 1;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(m->keras_layer_names[i], m->keras_layer_names[j])) {
+                st = td__error_set(err, TD_EFORMAT, m->file, m->weights_root, "layer %s is listed twice in layer_names",
+                                   m->keras_layer_names[i]);
+                goto done;
+            }
     for (size_t i = 0; i < n; i++) {
         const char *ln = m->keras_layer_names[i];
         char gpath[600];

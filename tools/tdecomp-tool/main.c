@@ -1,7 +1,11 @@
 /* tdecomp-tool: dispatch. One file per subcommand (cmd_*.c). */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "tool.h"
 
 int cmd_cp(int argc, char **argv);
@@ -45,6 +49,63 @@ static char *join_args(int argc, char **argv)
     return s;
 }
 
+/* Malformed files can crash libhdf5 in ways no caller can prevent in-process, so the command
+ * runs in a forked child: a crash there becomes exit status 1 and one line, never a signal, and
+ * the temporary output the child announced through a pipe is removed. */
+static pid_t child_pid;
+
+static void forward(int sig)
+{
+    if (child_pid > 0) kill(child_pid, sig);
+}
+
+static int run_contained(const tool_cmd *cmd, int argc, char **argv)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return tool_fail(TOOL_ERESOURCE, NULL, NULL, "cannot create a pipe: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return tool_fail(TOOL_ERESOURCE, NULL, NULL, "cannot fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        tool_temp_report_fd = fds[1];
+        char *line = join_args(argc, argv);
+        tool_command_line = line ? line : "tdecomp-tool";
+        tool_install_signal_handlers();
+        int rc = cmd->run(argc - 1, argv + 1);
+        free(line);
+        exit(rc);
+    }
+    close(fds[1]);
+    child_pid = pid;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (WIFEXITED(status)) { close(fds[0]); return WEXITSTATUS(status); }
+    /* killed: remove the temporary files it announced (one path per line) */
+    char buf[8192];
+    ssize_t n = 0, r;
+    while (n < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0) n += r;
+    close(fds[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    for (char *save = NULL, *tok = strtok_r(buf, "\n", &save); tok; tok = strtok_r(NULL, "\n", &save)) unlink(tok);
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    const char *in = argc > 2 ? argv[2] : NULL;
+    return tool_fail(TOOL_EINPUT, in, NULL, "malformed input: the process working on it was killed by signal %d (%s); "
+                     "nothing was written", sig, strsignal(sig));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return tool_usage_error("missing subcommand (see 'tdecomp-tool --help')");
@@ -53,12 +114,9 @@ int main(int argc, char **argv)
     if (!strcmp(sub, "--version")) { printf("tdecomp-tool %s\n", TD_VERSION_STRING); return TOOL_OK; }
     for (size_t i = 0; i < NCOMMANDS; i++) {
         if (strcmp(sub, commands[i].name) != 0) continue;
-        char *line = join_args(argc, argv);
-        tool_command_line = line ? line : "tdecomp-tool";
-        tool_install_signal_handlers();
-        int rc = commands[i].run(argc - 1, argv + 1);
-        free(line);
-        return rc;
+        if (!strcmp(argv[argc - 1], "--help") || !strcmp(argv[argc - 1], "-h") || argc == 2)
+            return commands[i].run(argc - 1, argv + 1); /* nothing to contain */
+        return run_contained(&commands[i], argc, argv);
     }
     if (sub[0] == '-') return tool_usage_error("unknown option '%s' (see 'tdecomp-tool --help')", sub);
     return tool_usage_error("unknown subcommand '%s' (see 'tdecomp-tool --help')", sub);

@@ -47,6 +47,10 @@ int tool_parse_size_list(const char *s, size_t *out, int max, int *n);
  * (advancing *i past a separate value; *value set), 0 when not, -1 when the value is missing. */
 int tool_opt_value(int argc, char **argv, int *i, const char *name, const char **value);
 
+/* The pipe to the supervising parent (main.c), or -1: temporary paths are announced there so
+ * that a crash of this process cannot leave them behind. */
+extern int tool_temp_report_fd;
+
 /* Output file registered for cleanup on SIGINT/SIGTERM (the temporary file is removed). */
 void tool_track_outfile(td_outfile *o);
 void tool_untrack_outfile(void);
