@@ -35,6 +35,11 @@ TD_API const char *td_dtype_name(td_dtype dtype);
 TD_API TD_WUR td_status td_h5_read_tensor(const char *path, const char *dataset, td_tensor *out,
                                           td_dtype *dtype, td_error *err);
 
+/* The shape and stored type of a dataset without reading its values (for memory checks made
+ * before any allocation). Statuses as td_h5_read_tensor. */
+TD_API TD_WUR td_status td_h5_dataset_shape(const char *path, const char *dataset, int *ndim, size_t *shape,
+                                            td_dtype *dtype, td_error *err);
+
 /* An output file written atomically: created as a temporary file in the final path's folder,
  * named ".<name>.tdtmp.<pid>.XXXXXX", and renamed into place by td_outfile_commit, so the final
  * path appears complete or not at all. Stack-allocatable; no global state. */

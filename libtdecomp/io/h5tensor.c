@@ -49,3 +49,39 @@ done:
     td__h5_quiet_end(&q);
     return st;
 }
+
+td_status td_h5_dataset_shape(const char *path, const char *dataset, int *ndim, size_t *shape, td_dtype *dtype,
+                              td_error *err)
+{
+    if (!ndim || !shape) return TD_EINVAL;
+    if (!dataset || !*dataset) return td__error_set(err, TD_EINVAL, path, NULL, "no dataset given");
+    td__h5quiet q;
+    td__h5_quiet_begin(&q);
+    hid_t file = H5I_INVALID_HID, dset = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    td_status st = td__h5_open_ro(path, &file, err);
+    if (st != TD_OK) goto done;
+    if (!td__h5_path_exists(file, dataset)) { st = td__error_set(err, TD_ENOTFOUND, path, dataset, "no such dataset"); goto done; }
+    dset = H5Dopen2(file, dataset, H5P_DEFAULT);
+    if (dset < 0) { st = td__error_set(err, TD_ENOTFOUND, path, dataset, "is not a dataset (or cannot be opened)"); goto done; }
+    type = H5Dget_type(dset);
+    space = H5Dget_space(dset);
+    int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    hsize_t dims[TD_MAX_MODES];
+    if (type < 0 || nd < 0 || nd > TD_MAX_MODES || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        st = td__error_set(err, nd > TD_MAX_MODES ? TD_ERANGE : TD_EFORMAT, path, dataset, "unreadable or unsupported dataspace");
+        goto done;
+    }
+    if ((st = td__h5_check_extent(dset, path, dataset, nd, dims, type, NULL, err)) != TD_OK) goto done;
+    char desc[64];
+    td_dtype dt = td__h5_dtype_of(type, desc, sizeof desc);
+    if (dtype) *dtype = dt;
+    *ndim = nd;
+    for (int k = 0; k < nd; k++) shape[k] = (size_t)dims[k];
+done:
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (dset >= 0) H5Dclose(dset);
+    if (file >= 0) H5Fclose(file);
+    td__h5_quiet_end(&q);
+    return st;
+}

@@ -98,6 +98,42 @@ hid_t td__h5_float_type(td_dtype dtype)
     return H5I_INVALID_HID;
 }
 
+static td_status check_extent(hid_t dset, const char *file_name, const char *dset_name, int nd, const hsize_t *dims,
+                              hid_t type, size_t *count_out, td_error *err)
+{
+    size_t count = 1;
+    for (int k = 0; k < nd; k++) {
+        size_t e = (size_t)dims[k];
+        if ((hsize_t)e != dims[k] || !td__mul_ok(count, e, &count) || count > SIZE_MAX / sizeof(double))
+            return td__error_set(err, TD_EOVERFLOW, file_name, dset_name, "dimensions overflow the address space");
+    }
+    /* A declared size far beyond what the file stores is refused before allocating: above
+     * 256 MiB, more than 1024x the whole file, whatever the layout (chunks never written read
+     * as fill values, and compression rarely exceeds that ratio on weights). */
+    hsize_t raw = (hsize_t)count * H5Tget_size(type);
+    hsize_t stored = H5Dget_storage_size(dset);
+    hid_t fid = H5Iget_file_id(dset);
+    hsize_t fsize = 0;
+    if (fid >= 0) { H5Fget_filesize(fid, &fsize); H5Fclose(fid); }
+    hid_t dcpl = H5Dget_create_plist(dset);
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_CONTIGUOUS;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (layout == H5D_CONTIGUOUS && stored > 0 && stored < raw)
+        return td__error_set(err, TD_EFORMAT, file_name, dset_name, "declares %llu bytes but stores %llu (truncated or malformed)",
+                             (unsigned long long)raw, (unsigned long long)stored);
+    if (raw > ((hsize_t)1 << 28) && raw / 1024 > fsize)
+        return td__error_set(err, TD_EFORMAT, file_name, dset_name, "declares %llu bytes, absurd for a %llu-byte file",
+                             (unsigned long long)raw, (unsigned long long)fsize);
+    if (count_out) *count_out = count;
+    return TD_OK;
+}
+
+td_status td__h5_check_extent(hid_t dset, const char *file_name, const char *dset_name, int nd, const hsize_t *dims,
+                              hid_t type, size_t *count_out, td_error *err)
+{
+    return check_extent(dset, file_name, dset_name, nd, dims, type, count_out, err);
+}
+
 td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dset_name,
                               td_tensor *out, td_dtype *dtype, td_error *err)
 {
@@ -123,38 +159,9 @@ td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dse
     size_t shape[TD_MAX_MODES];
     if (H5Sget_simple_extent_dims(space, dims, NULL) < 0) { st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "unreadable dimensions"); goto done; }
     size_t count = 1;
-    for (int k = 0; k < nd; k++) {
-        shape[k] = (size_t)dims[k];
-        if ((hsize_t)shape[k] != dims[k] || !td__mul_ok(count, shape[k], &count) || count > SIZE_MAX / sizeof(double)) {
-            st = td__error_set(err, TD_EOVERFLOW, file_name, dset_name, "dimensions overflow the address space");
-            goto done;
-        }
-    }
+    if ((st = td__h5_check_extent(dset, file_name, dset_name, nd, dims, type, &count, err)) != TD_OK) goto done;
+    for (int k = 0; k < nd; k++) shape[k] = (size_t)dims[k];
     if (count == 0) { st = td__error_set(err, TD_EINVAL, file_name, dset_name, "is empty (a dimension is 0)"); goto done; }
-    /* A declared size far beyond what the file stores is refused before allocating. Chunked
-     * compressed data can legitimately be smaller than its raw size, so allow a wide margin. */
-    hsize_t stored = H5Dget_storage_size(dset);
-    hsize_t raw = (hsize_t)count * H5Tget_size(type);
-    hid_t fid = H5Iget_file_id(dset);
-    hsize_t fsize = 0;
-    if (fid >= 0) { H5Fget_filesize(fid, &fsize); H5Fclose(fid); }
-    hid_t dcpl = H5Dget_create_plist(dset);
-    int nfilters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
-    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_CONTIGUOUS;
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (layout == H5D_CONTIGUOUS && stored > 0 && stored < raw) {
-        st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "declares %llu bytes but stores %llu (truncated or malformed)",
-                           (unsigned long long)raw, (unsigned long long)stored);
-        goto done;
-    }
-    /* above 256 MiB, more than 1024x the whole file is refused whatever the layout (chunks never
-     * written read as fill values, and compression rarely exceeds that ratio on weights) */
-    (void)nfilters;
-    if (raw > ((hsize_t)1 << 28) && raw / 1024 > fsize) {
-        st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "declares %llu bytes, absurd for a %llu-byte file",
-                           (unsigned long long)raw, (unsigned long long)fsize);
-        goto done;
-    }
     if ((st = td_tensor_alloc(out, nd, shape)) != TD_OK) {
         td__error_set(err, st, file_name, dset_name, "cannot allocate %zu elements", count);
         goto done;

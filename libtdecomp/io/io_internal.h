@@ -32,6 +32,11 @@ hid_t td__h5_float_type(td_dtype dtype);
 td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dset_name,
                               td_tensor *out, td_dtype *dtype, td_error *err);
 
+/* Element count of a dataset's dims, refusing overflowing products (TD_EOVERFLOW) and declared
+ * sizes absurd next to the file or larger than its contiguous storage (TD_EFORMAT). */
+td_status td__h5_check_extent(hid_t dset, const char *file_name, const char *dset_name, int nd, const hsize_t *dims,
+                              hid_t type, size_t *count_out, td_error *err);
+
 /* Creates the groups of an absolute path's parent ("/a/b" for "/a/b/c"). */
 td_status td__h5_make_parents(hid_t file, const char *path);
 

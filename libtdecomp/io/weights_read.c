@@ -96,7 +96,12 @@ static herr_t visit_link(hid_t g, const char *name, const H5L_info_t *info, void
         int nd = H5Sget_simple_extent_ndims(sp);
         hsize_t dims[TD_MAX_MODES];
         if (nd < 0 || nd > TD_MAX_MODES || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) ok = 0;
-        else {
+        else if ((v->st = td__h5_check_extent(d, v->m->file, path, nd, dims, ty, NULL, v->err)) != TD_OK) {
+            H5Sclose(sp);
+            H5Tclose(ty);
+            H5Dclose(d);
+            return -1;
+        } else {
             t->ndim = nd;
             for (int k = 0; k < nd; k++) t->shape[k] = (size_t)dims[k];
         }

@@ -3,9 +3,12 @@
 #include <string.h>
 #include "tool.h"
 
+/* input + projections/partial products (bounded by the input) + reconstruction for the error */
+#define WORKSPACE_FACTOR (2.0 + 2.0 * (double)rank / (imin > 0 ? imin : 1))
+
 const char cmd_cp_usage[] =
     "usage: tdecomp-tool cp IN --dataset PATH --rank R [--init svd|random] [--seed N]\n"
-    "                      [--tol T] [--max-iter N] [-o OUT] [--force] [--json]\n"
+    "                      [--tol T] [--max-iter N] [-o OUT] [--force] [--json] [--max-memory SIZE]\n"
     "CP-ALS of the float dataset PATH. Defaults: --init svd, --seed 0, --tol 1e-8 (absolute change\n"
     "of the relative error between sweeps; 0 runs exactly --max-iter sweeps), --max-iter 100.\n"
     "-o writes float64 /weights (R) and /factors/0 .. /factors/{N-1} (I_n x R).\n";
@@ -13,6 +16,7 @@ const char cmd_cp_usage[] =
 int cmd_cp(int argc, char **argv)
 {
     const char *in = NULL, *dataset = NULL, *out = NULL, *v;
+    double maxmem = 0;
     int force = 0, json = 0, r;
     size_t rank = 0;
     td_cp_options opt;
@@ -44,6 +48,8 @@ int cmd_cp(int argc, char **argv)
             if (r < 0 || tool_parse_int(v, 1, 100000000, &n))
                 return tool_usage_error("cp: --max-iter needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
             opt.max_iter = (int)n;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
+            if (r < 0 || tool_parse_memsize(v, &maxmem)) return tool_usage_error("%s: --max-memory needs a size such as 512M or 4G", argv[0]);
         } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
             if (r < 0) return tool_usage_error("cp: -o needs a file name");
             out = v;
@@ -63,6 +69,17 @@ int cmd_cp(int argc, char **argv)
     td_error_clear(&err);
     td_status st;
     if (out && (st = td_outfile_check(out, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, out, NULL);
+    /* memory, checked before reading: the tensor in double, plus the decomposition's workspace */
+    {
+        int nd;
+        size_t sh[TD_MAX_MODES];
+        if ((st = td_h5_dataset_shape(in, dataset, &nd, sh, NULL, &err)) != TD_OK) return tool_fail_status(st, &err, in, dataset);
+        double elems = 1, imin = 1e300;
+        for (int k = 0; k < nd; k++) { elems *= (double)sh[k]; if ((double)sh[k] < imin) imin = (double)sh[k]; }
+        double need = 8.0 * elems * WORKSPACE_FACTOR;
+        if (maxmem <= 0) maxmem = tool_memory_default();
+        if (tool_memory_check(need, maxmem, in, dataset)) return TOOL_ERESOURCE;
+    }
     td_tensor x;
     td_dtype dt;
     if ((st = td_h5_read_tensor(in, dataset, &x, &dt, &err)) != TD_OK) return tool_fail_status(st, &err, in, dataset);

@@ -14,7 +14,7 @@ const char cmd_decompose_usage[] =
     "         (--rank N | --ranks R_OUT,R_IN | --rank-ratio F | --energy F | --vbmf |\n"
     "          --target-params F | --target-flops F | --max-error E)\n"
     "         [--layers GLOB]... [--exclude GLOB]... [--keep-larger] [--dry-run] [--svd-groups K]\n"
-    "         [--objective minmax|sum] [--jobs N] [--layout L] [--layer-spec SPEC.json] [--report REPORT.json] [--force]\n"
+    "         [--objective minmax|sum] [--jobs N] [--max-memory SIZE] [--layout L] [--layer-spec SPEC.json] [--report REPORT.json] [--force]\n"
     "Decomposes every conv and dense layer the method applies to, with exactly one rank rule, and\n"
     "writes a loadable file of the same layout. --dry-run plans and reports without writing.\n"
     "--objective sum (global targets) minimises the sum of squared errors instead of the largest.\n"
@@ -97,6 +97,7 @@ int cmd_decompose(int argc, char **argv)
     const char *in = NULL, *out = NULL, *layout = NULL, *spec = NULL, *report = NULL, *v, *mname = "auto";
     const char *globs[MAXG], *excl[MAXG];
     int nglobs = 0, nexcl = 0, force = 0, dry = 0, r, nrules = 0, jobs = 1;
+    double maxmem = 0;
     td_plan_options po;
     td_plan_options_init(&po);
     const char *rule_name = NULL;
@@ -161,6 +162,8 @@ int cmd_decompose(int argc, char **argv)
             long j;
             if (r < 0 || tool_parse_int(v, 1, 64, &j)) return tool_usage_error("decompose: --jobs needs a whole number from 1 to 64");
             jobs = (int)j;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
+            if (r < 0 || tool_parse_memsize(v, &maxmem)) return tool_usage_error("decompose: --max-memory needs a size such as 512M or 4G");
         } else if ((r = tool_opt_value(argc, argv, &i, "--objective", &v))) {
             if (r < 0 || (strcmp(v, "minmax") && strcmp(v, "sum"))) return tool_usage_error("decompose: --objective must be minmax or sum");
             po.min_total_error = !strcmp(v, "sum");
@@ -204,6 +207,19 @@ int cmd_decompose(int argc, char **argv)
     json_t *rep = NULL;
     int code = TOOL_OK;
     if (!L || !pl || !dec || !rw) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    {
+        /* memory, checked before reading any kernel: every kernel in double, plus per running job
+         * the largest layer's workspace (Grams, projections, chain, composed kernel: < 5 kernels) */
+        double all = 0, largest = 0;
+        for (size_t i = 0; i < n; i++) {
+            td_cost c;
+            if (td_layer_cost(&m.layers[i].desc, &c) != TD_OK) continue;
+            all += (double)c.params;
+            if ((double)c.params > largest) largest = (double)c.params;
+        }
+        if (maxmem <= 0) maxmem = tool_memory_default();
+        if (tool_memory_check(8.0 * (all + 5.0 * largest * jobs), maxmem, in, NULL)) { code = TOOL_ERESOURCE; goto done; }
+    }
     uint64_t layer_params = 0;
     for (size_t i = 0; i < n; i++) {
         const td_model_layer *ml = &m.layers[i];

@@ -3,10 +3,13 @@
 #include <string.h>
 #include "tool.h"
 
+/* input + projections/partial products (bounded by the input) + reconstruction for the error */
+#define WORKSPACE_FACTOR 3.0
+
 const char cmd_tucker_usage[] =
     "usage: tdecomp-tool tucker IN --dataset PATH --ranks r0,r1,... [--modes m0,m1,...]\n"
     "                          [--method hosvd|sthosvd|hooi] [--tol T] [--max-iter N]\n"
-    "                          [-o OUT] [--force] [--json]\n"
+    "                          [-o OUT] [--force] [--json] [--max-memory SIZE]\n"
     "Tucker decomposition of the float dataset PATH on the given modes (default: all), one rank\n"
     "per mode. Defaults: --method hooi, --tol 1e-4, --max-iter 100. -o writes float64 /core and\n"
     "/factors/<mode> (I_mode x R_mode) for each decomposed mode.\n";
@@ -14,6 +17,7 @@ const char cmd_tucker_usage[] =
 int cmd_tucker(int argc, char **argv)
 {
     const char *in = NULL, *dataset = NULL, *out = NULL, *v, *mname = "hooi";
+    double maxmem = 0;
     int force = 0, json = 0, r, nranks = 0, nmodes = -1;
     size_t ranks[TD_MAX_MODES], mlist[TD_MAX_MODES];
     td_tucker_options opt;
@@ -49,6 +53,8 @@ int cmd_tucker(int argc, char **argv)
             if (r < 0 || tool_parse_int(v, 1, 100000000, &n))
                 return tool_usage_error("tucker: --max-iter needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
             opt.max_iter = (int)n;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
+            if (r < 0 || tool_parse_memsize(v, &maxmem)) return tool_usage_error("%s: --max-memory needs a size such as 512M or 4G", argv[0]);
         } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
             if (r < 0) return tool_usage_error("tucker: -o needs a file name");
             out = v;
@@ -73,6 +79,17 @@ int cmd_tucker(int argc, char **argv)
     td_error_clear(&err);
     td_status st;
     if (out && (st = td_outfile_check(out, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, out, NULL);
+    /* memory, checked before reading: the tensor in double, plus the decomposition's workspace */
+    {
+        int nd;
+        size_t sh[TD_MAX_MODES];
+        if ((st = td_h5_dataset_shape(in, dataset, &nd, sh, NULL, &err)) != TD_OK) return tool_fail_status(st, &err, in, dataset);
+        double elems = 1, imin = 1e300;
+        for (int k = 0; k < nd; k++) { elems *= (double)sh[k]; if ((double)sh[k] < imin) imin = (double)sh[k]; }
+        double need = 8.0 * elems * WORKSPACE_FACTOR;
+        if (maxmem <= 0) maxmem = tool_memory_default();
+        if (tool_memory_check(need, maxmem, in, dataset)) return TOOL_ERESOURCE;
+    }
     td_tensor x;
     td_dtype dt;
     if ((st = td_h5_read_tensor(in, dataset, &x, &dt, &err)) != TD_OK) return tool_fail_status(st, &err, in, dataset);

@@ -88,14 +88,15 @@ static int run_contained(const tool_cmd *cmd, int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(status)) { close(fds[0]); return WEXITSTATUS(status); }
-    /* killed: remove the temporary files it announced (one path per line) */
+    /* remove the temporary files it announced (one path per line): after a commit or a clean
+     * failure they are already gone, and their names are unique to the child */
     char buf[8192];
     ssize_t n = 0, r;
     while (n < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0) n += r;
     close(fds[0]);
     buf[n > 0 ? n : 0] = '\0';
     for (char *save = NULL, *tok = strtok_r(buf, "\n", &save); tok; tok = strtok_r(NULL, "\n", &save)) unlink(tok);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
         signal(sig, SIG_DFL);

@@ -35,6 +35,13 @@ void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * TDECOMP_NO_CORE_WARNING=1. */
 void tool_core_warning(void);
 
+/* --max-memory: "SIZE" in bytes with an optional K, M, G or T suffix (powers of 1024).
+ * tool_memory_default() is 80 % of physical memory. tool_memory_check prints the refusal
+ * (exit 3) when need > limit, else returns 0. */
+int tool_parse_memsize(const char *s, double *bytes);
+double tool_memory_default(void);
+int tool_memory_check(double need, double limit, const char *file, const char *dataset);
+
 /* Strict parsers; return 0 on success, -1 on malformed input (no partial numbers). */
 int tool_parse_u64(const char *s, uint64_t *out);
 int tool_parse_size(const char *s, size_t min, size_t max, size_t *out);

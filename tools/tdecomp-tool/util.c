@@ -229,3 +229,51 @@ json_t *tool_json_doubles(const double *v, int n)
     for (int i = 0; i < n; i++) json_array_append_new(a, tool_json_real(v[i]));
     return a;
 }
+
+int tool_parse_memsize(const char *s, double *bytes)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0) || !isfinite(v)) return -1;
+    double mul = 1;
+    if (*end) {
+        switch (*end) {
+        case 'K': case 'k': mul = 1024.0; break;
+        case 'M': case 'm': mul = 1024.0 * 1024; break;
+        case 'G': case 'g': mul = 1024.0 * 1024 * 1024; break;
+        case 'T': case 't': mul = 1024.0 * 1024 * 1024 * 1024; break;
+        default: return -1;
+        }
+        if (end[1] && !((end[1] == 'B' || end[1] == 'b' || end[1] == 'i') && (!end[2] || ((end[2] == 'B') && !end[3]))))
+            return -1;
+    }
+    *bytes = v * mul;
+    return 0;
+}
+
+double tool_memory_default(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || size <= 0) return 1e300;
+    return 0.8 * (double)pages * (double)size;
+}
+
+static void human(double b, char *buf, size_t len)
+{
+    const char *u[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) { b /= 1024; i++; }
+    snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+int tool_memory_check(double need, double limit, const char *file, const char *dataset)
+{
+    if (need <= limit) return 0;
+    char n[32], l[32];
+    human(need, n, sizeof n);
+    human(limit, l, sizeof l);
+    return tool_fail(TOOL_ERESOURCE, file, dataset, "needs about %s of memory, more than --max-memory %s "
+                     "(default: 80 %% of physical memory)", n, l);
+}
