@@ -408,6 +408,11 @@ static td_status read_keras2(td_model *m, hid_t file, td_error *err)
         }
         free(wn);
         if (kernel < 0) continue;
+        if (m->tensors[kernel].dtype == TD_DTYPE_OTHER) {
+            st = td__error_set(err, TD_EDTYPE, m->file, m->tensors[kernel].path, "is %s, expected a float kernel",
+                               m->tensors[kernel].dtype_name);
+            goto done;
+        }
         td_model_layer *l = new_layer(m, &cap);
         if (!l) { st = TD_ENOMEM; goto done; }
         snprintf(l->name, sizeof l->name, "%s", ln);
