@@ -37,12 +37,23 @@ echo "== valgrind memcheck (C test programs, release build)"
 t0=$(date +%s)
 log=$(mktemp)
 if meson test -C build-release --setup valgrind --print-errorlogs --num-processes 2 \
-    test_tensor test_kernels test_decomp test_rank test_layer test_plan test_alloc_failure >"$log" 2>&1; then
+    test_tensor test_kernels test_decomp test_rank test_layer test_plan test_alloc_failure test_threads >"$log" 2>&1; then
     grep -E "^ *[0-9]+/[0-9]+ " "$log"; echo "valgrind: ok"; total_ok=$((total_ok + 1))
 else
     cat "$log" | tail -60; echo "valgrind: FAILED"; total_fail=$((total_fail + 1)); rc=1
 fi
 echo "== valgrind: $(( $(date +%s) - t0 )) s"
+
+echo "== ThreadSanitizer (concurrent decompositions vs serial)"
+t0=$(date +%s)
+if td_configure build-tsan --buildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false -Dtests=true &&
+    ninja -C build-tsan tests/core/test_threads >/dev/null 2>&1 &&
+    TSAN_OPTIONS=halt_on_error=1 ./build-tsan/tests/core/test_threads; then
+    echo "tsan: ok"; total_ok=$((total_ok + 1))
+else
+    echo "tsan: FAILED"; total_fail=$((total_fail + 1)); rc=1
+fi
+echo "== tsan: $(( $(date +%s) - t0 )) s"
 
 echo "== install check (pkg-config)"
 t0=$(date +%s)
