@@ -2,8 +2,9 @@
 # As root, missing packages are installed with apt-get; otherwise the exact command is printed.
 TD_PACKAGES="gcc g++ pkg-config meson ninja-build liblapacke-dev libopenblas-dev libhdf5-dev \
 libjansson-dev check python3-numpy python3-h5py"
-# Only the tests need these: valgrind, and PyTorch + scikit-learn for the interop suite.
-TD_TEST_PACKAGES="valgrind python3-torch python3-sklearn"
+# Only the tests need these: valgrind, PyTorch + scikit-learn for the interop suite, clang and
+# its sanitizer/libFuzzer runtime for the fuzz stage.
+TD_TEST_PACKAGES="valgrind python3-torch python3-sklearn clang libclang-rt-14-dev"
 
 # td_install_deps [EXTRA PACKAGES...]
 td_install_deps() {

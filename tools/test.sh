@@ -55,6 +55,20 @@ else
 fi
 echo "== tsan: $(( $(date +%s) - t0 )) s"
 
+echo "== fuzz (libFuzzer, ASan+UBSan, 60 s)"
+t0=$(date +%s)
+corpus=$(mktemp -d)
+if CC=clang td_configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+        --buildtype=debugoptimized -Dinterop=false &&
+    ninja -C build-fuzz tests/fuzz/fuzz_weights >/dev/null 2>&1 &&
+    ./build-fuzz/tests/fuzz/fuzz_weights -max_total_time=60 -max_len=512 "$corpus" >"$corpus.log" 2>&1; then
+    grep -E "^Done [0-9]+ runs" "$corpus.log"; echo "fuzz: ok"; total_ok=$((total_ok + 1))
+else
+    tail -40 "$corpus.log" 2>/dev/null; echo "fuzz: FAILED"; total_fail=$((total_fail + 1)); rc=1
+fi
+rm -rf "$corpus" "$corpus.log"
+echo "== fuzz: $(( $(date +%s) - t0 )) s"
+
 echo "== install check (pkg-config)"
 t0=$(date +%s)
 dest=$(mktemp -d)
