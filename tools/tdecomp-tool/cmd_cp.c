@@ -3,8 +3,6 @@
 #include <string.h>
 #include "tool.h"
 
-/* input + projections/partial products (bounded by the input) + reconstruction for the error */
-#define WORKSPACE_FACTOR (2.0 + 2.0 * (double)rank / (imin > 0 ? imin : 1))
 
 const char cmd_cp_usage[] =
     "usage: tdecomp-tool cp IN --dataset PATH --rank R [--init svd|random] [--seed N]\n"
@@ -15,20 +13,17 @@ const char cmd_cp_usage[] =
 
 int cmd_cp(int argc, char **argv)
 {
-    const char *in = NULL, *dataset = NULL, *out = NULL, *v;
-    double maxmem = 0;
-    int force = 0, json = 0, r;
+    tool_plain pl = {.cmd = "cp", .tol = -1};
+    const char *v;
+    int r;
     size_t rank = 0;
     td_cp_options opt;
     td_cp_options_init(&opt);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_cp_usage, stdout); return TOOL_OK; }
-        if (!strcmp(a, "--force")) { force = 1; continue; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if ((r = tool_opt_value(argc, argv, &i, "--dataset", &v))) {
-            if (r < 0) return tool_usage_error("cp: --dataset needs a value");
-            dataset = v;
+        if ((r = tool_plain_option(argc, argv, &i, &pl))) {
+            if (r < 0) return TOOL_EUSAGE;
         } else if ((r = tool_opt_value(argc, argv, &i, "--rank", &v))) {
             if (r < 0 || tool_parse_size(v, 1, 1000000, &rank))
                 return tool_usage_error("cp: --rank needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
@@ -40,54 +35,28 @@ int cmd_cp(int argc, char **argv)
         } else if ((r = tool_opt_value(argc, argv, &i, "--seed", &v))) {
             if (r < 0 || tool_parse_u64(v, &opt.seed))
                 return tool_usage_error("cp: --seed needs a whole number >= 0, got '%s'", r < 0 ? "" : v);
-        } else if ((r = tool_opt_value(argc, argv, &i, "--tol", &v))) {
-            if (r < 0 || tool_parse_double(v, &opt.tol) || opt.tol < 0)
-                return tool_usage_error("cp: --tol needs a number >= 0, got '%s'", r < 0 ? "" : v);
-        } else if ((r = tool_opt_value(argc, argv, &i, "--max-iter", &v))) {
-            long n;
-            if (r < 0 || tool_parse_int(v, 1, 100000000, &n))
-                return tool_usage_error("cp: --max-iter needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
-            opt.max_iter = (int)n;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
-            if (r < 0 || tool_parse_memsize(v, &maxmem)) return tool_usage_error("%s: --max-memory needs a size such as 512M or 4G", argv[0]);
-        } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
-            if (r < 0) return tool_usage_error("cp: -o needs a file name");
-            out = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return tool_usage_error("cp: unknown option '%s' (see 'tdecomp-tool cp --help')", a);
-        } else if (!in) {
-            in = a;
         } else {
-            return tool_usage_error("cp: unexpected argument '%s'", a);
+            return tool_usage_error("cp: unknown option '%s' (see 'tdecomp-tool cp --help')", a);
         }
     }
-    if (!in) return tool_usage_error("cp: missing input file (see 'tdecomp-tool cp --help')");
-    if (!dataset) return tool_usage_error("cp: missing --dataset PATH");
+    if (!pl.in) return tool_usage_error("cp: missing input file (see 'tdecomp-tool cp --help')");
+    if (!pl.dataset) return tool_usage_error("cp: missing --dataset PATH");
     if (!rank) return tool_usage_error("cp: missing --rank R");
+    if (pl.tol >= 0) opt.tol = pl.tol;
+    if (pl.max_iter) opt.max_iter = (int)pl.max_iter;
+    const char *in = pl.in, *dataset = pl.dataset, *out = pl.out;
+    const int force = pl.force, json = pl.json;
 
     td_error err;
     td_error_clear(&err);
     td_status st;
-    if (out && (st = td_outfile_check(out, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, out, NULL);
-    /* memory, checked before reading: the tensor in double, plus the decomposition's workspace */
-    {
-        int nd;
-        size_t sh[TD_MAX_MODES];
-        if ((st = td_h5_dataset_shape(in, dataset, &nd, sh, NULL, &err)) != TD_OK) return tool_fail_status(st, &err, in, dataset);
-        double elems = 1, imin = 1e300;
-        for (int k = 0; k < nd; k++) { elems *= (double)sh[k]; if ((double)sh[k] < imin) imin = (double)sh[k]; }
-        double need = 8.0 * elems * WORKSPACE_FACTOR;
-        if (maxmem <= 0) maxmem = tool_memory_default();
-        if (tool_memory_check(need, maxmem, in, dataset)) return TOOL_ERESOURCE;
-    }
     td_tensor x;
     td_dtype dt;
-    if ((st = td_h5_read_tensor(in, dataset, &x, &dt, &err)) != TD_OK) return tool_fail_status(st, &err, in, dataset);
-    int code = TOOL_OK;
+    /* memory: the tensor, the partial product of the dimension tree and the exact residual */
+    int code = tool_plain_read(&pl, 2.0, 2.0 * (double)rank, &x, &dt);
+    if (code) return code;
     td_cp_result res;
     memset(&res, 0, sizeof res);
-    if (x.ndim < 1) { code = tool_fail(TOOL_EINPUT, in, dataset, "is a scalar; CP needs at least 1 mode"); goto done; }
-    if (td_tensor_check_finite(&x) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, dataset, "contains NaN or Inf entries"); goto done; }
     tool_core_warning();
     if ((st = td_cp_als(&x, rank, &opt, &res)) != TD_OK) {
         code = tool_fail(tool_exit_for(st), in, dataset, "CP-ALS failed: %s", td_strerror(st));

@@ -3,8 +3,6 @@
 #include <string.h>
 #include "tool.h"
 
-/* input + projections/partial products (bounded by the input) + reconstruction for the error */
-#define WORKSPACE_FACTOR 3.0
 
 const char cmd_tucker_usage[] =
     "usage: tdecomp-tool tucker IN --dataset PATH --ranks r0,r1,... [--modes m0,m1,...]\n"
@@ -16,20 +14,17 @@ const char cmd_tucker_usage[] =
 
 int cmd_tucker(int argc, char **argv)
 {
-    const char *in = NULL, *dataset = NULL, *out = NULL, *v, *mname = "hooi";
-    double maxmem = 0;
-    int force = 0, json = 0, r, nranks = 0, nmodes = -1;
+    tool_plain pl = {.cmd = "tucker", .tol = -1};
+    const char *v, *mname = "hooi";
+    int r, nranks = 0, nmodes = -1;
     size_t ranks[TD_MAX_MODES], mlist[TD_MAX_MODES];
     td_tucker_options opt;
     td_tucker_options_init(&opt);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_tucker_usage, stdout); return TOOL_OK; }
-        if (!strcmp(a, "--force")) { force = 1; continue; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if ((r = tool_opt_value(argc, argv, &i, "--dataset", &v))) {
-            if (r < 0) return tool_usage_error("tucker: --dataset needs a value");
-            dataset = v;
+        if ((r = tool_plain_option(argc, argv, &i, &pl))) {
+            if (r < 0) return TOOL_EUSAGE;
         } else if ((r = tool_opt_value(argc, argv, &i, "--ranks", &v))) {
             if (r < 0 || tool_parse_size_list(v, ranks, TD_MAX_MODES, &nranks))
                 return tool_usage_error("tucker: --ranks needs comma-separated whole numbers, got '%s'", r < 0 ? "" : v);
@@ -45,58 +40,34 @@ int cmd_tucker(int argc, char **argv)
             else if (!strcmp(v, "hooi")) opt.method = TD_TUCKER_HOOI;
             else return tool_usage_error("tucker: --method must be hosvd, sthosvd or hooi, got '%s'", v);
             mname = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--tol", &v))) {
-            if (r < 0 || tool_parse_double(v, &opt.tol) || opt.tol < 0)
-                return tool_usage_error("tucker: --tol needs a number >= 0, got '%s'", r < 0 ? "" : v);
-        } else if ((r = tool_opt_value(argc, argv, &i, "--max-iter", &v))) {
-            long n;
-            if (r < 0 || tool_parse_int(v, 1, 100000000, &n))
-                return tool_usage_error("tucker: --max-iter needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
-            opt.max_iter = (int)n;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
-            if (r < 0 || tool_parse_memsize(v, &maxmem)) return tool_usage_error("%s: --max-memory needs a size such as 512M or 4G", argv[0]);
-        } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
-            if (r < 0) return tool_usage_error("tucker: -o needs a file name");
-            out = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return tool_usage_error("tucker: unknown option '%s' (see 'tdecomp-tool tucker --help')", a);
-        } else if (!in) {
-            in = a;
         } else {
-            return tool_usage_error("tucker: unexpected argument '%s'", a);
+            return tool_usage_error("tucker: unknown option '%s' (see 'tdecomp-tool tucker --help')", a);
         }
     }
-    if (!in) return tool_usage_error("tucker: missing input file (see 'tdecomp-tool tucker --help')");
-    if (!dataset) return tool_usage_error("tucker: missing --dataset PATH");
+    if (!pl.in) return tool_usage_error("tucker: missing input file (see 'tdecomp-tool tucker --help')");
+    if (!pl.dataset) return tool_usage_error("tucker: missing --dataset PATH");
     if (!nranks) return tool_usage_error("tucker: missing --ranks r0,r1,...");
     if (nmodes >= 0 && nmodes != nranks)
         return tool_usage_error("tucker: %d ranks given for %d modes", nranks, nmodes);
     for (int a = 0; a < nmodes; a++)
         for (int b = 0; b < a; b++)
             if (mlist[a] == mlist[b]) return tool_usage_error("tucker: mode %zu listed twice in --modes", mlist[a]);
+    if (pl.tol >= 0) opt.tol = pl.tol;
+    if (pl.max_iter) opt.max_iter = (int)pl.max_iter;
+    const char *in = pl.in, *dataset = pl.dataset, *out = pl.out;
+    const int force = pl.force, json = pl.json;
 
     td_error err;
     td_error_clear(&err);
     td_status st;
-    if (out && (st = td_outfile_check(out, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, out, NULL);
-    /* memory, checked before reading: the tensor in double, plus the decomposition's workspace */
-    {
-        int nd;
-        size_t sh[TD_MAX_MODES];
-        if ((st = td_h5_dataset_shape(in, dataset, &nd, sh, NULL, &err)) != TD_OK) return tool_fail_status(st, &err, in, dataset);
-        double elems = 1, imin = 1e300;
-        for (int k = 0; k < nd; k++) { elems *= (double)sh[k]; if ((double)sh[k] < imin) imin = (double)sh[k]; }
-        double need = 8.0 * elems * WORKSPACE_FACTOR;
-        if (maxmem <= 0) maxmem = tool_memory_default();
-        if (tool_memory_check(need, maxmem, in, dataset)) return TOOL_ERESOURCE;
-    }
     td_tensor x;
     td_dtype dt;
-    if ((st = td_h5_read_tensor(in, dataset, &x, &dt, &err)) != TD_OK) return tool_fail_status(st, &err, in, dataset);
-    int code = TOOL_OK, modes[TD_MAX_MODES];
+    /* memory: the tensor, its projections (bounded by it) and a reconstruction for the error */
+    int code = tool_plain_read(&pl, 3.0, 0.0, &x, &dt);
+    if (code) return code;
+    int modes[TD_MAX_MODES];
     td_tucker_result res;
     memset(&res, 0, sizeof res);
-    if (x.ndim < 1) { code = tool_fail(TOOL_EINPUT, in, dataset, "is a scalar; Tucker needs at least 1 mode"); goto done; }
     if (nmodes < 0) {
         if (nranks != x.ndim) {
             code = tool_fail(TOOL_EINPUT, in, dataset, "has %d modes but %d ranks were given", x.ndim, nranks);
@@ -119,7 +90,6 @@ int cmd_tucker(int argc, char **argv)
                              x.shape[modes[k]]);
             goto done;
         }
-    if (td_tensor_check_finite(&x) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, dataset, "contains NaN or Inf entries"); goto done; }
     tool_core_warning();
     if ((st = td_tucker(&x, nmodes, modes, ranks, &opt, &res)) != TD_OK) {
         code = tool_fail(tool_exit_for(st), in, dataset, "Tucker failed: %s", td_strerror(st));

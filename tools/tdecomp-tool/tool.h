@@ -66,6 +66,22 @@ void tool_install_signal_handlers(void);
 /* Writes the root attributes tdecomp_version and tdecomp_command. */
 td_status tool_stamp(td_outfile *o, td_error *err);
 
+/* What cp and tucker share: the input dataset, output, stopping rule and memory limit. */
+typedef struct tool_plain {
+    const char *cmd, *in, *dataset, *out;
+    int force, json;
+    double tol, maxmem;   /* tol < 0 and maxmem <= 0 mean "not given" */
+    long max_iter;        /* 0 means "not given" */
+} tool_plain;
+
+/* Consumes one shared option (or the positional input) at argv[*i]: 1 when consumed, 0 when not
+ * ours, -1 after printing a usage error (exit 2). */
+int tool_plain_option(int argc, char **argv, int *i, tool_plain *p);
+/* The shared prologue, before any decomposition: refuses the output, checks memory
+ * (8 bytes x elements x (base + per_min / smallest extent)) before reading, reads the dataset
+ * and refuses scalars and NaN/Inf. 0 on success, else the exit code (message printed). */
+int tool_plain_read(const tool_plain *p, double base, double per_min, td_tensor *x, td_dtype *dt);
+
 /* Prints a JSON object as one line on stdout (and nothing else). Steals the reference. */
 void tool_print_json(json_t *obj);
 json_t *tool_json_shape(const td_tensor *t);

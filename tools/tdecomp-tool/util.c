@@ -277,3 +277,65 @@ int tool_memory_check(double need, double limit, const char *file, const char *d
     return tool_fail(TOOL_ERESOURCE, file, dataset, "needs about %s of memory, more than --max-memory %s "
                      "(default: 80 %% of physical memory)", n, l);
 }
+
+int tool_plain_option(int argc, char **argv, int *i, tool_plain *p)
+{
+    const char *a = argv[*i], *v;
+    int r;
+    if (!strcmp(a, "--force")) { p->force = 1; return 1; }
+    if (!strcmp(a, "--json")) { p->json = 1; return 1; }
+    if ((r = tool_opt_value(argc, argv, i, "--dataset", &v))) {
+        if (r < 0) { tool_usage_error("%s: --dataset needs a value", p->cmd); return -1; }
+        p->dataset = v;
+    } else if ((r = tool_opt_value(argc, argv, i, "--tol", &v))) {
+        if (r < 0 || tool_parse_double(v, &p->tol) || p->tol < 0) {
+            tool_usage_error("%s: --tol needs a number >= 0, got '%s'", p->cmd, r < 0 ? "" : v);
+            return -1;
+        }
+    } else if ((r = tool_opt_value(argc, argv, i, "--max-iter", &v))) {
+        if (r < 0 || tool_parse_int(v, 1, 100000000, &p->max_iter)) {
+            tool_usage_error("%s: --max-iter needs a whole number >= 1, got '%s'", p->cmd, r < 0 ? "" : v);
+            return -1;
+        }
+    } else if ((r = tool_opt_value(argc, argv, i, "--max-memory", &v))) {
+        if (r < 0 || tool_parse_memsize(v, &p->maxmem)) {
+            tool_usage_error("%s: --max-memory needs a size such as 512M or 4G", p->cmd);
+            return -1;
+        }
+    } else if ((r = tool_opt_value(argc, argv, i, "-o", &v)) || (r = tool_opt_value(argc, argv, i, "--output", &v))) {
+        if (r < 0) { tool_usage_error("%s: -o needs a file name", p->cmd); return -1; }
+        p->out = v;
+    } else if (a[0] == '-' && a[1] != '\0') {
+        return 0; /* maybe the command's own option */
+    } else if (!p->in) {
+        p->in = a;
+    } else {
+        tool_usage_error("%s: unexpected argument '%s'", p->cmd, a);
+        return -1;
+    }
+    return 1;
+}
+
+int tool_plain_read(const tool_plain *p, double base, double per_min, td_tensor *x, td_dtype *dt)
+{
+    td_error err;
+    td_error_clear(&err);
+    td_status st;
+    if (p->out && (st = td_outfile_check(p->out, p->in, p->force, &err)) != TD_OK) return tool_fail_status(st, &err, p->out, NULL);
+    int nd;
+    size_t sh[TD_MAX_MODES];
+    if ((st = td_h5_dataset_shape(p->in, p->dataset, &nd, sh, NULL, &err)) != TD_OK) return tool_fail_status(st, &err, p->in, p->dataset);
+    double elems = 1, imin = 1e300;
+    for (int k = 0; k < nd; k++) {
+        elems *= (double)sh[k];
+        if ((double)sh[k] < imin) imin = (double)sh[k];
+    }
+    double need = 8.0 * elems * (base + per_min / (imin >= 1 ? imin : 1));
+    if (tool_memory_check(need, p->maxmem > 0 ? p->maxmem : tool_memory_default(), p->in, p->dataset)) return TOOL_ERESOURCE;
+    if ((st = td_h5_read_tensor(p->in, p->dataset, x, dt, &err)) != TD_OK) return tool_fail_status(st, &err, p->in, p->dataset);
+    int code = 0;
+    if (x->ndim < 1) code = tool_fail(TOOL_EINPUT, p->in, p->dataset, "is a scalar; %s needs at least 1 mode", p->cmd);
+    else if (td_tensor_check_finite(x) != TD_OK) code = tool_fail(TOOL_EINPUT, p->in, p->dataset, "contains NaN or Inf entries");
+    if (code) td_tensor_free(x);
+    return code;
+}
