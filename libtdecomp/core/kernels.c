@@ -97,7 +97,7 @@ td_status td_ttm_multi(const td_tensor *x, const td_tensor *const *mats, int ski
 {
     if (!x || !mats || !y || skip < -1 || skip >= x->ndim) return TD_EINVAL;
     size_t shape[TD_MAX_MODES];
-    int todo[TD_MAX_MODES], ntodo = 0;
+    int pending[TD_MAX_MODES], npending = 0;
     for (int k = 0; k < x->ndim; k++) {
         shape[k] = x->shape[k];
         if (k == skip || !mats[k]) continue;
@@ -105,32 +105,32 @@ td_status td_ttm_multi(const td_tensor *x, const td_tensor *const *mats, int ski
         if (m->ndim != 2) return TD_EINVAL;
         if ((transpose ? m->shape[0] : m->shape[1]) != x->shape[k]) return TD_ESHAPE;
         shape[k] = transpose ? m->shape[1] : m->shape[0];
-        todo[ntodo++] = k;
+        pending[npending++] = k;
     }
     if (y->ndim != x->ndim) return TD_ESHAPE;
     for (int k = 0; k < x->ndim; k++)
         if (y->shape[k] != shape[k]) return TD_ESHAPE;
-    if (ntodo == 0) {
+    if (npending == 0) {
         if (x->size) memcpy(y->data, x->data, x->size * sizeof(double));
         return TD_OK;
     }
     /* Most-shrinking first (smallest J / I_n) keeps the intermediates small. */
-    for (int a = 1; a < ntodo; a++)
+    for (int a = 1; a < npending; a++)
         for (int b = a; b > 0; b--) {
-            int p = todo[b - 1], q = todo[b];
+            int p = pending[b - 1], q = pending[b];
             double rp = (double)shape[p] / (double)(x->shape[p] ? x->shape[p] : 1);
             double rq = (double)shape[q] / (double)(x->shape[q] ? x->shape[q] : 1);
-            if (rq < rp) { todo[b - 1] = q; todo[b] = p; }
+            if (rq < rp) { pending[b - 1] = q; pending[b] = p; }
         }
     td_tensor buf[2] = {{0}, {0}};
     const td_tensor *cur = x;
     size_t cs[TD_MAX_MODES];
     memcpy(cs, x->shape, sizeof cs);
     td_status st = TD_OK;
-    for (int s = 0; s < ntodo; s++) {
-        int k = todo[s];
+    for (int s = 0; s < npending; s++) {
+        int k = pending[s];
         cs[k] = shape[k];
-        td_tensor *dst = (s == ntodo - 1) ? y : &buf[s & 1];
+        td_tensor *dst = (s == npending - 1) ? y : &buf[s & 1];
         if (dst != y) {
             td_tensor_free(dst);
             if ((st = td_tensor_alloc(dst, x->ndim, cs)) != TD_OK) goto done;
