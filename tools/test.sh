@@ -55,7 +55,25 @@ else
 fi
 echo "== tsan: $(( $(date +%s) - t0 )) s"
 
-echo "== fuzz (libFuzzer, ASan+UBSan: described files 45 s, raw files through a fork 45 s)"
+# A crash whose first frame above the sanitizer runtime is inside libhdf5 is a libhdf5 bug that
+# tdecomp-tool contains (forked child): listed. Any other crash is a finding: the stage fails.
+fuzz_classify() {
+    local a rep frame bad=0 n=0
+    for a in "$1"/*; do
+        [ -e "$a" ] || continue
+        rep=$(ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./build-fuzz/tests/fuzz/fuzz_raw "$a" 2>&1)
+        frame=$(printf '%s\n' "$rep" | grep -E "^ +#[0-9]+ " | grep -v -E "in (malloc|calloc|realloc|free|__interceptor|__asan|__sanitizer|__mem|__str)|sysdeps/|libc\.so" | head -1)
+        if printf '%s' "$frame" | grep -q "libhdf5"; then
+            n=$((n + 1))
+        else
+            echo "fuzz finding outside libhdf5: $(basename "$a")"; printf '%s\n' "$rep" | tail -25; bad=1
+        fi
+    done
+    echo "crashes inside libhdf5 (contained by the tool's forked child): $n"
+    return $bad
+}
+
+echo "== fuzz (libFuzzer, ASan+UBSan: described files 45 s, raw mutated files 45 s in fork mode)"
 t0=$(date +%s)
 corpus=$(mktemp -d)
 seeds=$(mktemp -d)
@@ -65,15 +83,18 @@ if CC=clang td_configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -
     ninja -C build-fuzz tests/fuzz/fuzz_weights tests/fuzz/fuzz_raw >/dev/null 2>&1 &&
     ./build-fuzz/tests/fuzz/fuzz_weights -max_total_time=45 -max_len=512 "$corpus" >"$corpus.log" 2>&1 &&
     grep -E "^Done [0-9]+ runs" "$corpus.log" &&
-    TDFUZZ_HDF5_LOG="$corpus.hdf5" ./build-fuzz/tests/fuzz/fuzz_raw -max_total_time=45 -max_len=400000 \
-        -rss_limit_mb=4096 "$seeds" >"$corpus.log" 2>&1; then
-    grep -E "^Done [0-9]+ runs" "$corpus.log"
-    echo "crashes contained inside libhdf5: $(cat "$corpus.hdf5" 2>/dev/null | wc -l)"
+    mkdir -p "$corpus.art" &&
+    ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./build-fuzz/tests/fuzz/fuzz_raw -fork=1 \
+        -ignore_crashes=1 -artifact_prefix="$corpus.art/" -max_total_time=45 -max_len=65536 -rss_limit_mb=4096 \
+        "$seeds" >"$corpus.log" 2>&1 &&
+    grep -E "^#[0-9]+: cov" "$corpus.log" | tail -1 &&
+    fuzz_classify "$corpus.art"; then
     echo "fuzz: ok"; total_ok=$((total_ok + 1))
 else
-    tail -40 "$corpus.log" 2>/dev/null; echo "fuzz: FAILED"; total_fail=$((total_fail + 1)); rc=1
+    tail -40 "$corpus.log" 2>/dev/null; ls "$corpus.art" 2>/dev/null
+    echo "fuzz: FAILED"; total_fail=$((total_fail + 1)); rc=1
 fi
-rm -rf "$corpus" "$corpus.log" "$corpus.hdf5" "$seeds"
+rm -rf "$corpus" "$corpus.log" "$corpus.art" "$seeds"
 echo "== fuzz: $(( $(date +%s) - t0 )) s"
 
 echo "== install check (pkg-config)"
