@@ -206,6 +206,51 @@ TD_API TD_WUR td_status td_chain_rel_error(const td_chain *c, const td_tensor *k
  * Ho W R kh + Ho Wo R kw + Ho Wo R Cout; (grouped) SVD: Ho Wo j Cin kh kw + Ho Wo Cout k j. */
 TD_API TD_WUR td_status td_chain_cost(const td_chain *c, td_cost *cost);
 
+/* --- LoRA adapters from an SVD split (BRIEF.md section 2) ---------------------------------------
+ * W' = frozen + (alpha / r) B A, in the common PyTorch layout (microsoft/loralib):
+ *   dense (out, in):               A (r, in),         B (out, r)
+ *   conv (Cout, Cin/g, k, k):      A (r k, Cin k),    B (Cout/g k, r k)
+ * B A is the row-major reshape M = W.reshape(Cout/g k, Cin k) (not a mode unfolding), so the
+ * adapter's rank in that layout is R = r k (r for dense). M = U S V^T; W_R = its rank-R truncation.
+ *   principal: B A = W_R / s (s = alpha / r), frozen = W - W_R: frozen + s B A == W exactly.
+ *   residual:  frozen = W_R, B A = the best rank-R fit of W - W_R (triplets R .. 2R-1) / s:
+ *              frozen + s B A is the rank-2R truncation of M.
+ * The factors split sqrt(S / s) evenly between B and A. When M has fewer than the triplets a
+ * mode needs, the missing rows of A and columns of B are zero (`effective` says how many are
+ * filled). Only square kernels (kh == kw) have this layout: others are TD_EUNSUPPORTED. */
+typedef enum td_adapter_mode {
+    TD_ADAPTER_PRINCIPAL = 0,
+    TD_ADAPTER_RESIDUAL = 1
+} td_adapter_mode;
+
+typedef struct td_adapter {
+    td_tensor frozen;       /* the kernel's shape */
+    td_tensor a, b;         /* lora_A, lora_B */
+    size_t rank;            /* r */
+    size_t inner;           /* R = r k (dense: r) */
+    size_t effective;       /* singular triplets actually in B A (<= inner) */
+    double scaling;         /* alpha / r */
+    double rel_error_truncated; /* ||W - W_R||_F / ||W||_F: what dropping the residual costs */
+    double rel_error;       /* ||W - (frozen + s B A)||_F / ||W||_F, in double */
+    uint64_t params;        /* elements of A and B */
+} td_adapter;
+
+/* A's and B's shapes for rank r on layer d (no data needed): TD_EUNSUPPORTED for kh != kw,
+ * TD_EINVAL for r = 0 or an invalid description. */
+TD_API TD_WUR td_status td_adapter_shapes(const td_layer_desc *d, size_t rank, size_t a_shape[2],
+                                          size_t b_shape[2]);
+
+/* Splits kernel (shape as td_layer_svd's) into frozen part and adapter. alpha > 0 and finite.
+ * Statuses: TD_EINVAL, TD_ESHAPE, TD_EUNSUPPORTED, TD_ENOTFINITE, TD_ENOMEM, TD_ERANGE,
+ * TD_ELAPACK. On failure out is zeroed. Cost: one SVD of the (Cout/g k) x (Cin k) matrix. */
+TD_API TD_WUR td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size_t rank,
+                                         td_adapter_mode mode, double alpha, td_adapter *out);
+
+/* rel_error of frozen + scaling B A against kernel (after the caller rounded the factors). */
+TD_API TD_WUR td_status td_adapter_rel_error(const td_adapter *a, const td_tensor *kernel, double *rel_error);
+
+TD_API void td_adapter_free(td_adapter *a);
+
 /* --- reference executor -------------------------------------------------------------------
  * Single image, NCHW without the N: input (Cin, H, W) -> output (Cout, Ho, Wo), allocated here
  * (output is overwritten, not freed first; zeroed on failure). Cross-correlation as PyTorch's

@@ -1,0 +1,171 @@
+/* LoRA adapters initialised from an SVD split of the layer's weight (BRIEF.md section 2). */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/internal.h"
+#include "tdecomp/layer.h"
+
+void td_adapter_free(td_adapter *a)
+{
+    if (!a) return;
+    td_tensor_free(&a->frozen);
+    td_tensor_free(&a->a);
+    td_tensor_free(&a->b);
+    memset(a, 0, sizeof *a);
+}
+
+/* The loralib matrix M = W.reshape(rows, cols) and the adapter rank R = r k. */
+static td_status layout(const td_layer_desc *d, size_t rank, size_t *rows, size_t *cols, size_t *inner)
+{
+    if (!d || rank == 0) return TD_EINVAL;
+    td_cost c;
+    td_status st = td_layer_cost(d, &c); /* validates the description */
+    if (st != TD_OK) return st;
+    size_t k = 1;
+    if (d->kind == TD_LAYER_CONV2D) {
+        if (d->kh != d->kw) return TD_EUNSUPPORTED;
+        k = d->kh;
+    }
+    size_t r = 0, c0 = 0, c1 = 0;
+    if (!td__mul_ok(rank, k, &r) || !td__mul_ok(d->cout / d->groups, k, &c0) || !td__mul_ok(d->cin, k, &c1))
+        return TD_EOVERFLOW;
+    if (d->kind == TD_LAYER_DENSE) { c0 = d->cout; c1 = d->cin; }
+    *rows = c0;
+    *cols = c1;
+    *inner = r;
+    return TD_OK;
+}
+
+td_status td_adapter_shapes(const td_layer_desc *d, size_t rank, size_t a_shape[2], size_t b_shape[2])
+{
+    size_t rows, cols, inner;
+    if (!a_shape || !b_shape) return TD_EINVAL;
+    td_status st = layout(d, rank, &rows, &cols, &inner);
+    if (st != TD_OK) return st;
+    a_shape[0] = inner;
+    a_shape[1] = cols;
+    b_shape[0] = rows;
+    b_shape[1] = inner;
+    return TD_OK;
+}
+
+/* out = frozen + s B A (the flat buffers of frozen and the rows x cols product coincide). */
+static td_status compose(const td_adapter *a, td_tensor *out)
+{
+    td_status st = td_tensor_copy(out, &a->frozen);
+    if (st != TD_OK) return st;
+    const size_t rows = a->b.shape[0], cols = a->a.shape[1], inner = a->a.shape[0];
+    if (!td__fits_blas(rows) || !td__fits_blas(cols) || !td__fits_blas(inner)) { td_tensor_free(out); return TD_ERANGE; }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)inner, a->scaling, a->b.data,
+                (int)inner, a->a.data, (int)cols, 1.0, out->data, (int)cols);
+    return TD_OK;
+}
+
+static td_status rel_diff(const td_tensor *x, const td_tensor *ref, double *rel)
+{
+    td_tensor diff;
+    td_status st = td_tensor_copy(&diff, x);
+    if (st != TD_OK) return st;
+    for (size_t i = 0; i < diff.size; i++) diff.data[i] -= ref->data[i];
+    const double nr = td_norm(ref), nd = td_norm(&diff);
+    *rel = nr > 0 ? nd / nr : nd;
+    td_tensor_free(&diff);
+    return TD_OK;
+}
+
+td_status td_adapter_rel_error(const td_adapter *a, const td_tensor *kernel, double *rel_error)
+{
+    if (!a || !kernel || !rel_error || !a->a.data || !a->b.data) return TD_EINVAL;
+    if (!td_tensor_same_shape(kernel, &a->frozen) || a->a.shape[0] != a->b.shape[1] ||
+        a->b.shape[0] * a->a.shape[1] != kernel->size)
+        return TD_ESHAPE;
+    td_tensor w;
+    td_status st = compose(a, &w);
+    if (st == TD_OK) st = rel_diff(&w, kernel, rel_error);
+    td_tensor_free(&w);
+    return st;
+}
+
+td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size_t rank, td_adapter_mode mode,
+                           double alpha, td_adapter *out)
+{
+    if (!out) return TD_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!d || !kernel || !(alpha > 0) || !isfinite(alpha) || (mode != TD_ADAPTER_PRINCIPAL && mode != TD_ADAPTER_RESIDUAL))
+        return TD_EINVAL;
+    size_t rows, cols, inner;
+    td_status st = layout(d, rank, &rows, &cols, &inner);
+    if (st != TD_OK) return st;
+    const size_t g = d->groups ? d->groups : 1;
+    const int shape_ok = d->kind == TD_LAYER_DENSE
+                             ? kernel->ndim == 2 && kernel->shape[0] == d->cout && kernel->shape[1] == d->cin
+                             : kernel->ndim == 4 && kernel->shape[0] == d->cout && kernel->shape[1] == d->cin / g &&
+                                   kernel->shape[2] == d->kh && kernel->shape[3] == d->kw;
+    if (!shape_ok) return TD_ESHAPE;
+    if ((st = td_tensor_check_finite(kernel)) != TD_OK) return st;
+    if (!td__fits_blas(rows) || !td__fits_blas(cols) || !td__fits_blas(inner)) return TD_ERANGE;
+
+    const size_t full = rows < cols ? rows : cols;
+    /* principal needs triplets 0..R-1, residual 0..2R-1 */
+    size_t want = mode == TD_ADAPTER_PRINCIPAL ? inner : 2 * inner;
+    if (want > full) want = full;
+    const size_t kept = inner < full ? inner : full;               /* in W_R */
+    const size_t lo = mode == TD_ADAPTER_PRINCIPAL ? 0 : kept;     /* first triplet of B A */
+    const size_t n_ad = mode == TD_ADAPTER_PRINCIPAL ? kept : want - kept;
+
+    td_tensor m, u = {0}, vt = {0}, wr = {0};
+    double *s = NULL;
+    size_t shape[2] = {rows, cols};
+    out->rank = rank;
+    out->inner = inner;
+    out->effective = n_ad;
+    out->scaling = alpha / (double)rank;
+    if ((st = td_tensor_view(&m, 2, shape, kernel->data)) != TD_OK) goto fail;
+    if (!(s = malloc((want ? want : 1) * sizeof *s))) { st = TD_ENOMEM; goto fail; }
+    if ((st = td_matrix_alloc(&u, rows, want)) != TD_OK || (st = td_matrix_alloc(&vt, want, cols)) != TD_OK) goto fail;
+    if ((st = td_svd_trunc(&m, want, NULL, &u, s, &vt)) != TD_OK) goto fail;
+
+    /* W_R = U_R S_R V_R^T */
+    if ((st = td_tensor_alloc(&wr, kernel->ndim, kernel->shape)) != TD_OK) goto fail;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t c = 0; c < kept; c++) {
+            const double us = u.data[i * want + c] * s[c];
+            double *dst = wr.data + i * cols;
+            const double *v = vt.data + c * cols;
+            for (size_t j = 0; j < cols; j++) dst[j] += us * v[j];
+        }
+    if ((st = td_tensor_copy(&out->frozen, kernel)) != TD_OK) goto fail;
+    if (mode == TD_ADAPTER_PRINCIPAL) {
+        for (size_t i = 0; i < wr.size; i++) out->frozen.data[i] -= wr.data[i];
+    } else {
+        memcpy(out->frozen.data, wr.data, wr.size * sizeof(double));
+    }
+    if ((st = td_matrix_alloc(&out->a, inner, cols)) != TD_OK || (st = td_matrix_alloc(&out->b, rows, inner)) != TD_OK)
+        goto fail;
+    for (size_t c = 0; c < n_ad; c++) {
+        const double f = sqrt(s[lo + c] / out->scaling);
+        for (size_t j = 0; j < cols; j++) out->a.data[c * cols + j] = f * vt.data[(lo + c) * cols + j];
+        for (size_t i = 0; i < rows; i++) out->b.data[i * inner + c] = f * u.data[i * want + lo + c];
+    }
+    out->params = (uint64_t)out->a.size + (uint64_t)out->b.size;
+    /* ||W - W_R||: the frozen residual itself (principal) or W - frozen (residual) */
+    {
+        const double nw = td_norm(kernel);
+        if (mode == TD_ADAPTER_PRINCIPAL) out->rel_error_truncated = nw > 0 ? td_norm(&out->frozen) / nw : 0.0;
+        else if ((st = rel_diff(&out->frozen, kernel, &out->rel_error_truncated)) != TD_OK) goto fail;
+    }
+    if ((st = td_adapter_rel_error(out, kernel, &out->rel_error)) != TD_OK) goto fail;
+    free(s);
+    td_tensor_free(&u);
+    td_tensor_free(&vt);
+    td_tensor_free(&wr);
+    return TD_OK;
+fail:
+    free(s);
+    td_tensor_free(&u);
+    td_tensor_free(&vt);
+    td_tensor_free(&wr);
+    td_adapter_free(out);
+    return st;
+}
