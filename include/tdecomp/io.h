@@ -71,6 +71,10 @@ TD_API TD_WUR td_status td_outfile_write(td_outfile *o, const char *path, const 
 TD_API TD_WUR td_status td_outfile_attr_string(td_outfile *o, const char *obj_path, const char *name,
                                                const char *value, td_error *err);
 
+/* A scalar numeric attribute: int64 when integer (value must be whole), else float64. */
+TD_API TD_WUR td_status td_outfile_attr_number(td_outfile *o, const char *obj_path, const char *name,
+                                               double value, int integer, td_error *err);
+
 /* The HDF5 file handle (an hid_t) of the temporary file, for io functions that copy objects. */
 TD_API int64_t td_outfile_handle(const td_outfile *o);
 
@@ -183,6 +187,23 @@ TD_API TD_WUR td_status td_chain_round(td_chain *c, td_dtype dtype, td_dtype bia
 
 TD_API TD_WUR td_status td_model_write(const td_model *m, td_outfile *o, td_model_rewrite *rw,
                                        size_t nrw, td_error *err);
+
+/* Rounds t to dtype (float16/32/64) through HDF5's conversion, in place. */
+TD_API TD_WUR td_status td_tensor_round(td_tensor *t, td_dtype dtype);
+
+/* One layer given a LoRA adapter, for td_model_write_adapters. */
+typedef struct td_model_adapter {
+    size_t layer;              /* index into m->layers */
+    td_adapter *adapter;       /* rounded to the layer's dtype in place */
+} td_model_adapter;
+
+/* Copies the input file into o, replacing each adapted layer's kernel by the adapter's frozen
+ * part (same path, shape, dtype and attributes: the file loads as before) and adding the factors
+ * in PyTorch's LoRA layout, in the kernel's dtype: torch <name>.lora_A and <name>.lora_B beside
+ * <name>.weight; Keras 2 and 3 (whose kernel keeps its HWIO layout) /tdecomp_adapters/<name>.lora_A
+ * and .lora_B. */
+TD_API TD_WUR td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_model_adapter *ad,
+                                                size_t n, td_error *err);
 
 /* ==== End of section B ==== */
 

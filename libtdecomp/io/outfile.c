@@ -150,6 +150,29 @@ done:
     return st;
 }
 
+td_status td_outfile_attr_number(td_outfile *o, const char *obj_path, const char *name, double value, int integer,
+                                 td_error *err)
+{
+    if (!o || !o->active || o->file_id < 0 || !obj_path || !name) return TD_EINVAL;
+    if (integer && !(value >= -9.2e18 && value <= 9.2e18)) return TD_EINVAL;
+    td__h5quiet q;
+    td__h5_quiet_begin(&q);
+    td_status st = TD_OK;
+    const long long iv = integer ? (long long)value : 0;
+    hid_t type = integer ? H5T_NATIVE_LLONG : H5T_NATIVE_DOUBLE, space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
+    if (H5Aexists_by_name(o->file_id, obj_path, name, H5P_DEFAULT) > 0)
+        H5Adelete_by_name(o->file_id, obj_path, name, H5P_DEFAULT);
+    if (space >= 0)
+        attr = H5Acreate_by_name(o->file_id, obj_path, name, integer ? H5T_STD_I64LE : H5T_IEEE_F64LE, space,
+                                 H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (space < 0 || attr < 0 || H5Awrite(attr, type, integer ? (const void *)&iv : (const void *)&value) < 0)
+        st = td__error_set(err, TD_EIO, o->final_path, obj_path, "cannot write attribute %s", name);
+    if (attr >= 0) H5Aclose(attr);
+    if (space >= 0) H5Sclose(space);
+    td__h5_quiet_end(&q);
+    return st;
+}
+
 int64_t td_outfile_handle(const td_outfile *o) { return o && o->active ? o->file_id : -1; }
 
 td_status td_outfile_commit(td_outfile *o, td_error *err)

@@ -403,3 +403,90 @@ done:
     td__h5_quiet_end(&q);
     return st;
 }
+
+td_status td_tensor_round(td_tensor *t, td_dtype dtype)
+{
+    if (!t) return TD_EINVAL;
+    td__h5quiet q;
+    td__h5_quiet_begin(&q);
+    td_status st = round_to(t, dtype);
+    td__h5_quiet_end(&q);
+    return st;
+}
+
+/* Writes t at the path of the source dataset src_path with its shape, dtype and attributes. */
+static td_status replace_ds(wctx *w, td_outfile *o, const td_model_tensor *src, const td_tensor *t)
+{
+    td_tensor view;
+    if (t->size != 0 && src->ndim > 0) {
+        size_t n = 1;
+        for (int i = 0; i < src->ndim; i++) n *= src->shape[i];
+        if (n != t->size) return TD_ESHAPE;
+    }
+    td_status st = td_tensor_view(&view, src->ndim, src->shape, t->data);
+    if (st == TD_OK) st = write_ds(w, o, src->path, &view, src->dtype);
+    if (st != TD_OK) return st;
+    hid_t s = H5Dopen2(w->src, src->path, H5P_DEFAULT), d = H5Dopen2(w->dst, src->path, H5P_DEFAULT);
+    st = (s < 0 || d < 0) ? TD_EIO : copy_attrs(s, d);
+    if (s >= 0) H5Dclose(s);
+    if (d >= 0) H5Dclose(d);
+    return st;
+}
+
+td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_model_adapter *ad, size_t n, td_error *err)
+{
+    if (!m || !o || (!ad && n)) return TD_EINVAL;
+    for (size_t r = 0; r < n; r++)
+        if (ad[r].layer >= m->nlayers || !ad[r].adapter || !ad[r].adapter->a.data) return TD_EINVAL;
+    td__h5quiet q;
+    td__h5_quiet_begin(&q);
+    hid_t src;
+    td_status st = td__h5_open_ro(m->file, &src, err);
+    if (st != TD_OK) { td__h5_quiet_end(&q); return st; }
+    const char **skip = calloc(n + 1, sizeof(char *));
+    if (!skip) { st = TD_ENOMEM; goto done; }
+    for (size_t r = 0; r < n && st == TD_OK; r++) {
+        const td_model_layer *l = &m->layers[ad[r].layer];
+        const td_dtype dt = m->tensors[l->kernel].dtype;
+        td_adapter *a = ad[r].adapter;
+        /* what is written is what gets measured */
+        if ((st = round_to(&a->frozen, dt)) == TD_OK && (st = round_to(&a->a, dt)) == TD_OK) st = round_to(&a->b, dt);
+        skip[r] = m->tensors[l->kernel].path;
+    }
+    if (st != TD_OK) goto done;
+    wctx w = {m, src, (hid_t)td_outfile_handle(o), skip, n, err};
+    if (copy_attrs(src, w.dst) != TD_OK) { st = td__error_set(err, TD_EIO, m->file, "/", "root attributes cannot be copied"); goto done; }
+    if ((st = copy_tree(&w, "/")) != TD_OK) {
+        if (err && err->status == TD_OK) td__error_set(err, st, m->file, NULL, "cannot copy the file's objects");
+        goto done;
+    }
+    for (size_t r = 0; r < n && st == TD_OK; r++) {
+        const td_model_layer *l = &m->layers[ad[r].layer];
+        const td_model_tensor *kt = &m->tensors[l->kernel];
+        const td_adapter *a = ad[r].adapter;
+        char pa[1200], pb[1200];
+        if (m->layout == TD_LAYOUT_TORCH) {
+            /* <prefix>.weight -> <prefix>.lora_A (or <prefix>/lora_A for nested groups) */
+            size_t k = strlen(kt->path) - strlen("weight");
+            snprintf(pa, sizeof pa, "%.*slora_A", (int)k, kt->path);
+            snprintf(pb, sizeof pb, "%.*slora_B", (int)k, kt->path);
+            st = replace_ds(&w, o, kt, &a->frozen);
+        } else {
+            td_tensor kk = {0};
+            st = to_keras(&a->frozen, &kk);
+            if (st == TD_OK) st = replace_ds(&w, o, kt, &kk);
+            td_tensor_free(&kk);
+            snprintf(pa, sizeof pa, "/tdecomp_adapters/%.500s.lora_A", l->name);
+            snprintf(pb, sizeof pb, "/tdecomp_adapters/%.500s.lora_B", l->name);
+        }
+        if (st == TD_OK) st = write_ds(&w, o, pa, &a->a, kt->dtype);
+        if (st == TD_OK) st = write_ds(&w, o, pb, &a->b, kt->dtype);
+        if (st != TD_OK && err && err->status == TD_OK)
+            td__error_set(err, st, o->final_path, l->name, "writing the adapter failed");
+    }
+done:
+    free(skip);
+    H5Fclose(src);
+    td__h5_quiet_end(&q);
+    return st;
+}

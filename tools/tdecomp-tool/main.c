@@ -13,7 +13,8 @@ int cmd_tucker(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
-extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[];
+int cmd_adapters(int argc, char **argv);
+extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[], cmd_adapters_usage[];
 
 /* Subcommands that exist; `X --help` exits 0 only for these. */
 static const tool_cmd commands[] = {
@@ -22,6 +23,7 @@ static const tool_cmd commands[] = {
     {"inspect", cmd_inspect, "the layers and tensors of a weight file", cmd_inspect_usage},
     {"decompose", cmd_decompose, "decompose the conv and dense layers of a weight file", cmd_decompose_usage},
     {"verify", cmd_verify, "recompose a decomposed file's chains and measure them against the original", cmd_verify_usage},
+    {"adapters", cmd_adapters, "split layers into frozen weights and SVD-initialised LoRA adapters", cmd_adapters_usage},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
