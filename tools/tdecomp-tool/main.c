@@ -14,7 +14,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_adapters(int argc, char **argv);
-extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[], cmd_adapters_usage[];
+int cmd_spectrum(int argc, char **argv);
+extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[], cmd_adapters_usage[], cmd_spectrum_usage[];
 
 /* Subcommands that exist; `X --help` exits 0 only for these. */
 static const tool_cmd commands[] = {
@@ -24,6 +25,7 @@ static const tool_cmd commands[] = {
     {"decompose", cmd_decompose, "decompose the conv and dense layers of a weight file", cmd_decompose_usage},
     {"verify", cmd_verify, "recompose a decomposed file's chains and measure them against the original", cmd_verify_usage},
     {"adapters", cmd_adapters, "split layers into frozen weights and SVD-initialised LoRA adapters", cmd_adapters_usage},
+    {"spectrum", cmd_spectrum, "singular values and error-vs-rank curves per layer, error-vs-budget for the model (CSV, SVG)", cmd_spectrum_usage},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -97,7 +99,8 @@ static int run_contained(const tool_cmd *cmd, int argc, char **argv)
     while (n < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0) n += r;
     close(fds[0]);
     buf[n > 0 ? n : 0] = '\0';
-    for (char *save = NULL, *tok = strtok_r(buf, "\n", &save); tok; tok = strtok_r(NULL, "\n", &save)) unlink(tok);
+    for (char *save = NULL, *tok = strtok_r(buf, "\n", &save); tok; tok = strtok_r(NULL, "\n", &save))
+        if (unlink(tok) != 0 && (errno == EISDIR || errno == EPERM)) tool_remove_tree(tok); /* a temporary folder */
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {

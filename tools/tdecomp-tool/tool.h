@@ -58,6 +58,11 @@ int tool_opt_value(int argc, char **argv, int *i, const char *name, const char *
  * that a crash of this process cannot leave them behind. */
 extern int tool_temp_report_fd;
 
+/* Announces a temporary path (file or folder) to the supervising parent, which removes it if
+ * this process dies; tool_remove_tree removes a folder and everything below it (0 on success). */
+void tool_announce_temp(const char *path);
+int tool_remove_tree(const char *path);
+
 /* Output file registered for cleanup on SIGINT/SIGTERM (the temporary file is removed). */
 void tool_track_outfile(td_outfile *o);
 void tool_untrack_outfile(void);

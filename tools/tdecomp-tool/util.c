@@ -1,4 +1,7 @@
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -160,15 +163,31 @@ static char tracked_temp[4096];
 
 int tool_temp_report_fd = -1;
 
+void tool_announce_temp(const char *path)
+{
+    if (tool_temp_report_fd < 0 || !path) return;
+    char line[4200];
+    int n = snprintf(line, sizeof line, "%s\n", path);
+    if (n > 0 && write(tool_temp_report_fd, line, (size_t)n) != n) { /* best effort */ }
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+int tool_remove_tree(const char *path)
+{
+    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void tool_track_outfile(td_outfile *o)
 {
     if (!o) return;
     snprintf(tracked_temp, sizeof tracked_temp, "%s", o->temp_path);
-    if (tool_temp_report_fd >= 0) {
-        char line[4200];
-        int n = snprintf(line, sizeof line, "%s\n", o->temp_path);
-        if (n > 0 && write(tool_temp_report_fd, line, (size_t)n) != n) { /* best effort */ }
-    }
+    tool_announce_temp(o->temp_path);
     /* test hook: a crash with a temporary file on disk (tests/cli/test_robust.py) */
     const char *crash = getenv("TDECOMP_TEST_CRASH");
     if (crash && !strcmp(crash, "after-create")) raise(SIGSEGV);

@@ -1,0 +1,358 @@
+/* tdecomp-tool spectrum: per layer the singular values of the mode-0 and mode-1 unfoldings and
+ * the error-vs-rank curves (CSV + SVG), and the planner's model-level error-vs-budget curve. */
+#define _GNU_SOURCE /* renameat2's RENAME_EXCHANGE */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "model_util.h"
+#include "svg.h"
+
+const char cmd_spectrum_usage[] =
+    "usage: tdecomp-tool spectrum IN [--layers GLOB]... [--exclude GLOB]... -o DIR [--layer-spec SPEC.json]\n"
+    "         [--layout L] [--force]\n"
+    "Creates DIR (its parent must exist; an existing DIR needs --force) with, per layer, <layer>.csv\n"
+    "and <layer>.svg: the singular values of the mode-0 (Cout) and mode-1 (Cin) unfoldings and the\n"
+    "relative error against rank (each mode's truncation, and what --method auto would give: the\n"
+    "Tucker-2 HOSVD bound at ranks (R, R) for kxk convs, the exact SVD error for dense and 1x1 layers);\n"
+    "and model.csv, model.svg: the planner's largest per-layer error against the parameters kept, for\n"
+    "the min-max allocator (--target-params) and for uniform ratios (--rank-ratio). Layer names are\n"
+    "made file-safe (characters other than letters, digits, '.', '-', '_' become '_').\n";
+
+#define MAXG 64
+#define NBUDGET 25
+
+typedef struct spec_layer {
+    td_tensor kernel, bias;
+    double *s2[2];   /* squared singular values per mode, descending */
+    size_t n[2];
+    int auto_kind;   /* 0 none, 1 tucker2 bound, 2 svd */
+    int selected;
+    char file[300];
+} spec_layer;
+
+static double *suffix_tail(const double *s2, size_t n)
+{
+    double *t = calloc(n + 1, sizeof *t);
+    if (!t) return NULL;
+    for (size_t i = n; i-- > 0;) t[i] = t[i + 1] + s2[i];
+    return t;
+}
+
+static int write_layer_files(const char *dir, const td_model_layer *ml, spec_layer *L)
+{
+    const size_t n0 = L->n[0], n1 = L->n[1], nmax = n0 > n1 ? n0 : n1;
+    double *t0 = suffix_tail(L->s2[0], n0), *t1 = suffix_tail(L->s2[1], n1);
+    double *buf = calloc(6 * (nmax ? nmax : 1), sizeof *buf);
+    int rc = -1;
+    if (!t0 || !t1 || !buf) goto done;
+    double *x = buf, *sv0 = buf + nmax, *sv1 = buf + 2 * nmax, *e0 = buf + 3 * nmax, *e1 = buf + 4 * nmax, *ea = buf + 5 * nmax;
+    const double nw2 = t0[0] > 0 ? t0[0] : 1.0;
+    char path[2 * PATH_MAX + 400];
+    snprintf(path, sizeof path, "%s/%s.csv", dir, L->file);
+    FILE *f = fopen(path, "w");
+    if (!f) goto done;
+    fprintf(f, "rank,sv_mode0,sv_mode1,rel_error_mode0,rel_error_mode1,rel_error_auto,params_auto\n");
+    const td_layer_desc *d = &ml->desc;
+    for (size_t r = 1; r <= nmax; r++) {
+        const size_t i = r - 1, r0 = r < n0 ? r : n0, r1 = r < n1 ? r : n1;
+        x[i] = (double)r;
+        sv0[i] = r <= n0 ? sqrt(L->s2[0][i]) : NAN;
+        sv1[i] = r <= n1 ? sqrt(L->s2[1][i]) : NAN;
+        e0[i] = r <= n0 ? sqrt(t0[r] / nw2) : NAN;
+        e1[i] = r <= n1 ? sqrt(t1[r] / nw2) : NAN;
+        double pa = NAN;
+        ea[i] = NAN;
+        if (L->auto_kind == 1) {
+            ea[i] = sqrt(fmin(1.0, (t0[r0] + t1[r1]) / nw2));
+            pa = (double)(d->cin * r1 + r0 * r1 * d->kh * d->kw + r0 * d->cout);
+        } else if (L->auto_kind == 2 && r <= n0) {
+            ea[i] = e0[i];
+            pa = (double)(r * (d->cout + d->cin));
+        }
+        fprintf(f, "%zu,", r);
+        const double cols[5] = {sv0[i], sv1[i], e0[i], e1[i], ea[i]};
+        for (int c = 0; c < 5; c++) {
+            if (isfinite(cols[c])) fprintf(f, "%.17g", cols[c]);
+            fputc(',', f);
+        }
+        if (isfinite(pa)) fprintf(f, "%.0f", pa);
+        fputc('\n', f);
+    }
+    if (fclose(f) != 0) goto done;
+    snprintf(path, sizeof path, "%s/%s.svg", dir, L->file);
+    if (!(f = fopen(path, "w"))) goto done;
+    svg_series sv[2] = {{"mode 0 (Cout)", x, sv0, n0}, {"mode 1 (Cin)", x, sv1, n1}};
+    if (d->kind == TD_LAYER_DENSE) { sv[0].label = "mode 0 (out)"; sv[1].label = "mode 1 (in)"; }
+    svg_series er[3] = {{"mode 0 truncation", x, e0, n0}, {"mode 1 truncation", x, e1, n1},
+                        {L->auto_kind == 1 ? "tucker2 (R,R) bound" : "svd (exact)", x, ea, nmax}};
+    svg_panel panels[2] = {{"singular values of the unfoldings", "index", "singular value", 1, sv, 2},
+                           {"relative error vs rank", "rank R", "||W - W_R|| / ||W||", 0, er, L->auto_kind ? 3 : 2}};
+    char title[400];
+    if (d->kind == TD_LAYER_DENSE) snprintf(title, sizeof title, "%s: dense (%zu, %zu)", ml->name, d->cout, d->cin);
+    else snprintf(title, sizeof title, "%s: %s (%zu, %zu, %zu, %zu)", ml->name, tool_kind_name(ml), d->cout,
+                  d->cin / (d->groups ? d->groups : 1), d->kh, d->kw);
+    int w = svg_write(f, title, panels, 2);
+    if (fclose(f) != 0 || w != 0) goto done;
+    rc = 0;
+done:
+    free(t0);
+    free(t1);
+    free(buf);
+    return rc;
+}
+
+/* The planner's curves: largest per-layer estimated error against the fraction of the file's
+ * parameters kept, by the min-max allocator and by uniform rank ratios. */
+static int write_model_files(const char *dir, const char *in, const td_model *m, td_plan_layer *pl,
+                             td_plan_decision *dec, uint64_t other)
+{
+    double x[2][NBUDGET], y[2][NBUDGET];
+    size_t cnt[2] = {0, 0};
+    char path[2 * PATH_MAX + 400];
+    snprintf(path, sizeof path, "%s/model.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "rule,value,params_after,params_fraction,max_est_error,layers_decomposed\n");
+    const uint64_t total = td_model_total_params(m);
+    for (int rule = 0; rule < 2; rule++)
+        for (int b = 1; b <= NBUDGET; b++) {
+            td_plan_options po;
+            td_plan_options_init(&po);
+            po.rule = rule ? TD_RULE_RATIO : TD_RULE_TARGET_PARAMS;
+            po.value = (double)b / NBUDGET;
+            td_plan_summary sum;
+            td_error err;
+            td_error_clear(&err);
+            td_status st = td_plan(pl, m->nlayers, other, &po, dec, &sum, &err);
+            if (st == TD_EINFEASIBLE) continue; /* below what the layers can reach */
+            if (st != TD_OK) { fclose(f); tool_fail_status(st, &err, in, NULL); return -2; }
+            double maxe = 0;
+            size_t nd = 0;
+            for (size_t i = 0; i < m->nlayers; i++)
+                if (!dec[i].skipped) { nd++; if (dec[i].est_error > maxe) maxe = dec[i].est_error; }
+            /* the HOSVD bound can pass 1; a projection never does (||W - W_hat|| <= ||W||) */
+            if (maxe > 1) maxe = 1;
+            const double frac = (double)sum.params_after / (double)(total ? total : 1);
+            fprintf(f, "%s,%.4g,%llu,%.17g,%.17g,%zu\n", rule ? "rank-ratio" : "target-params", po.value,
+                    (unsigned long long)sum.params_after, frac, maxe, nd);
+            x[rule][cnt[rule]] = frac;
+            y[rule][cnt[rule]++] = maxe;
+        }
+    if (fclose(f) != 0) return -1;
+    snprintf(path, sizeof path, "%s/model.svg", dir);
+    if (!(f = fopen(path, "w"))) return -1;
+    svg_series s[2] = {{"min-max allocator (--target-params)", x[0], y[0], cnt[0]},
+                       {"uniform (--rank-ratio)", x[1], y[1], cnt[1]}};
+    svg_panel p = {"largest per-layer error (spectral bound) vs size", "fraction of the file's parameters kept",
+                   "max relative error", 0, s, 2};
+    char title[1200];
+    snprintf(title, sizeof title, "%.1000s: error vs budget", in);
+    int w = svg_write(f, title, &p, 1);
+    return (fclose(f) != 0 || w != 0) ? -1 : 0;
+}
+
+static void safe_name(const char *name, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (const char *c = name; *c && j + 1 < cap; c++)
+        out[j++] = ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+                    *c == '-' || *c == '_') ? *c : '_';
+    out[j] = '\0';
+    if (!j || !strcmp(out, ".") || !strcmp(out, "..")) snprintf(out, cap, "layer");
+}
+
+int cmd_spectrum(int argc, char **argv)
+{
+    const char *in = NULL, *dir = NULL, *layout = NULL, *spec = NULL, *v, *globs[MAXG], *excl[MAXG];
+    int nglobs = 0, nexcl = 0, force = 0, r;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_spectrum_usage, stdout); return TOOL_OK; }
+        if (!strcmp(a, "--force")) { force = 1; continue; }
+        if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
+            if (r < 0) return tool_usage_error("spectrum: -o needs a folder name");
+            dir = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--layers", &v))) {
+            if (r < 0 || nglobs >= MAXG) return tool_usage_error("spectrum: --layers needs a glob (at most %d)", MAXG);
+            globs[nglobs++] = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--exclude", &v))) {
+            if (r < 0 || nexcl >= MAXG) return tool_usage_error("spectrum: --exclude needs a glob (at most %d)", MAXG);
+            excl[nexcl++] = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--layout", &v))) {
+            td_layout l;
+            if (r < 0 || td_layout_parse(v, &l) != TD_OK) return tool_usage_error("spectrum: --layout must be keras2, keras3, torch or auto");
+            layout = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--layer-spec", &v))) {
+            if (r < 0) return tool_usage_error("spectrum: --layer-spec needs a file");
+            spec = v;
+        } else if (a[0] == '-' && a[1]) {
+            return tool_usage_error("spectrum: unknown option '%s' (see 'tdecomp-tool spectrum --help')", a);
+        } else if (!in) in = a;
+        else return tool_usage_error("spectrum: unexpected argument '%s'", a);
+    }
+    if (!in) return tool_usage_error("spectrum: missing input file");
+    if (!dir) return tool_usage_error("spectrum: missing -o DIR");
+
+    /* the output folder, checked before any work */
+    char parent[PATH_MAX], base[PATH_MAX], tmp[2 * PATH_MAX + 64];
+    {
+        size_t len = strlen(dir);
+        while (len > 1 && dir[len - 1] == '/') len--;
+        if (len >= sizeof parent) return tool_fail(TOOL_EINPUT, dir, NULL, "path too long");
+        memcpy(parent, dir, len);
+        parent[len] = '\0';
+        char *slash = strrchr(parent, '/');
+        snprintf(base, sizeof base, "%s", slash ? slash + 1 : parent);
+        if (slash == parent) parent[1] = '\0';
+        else if (slash) *slash = '\0';
+        else snprintf(parent, sizeof parent, ".");
+        if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) return tool_fail(TOOL_EINPUT, dir, NULL, "not a usable folder name");
+        struct stat ps, ds, is;
+        if (stat(parent, &ps) != 0 || !S_ISDIR(ps.st_mode)) return tool_fail(TOOL_EINPUT, dir, NULL, "its parent folder %s does not exist", parent);
+        if (access(parent, W_OK | X_OK) != 0) return tool_fail(TOOL_EINPUT, dir, NULL, "its parent folder %s is not writable", parent);
+        if (lstat(dir, &ds) == 0) {
+            if (!force) return tool_fail(TOOL_EINPUT, dir, NULL, "already exists (use --force to replace it)");
+            if (!S_ISDIR(ds.st_mode)) return tool_fail(TOOL_EINPUT, dir, NULL, "exists and is not a folder; not replaced");
+            char rd[PATH_MAX], ri[PATH_MAX];
+            if (stat(in, &is) == 0 && realpath(dir, rd) && realpath(in, ri) && !strncmp(ri, rd, strlen(rd)) && ri[strlen(rd)] == '/')
+                return tool_fail(TOOL_EINPUT, dir, NULL, "contains the input file; not replaced");
+        }
+        snprintf(tmp, sizeof tmp, "%s/.%s.tdtmp.%ld", parent, base, (long)getpid());
+    }
+
+    td_model m;
+    int rc = tool_open_model(&m, in, layout, spec);
+    if (rc) return rc;
+    const size_t n = m.nlayers;
+    spec_layer *L = calloc(n ? n : 1, sizeof *L);
+    td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
+    td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
+    int code = TOOL_OK, made = 0;
+    td_error err;
+    td_error_clear(&err);
+    td_status st;
+    if (!L || !pl || !dec) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    {
+        double all = 0, largest = 0;
+        for (size_t i = 0; i < n; i++) {
+            td_cost c;
+            if (td_layer_cost(&m.layers[i].desc, &c) != TD_OK) continue;
+            all += (double)c.params;
+            if ((double)c.params > largest) largest = (double)c.params;
+        }
+        if (tool_memory_check(8.0 * (all + 3.0 * largest), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
+    }
+    tool_core_warning();
+    uint64_t layer_params = 0;
+    for (size_t i = 0; i < n; i++) {
+        const td_model_layer *ml = &m.layers[i];
+        spec_layer *l = &L[i];
+        if ((st = td_model_read_layer(&m, i, &l->kernel, &l->bias, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, ml->name); goto done; }
+        int sel = nglobs == 0;
+        for (int g = 0; g < nglobs; g++) sel |= fnmatch(globs[g], ml->name, 0) == 0;
+        for (int g = 0; g < nexcl; g++) sel &= fnmatch(excl[g], ml->name, 0) != 0;
+        l->selected = sel;
+        pl[i].name = ml->name;
+        pl[i].desc = ml->desc;
+        pl[i].kernel = &l->kernel;
+        pl[i].excluded = !sel;
+        pl[i].maybe_depthwise = ml->maybe_depthwise || ml->cls == TD_CLASS_DEPTHWISE;
+        if (ml->cls == TD_CLASS_GROUPED) pl[i].desc.groups = ml->desc.groups > 1 ? ml->desc.groups : 2;
+        td_cost c;
+        if (td_layer_cost(&ml->desc, &c) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry"); goto done; }
+        layer_params += c.params;
+        if (!sel) continue;
+        for (int md = 0; md < 2; md++) {
+            l->n[md] = l->kernel.shape[md];
+            if (!(l->s2[md] = calloc(l->n[md] ? l->n[md] : 1, sizeof(double)))) { code = tool_fail(TOOL_ERESOURCE, in, ml->name, "out of memory"); goto done; }
+            if ((st = td_mode_spectrum(&l->kernel, md, 0, NULL, l->s2[md])) != TD_OK) {
+                code = tool_fail(tool_exit_for(st), in, ml->name, "spectrum failed: %s", td_strerror(st));
+                goto done;
+            }
+        }
+        const int plain = ml->cls == TD_CLASS_CONV2D || ml->cls == TD_CLASS_DENSE;
+        l->auto_kind = !plain ? 0 : (ml->desc.kind == TD_LAYER_CONV2D && ml->desc.kh * ml->desc.kw > 1) ? 1 : 2;
+        /* file names: file-safe, unique, never "model" */
+        char nm[256];
+        safe_name(ml->name, nm, sizeof nm);
+        snprintf(l->file, sizeof l->file, "%s", nm);
+        for (int k = 2;; k++) {
+            int clash = !strcmp(l->file, "model");
+            for (size_t j = 0; j < i && !clash; j++) clash = L[j].selected && !strcmp(L[j].file, l->file);
+            if (!clash) break;
+            snprintf(l->file, sizeof l->file, "%s_%d", nm, k);
+        }
+        if (strcmp(l->file, ml->name)) tool_warn("layer %s is written as %s.csv and %s.svg", ml->name, l->file, l->file);
+    }
+    if (mkdir(tmp, 0777) != 0) { code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot create a temporary folder: %s", strerror(errno)); goto done; }
+    made = 1;
+    tool_announce_temp(tmp);
+    for (size_t i = 0; i < n; i++)
+        if (L[i].selected && write_layer_files(tmp, &m.layers[i], &L[i]) != 0) {
+            code = tool_fail(TOOL_ERESOURCE, dir, m.layers[i].name, "cannot write the layer's files: %s", strerror(errno));
+            goto done;
+        }
+    {
+        /* test hook: a crash with a half-written temporary folder (tests/cli/test_spectrum.py) */
+        const char *crash = getenv("TDECOMP_TEST_CRASH");
+        if (crash && !strcmp(crash, "spectrum-after-layers")) raise(SIGSEGV);
+    }
+    {
+        const uint64_t total = td_model_total_params(&m);
+        int w = write_model_files(tmp, in, &m, pl, dec, total - layer_params);
+        if (w == -2) { code = TOOL_EINPUT; goto done; }
+        if (w != 0) { code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot write model.csv/model.svg: %s", strerror(errno)); goto done; }
+    }
+    /* into place: a new folder is renamed, an existing one (--force) swapped atomically, then removed */
+    struct stat ds;
+    if (lstat(dir, &ds) == 0) {
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+            code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot replace the folder: %s", strerror(errno));
+            goto done;
+        }
+        /* tmp now holds the old folder: removed below */
+    } else if (rename(tmp, dir) != 0) {
+        code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot create the folder: %s", strerror(errno));
+        goto done;
+    } else made = 0;
+    size_t nsel = 0;
+    for (size_t i = 0; i < n; i++) nsel += L[i].selected;
+    printf("%-28s %-9s %8s %8s %12s %12s  %s\n", "layer", "kind", "I_0", "I_1", "R_0 @90%", "R_1 @90%", "files");
+    for (size_t i = 0; i < n; i++) {
+        if (!L[i].selected) continue;
+        size_t r90[2];
+        for (int md = 0; md < 2; md++) {
+            double tot = 0, acc = 0;
+            for (size_t k = 0; k < L[i].n[md]; k++) tot += L[i].s2[md][k];
+            r90[md] = L[i].n[md];
+            for (size_t k = 0; k < L[i].n[md]; k++) {
+                acc += L[i].s2[md][k];
+                if (acc >= 0.9 * tot) { r90[md] = k + 1; break; }
+            }
+        }
+        printf("%-28.28s %-9s %8zu %8zu %12zu %12zu  %s.csv, %s.svg\n", m.layers[i].name, tool_kind_name(&m.layers[i]), L[i].n[0],
+               L[i].n[1], r90[0], r90[1], L[i].file, L[i].file);
+    }
+    printf("spectrum: %zu layers and model.csv, model.svg written to %s (R @90%%: smallest rank keeping 90%% of the squared singular values)\n", nsel, dir);
+done:
+    if (made) tool_remove_tree(tmp);
+    for (size_t i = 0; L && i < n; i++) {
+        td_tensor_free(&L[i].kernel);
+        td_tensor_free(&L[i].bias);
+        free(L[i].s2[0]);
+        free(L[i].s2[1]);
+    }
+    free(L);
+    free(pl);
+    free(dec);
+    td_model_free(&m);
+    return code;
+}
