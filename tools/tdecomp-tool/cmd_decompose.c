@@ -1,5 +1,4 @@
 /* tdecomp-tool decompose: plan, rewrite and write a whole weight file. */
-#include <fnmatch.h>
 #include <cblas.h>
 #include <pthread.h>
 #include <math.h>
@@ -7,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "model_util.h"
+#include "plan_args.h"
 
 const char cmd_decompose_usage[] =
     "usage: tdecomp-tool decompose IN -o OUT [--method auto|tucker2|cp|svd|svd-grouped]\n"
@@ -20,8 +19,6 @@ const char cmd_decompose_usage[] =
     "--objective sum (global targets) minimises the sum of squared errors instead of the largest.\n"
     "--jobs N decomposes N layers at a time, each with one BLAS thread; the output is byte-identical\n"
     "for every N >= 2 and to a serial run with OPENBLAS_NUM_THREADS=1.\n";
-
-#define MAXG 64
 
 typedef struct lay {
     td_tensor kernel, bias;
@@ -94,79 +91,27 @@ static json_t *cost_json(const td_cost *c, int after, json_t *o)
 
 int cmd_decompose(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL, *layout = NULL, *spec = NULL, *report = NULL, *v, *mname = "auto";
-    const char *globs[MAXG], *excl[MAXG];
-    int nglobs = 0, nexcl = 0, force = 0, dry = 0, r, nrules = 0, jobs = 1;
+    const char *in = NULL, *out = NULL, *layout = NULL, *spec = NULL, *report = NULL, *v;
+    int force = 0, dry = 0, r, jobs = 1;
     double maxmem = 0;
-    td_plan_options po;
-    td_plan_options_init(&po);
-    const char *rule_name = NULL;
-    double rule_value = 0;
+    tool_plan_args args;
+    tool_plan_args_init(&args, "decompose");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_decompose_usage, stdout); return TOOL_OK; }
         if (!strcmp(a, "--force")) { force = 1; continue; }
         if (!strcmp(a, "--dry-run")) { dry = 1; continue; }
-        if (!strcmp(a, "--keep-larger")) { po.keep_larger = 1; continue; }
-        if (!strcmp(a, "--vbmf")) { po.rule = TD_RULE_VBMF; rule_name = "vbmf"; nrules++; continue; }
-        if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
+        if ((r = tool_plan_option(argc, argv, &i, &args))) {
+            if (r < 0) return TOOL_EUSAGE;
+        } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
             if (r < 0) return tool_usage_error("decompose: -o needs a file name");
             out = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--method", &v))) {
-            if (r < 0) return tool_usage_error("decompose: --method needs a value");
-            mname = v;
-            if (!strcmp(v, "auto")) po.method_auto = 1;
-            else {
-                po.method_auto = 0;
-                if (!strcmp(v, "tucker2")) po.method = TD_METHOD_TUCKER2;
-                else if (!strcmp(v, "cp")) po.method = TD_METHOD_CP;
-                else if (!strcmp(v, "svd")) po.method = TD_METHOD_SVD;
-                else if (!strcmp(v, "svd-grouped")) po.method = TD_METHOD_SVD_GROUPED;
-                else return tool_usage_error("decompose: --method must be auto, tucker2, cp, svd or svd-grouped, got '%s'", v);
-            }
-        } else if ((r = tool_opt_value(argc, argv, &i, "--rank", &v))) {
-            if (r < 0 || tool_parse_size(v, 1, 1000000, &po.rank)) return tool_usage_error("decompose: --rank needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
-            po.rule = TD_RULE_RANK; rule_name = "rank"; rule_value = (double)po.rank; nrules++;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--ranks", &v))) {
-            int n = 0;
-            if (r < 0 || tool_parse_size_list(v, po.ranks, 2, &n) || n != 2 || !po.ranks[0] || !po.ranks[1])
-                return tool_usage_error("decompose: --ranks needs R_OUT,R_IN (two whole numbers >= 1), got '%s'", r < 0 ? "" : v);
-            po.rule = TD_RULE_RANKS; rule_name = "ranks"; nrules++;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--rank-ratio", &v)) || (r = tool_opt_value(argc, argv, &i, "--energy", &v)) ||
-                   (r = tool_opt_value(argc, argv, &i, "--target-params", &v)) || (r = tool_opt_value(argc, argv, &i, "--target-flops", &v)) ||
-                   (r = tool_opt_value(argc, argv, &i, "--max-error", &v))) {
-            const char *opt = argv[i - (r > 0 && strchr(argv[i], '=') == NULL ? 1 : 0)];
-            char name[32];
-            snprintf(name, sizeof name, "%.*s", (int)strcspn(opt, "="), opt);
-            if (r < 0) return tool_usage_error("decompose: %s needs a value", name);
-            double x;
-            int is_err = !strcmp(name, "--max-error");
-            if (tool_parse_double(v, &x) || (is_err ? x < 0 : !(x > 0 && x <= 1)))
-                return tool_usage_error("decompose: %s needs a number in %s, got '%s'", name, is_err ? "[0, inf)" : "(0, 1]", v);
-            po.value = rule_value = x;
-            nrules++;
-            if (!strcmp(name, "--rank-ratio")) { po.rule = TD_RULE_RATIO; rule_name = "rank-ratio"; }
-            else if (!strcmp(name, "--energy")) { po.rule = TD_RULE_ENERGY; rule_name = "energy"; }
-            else if (!strcmp(name, "--target-params")) { po.rule = TD_RULE_TARGET_PARAMS; rule_name = "target-params"; }
-            else if (!strcmp(name, "--target-flops")) { po.rule = TD_RULE_TARGET_FLOPS; rule_name = "target-flops"; }
-            else { po.rule = TD_RULE_MAX_ERROR; rule_name = "max-error"; }
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layers", &v))) {
-            if (r < 0 || nglobs >= MAXG) return tool_usage_error("decompose: --layers needs a glob (at most %d)", MAXG);
-            globs[nglobs++] = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--exclude", &v))) {
-            if (r < 0 || nexcl >= MAXG) return tool_usage_error("decompose: --exclude needs a glob (at most %d)", MAXG);
-            excl[nexcl++] = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--svd-groups", &v))) {
-            if (r < 0 || tool_parse_size(v, 1, 4096, &po.svd_groups)) return tool_usage_error("decompose: --svd-groups needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
         } else if ((r = tool_opt_value(argc, argv, &i, "--jobs", &v)) || (r = tool_opt_value(argc, argv, &i, "-j", &v))) {
             long j;
             if (r < 0 || tool_parse_int(v, 1, 64, &j)) return tool_usage_error("decompose: --jobs needs a whole number from 1 to 64");
             jobs = (int)j;
         } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
             if (r < 0 || tool_parse_memsize(v, &maxmem)) return tool_usage_error("decompose: --max-memory needs a size such as 512M or 4G");
-        } else if ((r = tool_opt_value(argc, argv, &i, "--objective", &v))) {
-            if (r < 0 || (strcmp(v, "minmax") && strcmp(v, "sum"))) return tool_usage_error("decompose: --objective must be minmax or sum");
-            po.min_total_error = !strcmp(v, "sum");
         } else if ((r = tool_opt_value(argc, argv, &i, "--layout", &v))) {
             td_layout l;
             if (r < 0 || td_layout_parse(v, &l) != TD_OK) return tool_usage_error("decompose: --layout must be keras2, keras3, torch or auto");
@@ -183,10 +128,7 @@ int cmd_decompose(int argc, char **argv)
         else return tool_usage_error("decompose: unexpected argument '%s'", a);
     }
     if (!in) return tool_usage_error("decompose: missing input file");
-    if (nrules == 0)
-        return tool_usage_error("decompose: a rank rule is required: --rank N, --ranks R_OUT,R_IN, --rank-ratio F, --energy F, "
-                                "--vbmf, --target-params F, --target-flops F or --max-error E");
-    if (nrules > 1) return tool_usage_error("decompose: give exactly one rank rule");
+    if ((r = tool_plan_args_check(&args)) != TOOL_OK) return r;
     if (!out && !dry) return tool_usage_error("decompose: missing -o OUT (or --dry-run)");
 
     td_error err;
@@ -201,12 +143,11 @@ int cmd_decompose(int argc, char **argv)
     if (rc) return rc;
     const size_t n = m.nlayers;
     lay *L = calloc(n ? n : 1, sizeof *L);
-    td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
     td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
     td_model_rewrite *rw = calloc(n ? n : 1, sizeof *rw);
     json_t *rep = NULL;
     int code = TOOL_OK;
-    if (!L || !pl || !dec || !rw) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    if (!L || !dec || !rw) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
     {
         /* memory, checked before reading any kernel: every kernel in double, plus per running job
          * the largest layer's workspace (Grams, projections, chain, composed kernel: < 5 kernels) */
@@ -220,36 +161,22 @@ int cmd_decompose(int argc, char **argv)
         if (maxmem <= 0) maxmem = tool_memory_default();
         if (tool_memory_check(8.0 * (all + 5.0 * largest * jobs), maxmem, in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     }
-    uint64_t layer_params = 0;
-    for (size_t i = 0; i < n; i++) {
-        const td_model_layer *ml = &m.layers[i];
-        if ((st = td_model_read_layer(&m, i, &L[i].kernel, &L[i].bias, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, ml->name); goto done; }
-        int sel = nglobs == 0;
-        for (int g = 0; g < nglobs; g++) sel |= fnmatch(globs[g], ml->name, 0) == 0;
-        for (int g = 0; g < nexcl; g++) sel &= fnmatch(excl[g], ml->name, 0) != 0;
-        pl[i].name = ml->name;
-        pl[i].desc = ml->desc;
-        pl[i].kernel = &L[i].kernel;
-        pl[i].excluded = !sel;
-        pl[i].maybe_depthwise = ml->maybe_depthwise || ml->cls == TD_CLASS_DEPTHWISE;
-        if (ml->cls == TD_CLASS_GROUPED) pl[i].desc.groups = ml->desc.groups > 1 ? ml->desc.groups : 2;
-        if ((st = td_layer_cost(&ml->desc, &L[i].before)) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry"); goto done; }
-        layer_params += L[i].before.params;
-    }
-    const uint64_t total = td_model_total_params(&m);
+    td_tensor *kernels = calloc(n ? n : 1, sizeof *kernels), *biases = calloc(n ? n : 1, sizeof *biases);
+    td_cost *before = calloc(n ? n : 1, sizeof *before);
     td_plan_summary sum;
-    if ((st = td_plan(pl, n, total - layer_params, &po, dec, &sum, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, NULL); goto done; }
-    tool_core_warning();
-    for (size_t i = 0; i < n; i++) {
-        td_plan_decision *d = &dec[i];
-        const td_model_layer *ml = &m.layers[i];
-        if (!d->skipped && m.layout != TD_LAYOUT_TORCH && d->method == TD_METHOD_CP &&
-            (ml->desc.stride[0] > 1 || ml->desc.stride[1] > 1)) {
-            d->skipped = 1;
-            d->method = TD_METHOD_NONE;
-            snprintf(d->reason, sizeof d->reason, "cp chain cannot reproduce the padding exactly in Keras (stride > 1)");
-        }
+    if (!kernels || !biases || !before) code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory");
+    else code = tool_plan_model(&m, in, &args, kernels, biases, before, dec, &sum);
+    for (size_t i = 0; kernels && biases && before && i < n; i++) {
+        L[i].kernel = kernels[i];   /* ownership moves to L */
+        L[i].bias = biases[i];
+        L[i].before = before[i];
     }
+    free(kernels);
+    free(biases);
+    free(before);
+    if (code) goto done;
+    const uint64_t total = td_model_total_params(&m);
+    tool_core_warning();
     const int tty = isatty(2);
     /* N workers each running multi-threaded BLAS oversubscribe the cores: the tool (never the
      * library) gives each worker one BLAS thread */
@@ -282,7 +209,7 @@ int cmd_decompose(int argc, char **argv)
     }
     /* report */
     rep = json_object();
-    json_t *layers = json_array(), *opts = json_object();
+    json_t *layers = json_array(), *opts = tool_plan_args_json(&args);
     uint64_t pa = total, fb = 0, fa = 0;
     int fknown = 1;
     size_t ndec = 0, nskip = 0;
@@ -327,14 +254,7 @@ int cmd_decompose(int argc, char **argv)
     printf("total: %llu -> %llu parameters (%.1f%%)", (unsigned long long)total, (unsigned long long)pa, 100.0 * (double)pa / (double)(total ? total : 1));
     if (fknown && n) printf(", %.3f -> %.3f MFLOPs (%.1f%%)", fb / 1e6, fa / 1e6, 100.0 * (double)fa / (double)(fb ? fb : 1));
     printf("; %zu layers decomposed, %zu skipped, max rel_error %.4g%s\n", ndec, nskip, maxe, dry ? " (dry run: nothing written)" : "");
-    json_object_set_new(opts, "method", json_string(mname));
-    json_object_set_new(opts, "rule", json_string(rule_name));
-    if (po.rule == TD_RULE_RANKS) json_object_set_new(opts, "value", tool_json_sizes(po.ranks, 2));
-    else if (po.rule != TD_RULE_VBMF) json_object_set_new(opts, "value", json_real(rule_value));
-    json_object_set_new(opts, "keep_larger", json_boolean(po.keep_larger));
     json_object_set_new(opts, "dry_run", json_boolean(dry));
-    json_object_set_new(opts, "objective", json_string(po.min_total_error ? "sum" : "minmax"));
-    if (po.svd_groups) json_object_set_new(opts, "svd_groups", json_integer((json_int_t)po.svd_groups));
     json_t *tot = json_object();
     json_object_set_new(tot, "params_before", json_integer((json_int_t)total));
     json_object_set_new(tot, "params_after", json_integer((json_int_t)pa));
@@ -373,7 +293,6 @@ done:
         td_chain_free(&L[i].chain);
     }
     free(L);
-    free(pl);
     free(dec);
     free(rw);
     td_model_free(&m);

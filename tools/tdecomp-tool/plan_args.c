@@ -1,0 +1,161 @@
+/* Rank-rule options and whole-file planning shared by decompose and latency. */
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "plan_args.h"
+
+void tool_plan_args_init(tool_plan_args *a, const char *cmd)
+{
+    memset(a, 0, sizeof *a);
+    a->cmd = cmd;
+    a->method_name = "auto";
+    td_plan_options_init(&a->po);
+}
+
+int tool_plan_option(int argc, char **argv, int *i, tool_plan_args *a)
+{
+    const char *arg = argv[*i], *v, *c = a->cmd;
+    td_plan_options *po = &a->po;
+    int r;
+    if (!strcmp(arg, "--keep-larger")) { po->keep_larger = 1; return 1; }
+    if (!strcmp(arg, "--vbmf")) { po->rule = TD_RULE_VBMF; a->rule_name = "vbmf"; a->nrules++; return 1; }
+    if ((r = tool_opt_value(argc, argv, i, "--method", &v))) {
+        if (r < 0) { tool_usage_error("%s: --method needs a value", c); return -1; }
+        a->method_name = v;
+        if (!strcmp(v, "auto")) { po->method_auto = 1; return 1; }
+        po->method_auto = 0;
+        if (!strcmp(v, "tucker2")) po->method = TD_METHOD_TUCKER2;
+        else if (!strcmp(v, "cp")) po->method = TD_METHOD_CP;
+        else if (!strcmp(v, "svd")) po->method = TD_METHOD_SVD;
+        else if (!strcmp(v, "svd-grouped")) po->method = TD_METHOD_SVD_GROUPED;
+        else { tool_usage_error("%s: --method must be auto, tucker2, cp, svd or svd-grouped, got '%s'", c, v); return -1; }
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--rank", &v))) {
+        if (r < 0 || tool_parse_size(v, 1, 1000000, &po->rank)) {
+            tool_usage_error("%s: --rank needs a whole number >= 1, got '%s'", c, r < 0 ? "" : v);
+            return -1;
+        }
+        po->rule = TD_RULE_RANK; a->rule_name = "rank"; a->rule_value = (double)po->rank; a->nrules++;
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--ranks", &v))) {
+        int n = 0;
+        if (r < 0 || tool_parse_size_list(v, po->ranks, 2, &n) || n != 2 || !po->ranks[0] || !po->ranks[1]) {
+            tool_usage_error("%s: --ranks needs R_OUT,R_IN (two whole numbers >= 1), got '%s'", c, r < 0 ? "" : v);
+            return -1;
+        }
+        po->rule = TD_RULE_RANKS; a->rule_name = "ranks"; a->nrules++;
+        return 1;
+    }
+    static const struct { const char *opt; td_rule_kind rule; const char *name; } valued[] = {
+        {"--rank-ratio", TD_RULE_RATIO, "rank-ratio"}, {"--energy", TD_RULE_ENERGY, "energy"},
+        {"--target-params", TD_RULE_TARGET_PARAMS, "target-params"}, {"--target-flops", TD_RULE_TARGET_FLOPS, "target-flops"},
+        {"--max-error", TD_RULE_MAX_ERROR, "max-error"}};
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
+        if (!(r = tool_opt_value(argc, argv, i, valued[k].opt, &v))) continue;
+        if (r < 0) { tool_usage_error("%s: %s needs a value", c, valued[k].opt); return -1; }
+        double x;
+        const int is_err = valued[k].rule == TD_RULE_MAX_ERROR;
+        if (tool_parse_double(v, &x) || (is_err ? x < 0 : !(x > 0 && x <= 1))) {
+            tool_usage_error("%s: %s needs a number in %s, got '%s'", c, valued[k].opt, is_err ? "[0, inf)" : "(0, 1]", v);
+            return -1;
+        }
+        po->value = a->rule_value = x;
+        po->rule = valued[k].rule;
+        a->rule_name = valued[k].name;
+        a->nrules++;
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--layers", &v))) {
+        if (r < 0 || a->nglobs >= TOOL_MAXG) { tool_usage_error("%s: --layers needs a glob (at most %d)", c, TOOL_MAXG); return -1; }
+        a->globs[a->nglobs++] = v;
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--exclude", &v))) {
+        if (r < 0 || a->nexcl >= TOOL_MAXG) { tool_usage_error("%s: --exclude needs a glob (at most %d)", c, TOOL_MAXG); return -1; }
+        a->excl[a->nexcl++] = v;
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--svd-groups", &v))) {
+        if (r < 0 || tool_parse_size(v, 1, 4096, &po->svd_groups)) {
+            tool_usage_error("%s: --svd-groups needs a whole number >= 1, got '%s'", c, r < 0 ? "" : v);
+            return -1;
+        }
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--objective", &v))) {
+        if (r < 0 || (strcmp(v, "minmax") && strcmp(v, "sum"))) { tool_usage_error("%s: --objective must be minmax or sum", c); return -1; }
+        po->min_total_error = !strcmp(v, "sum");
+        return 1;
+    }
+    return 0;
+}
+
+int tool_plan_args_check(const tool_plan_args *a)
+{
+    if (a->nrules == 0)
+        return tool_usage_error("%s: a rank rule is required: --rank N, --ranks R_OUT,R_IN, --rank-ratio F, --energy F, "
+                                "--vbmf, --target-params F, --target-flops F or --max-error E", a->cmd);
+    if (a->nrules > 1) return tool_usage_error("%s: give exactly one rank rule", a->cmd);
+    return TOOL_OK;
+}
+
+int tool_plan_model(const td_model *m, const char *in, const tool_plan_args *a, td_tensor *kernels, td_tensor *biases,
+                    td_cost *before, td_plan_decision *dec, td_plan_summary *sum)
+{
+    const size_t n = m->nlayers;
+    td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
+    if (!pl) return tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory");
+    td_error err;
+    td_error_clear(&err);
+    td_status st;
+    int code = TOOL_OK;
+    uint64_t layer_params = 0;
+    for (size_t i = 0; i < n; i++) {
+        const td_model_layer *ml = &m->layers[i];
+        if ((st = td_model_read_layer(m, i, &kernels[i], &biases[i], &err)) != TD_OK) { code = tool_fail_status(st, &err, in, ml->name); goto done; }
+        int sel = a->nglobs == 0;
+        for (int g = 0; g < a->nglobs; g++) sel |= fnmatch(a->globs[g], ml->name, 0) == 0;
+        for (int g = 0; g < a->nexcl; g++) sel &= fnmatch(a->excl[g], ml->name, 0) != 0;
+        pl[i].name = ml->name;
+        pl[i].desc = ml->desc;
+        pl[i].kernel = &kernels[i];
+        pl[i].excluded = !sel;
+        pl[i].maybe_depthwise = ml->maybe_depthwise || ml->cls == TD_CLASS_DEPTHWISE;
+        if (ml->cls == TD_CLASS_GROUPED) pl[i].desc.groups = ml->desc.groups > 1 ? ml->desc.groups : 2;
+        if ((st = td_layer_cost(&ml->desc, &before[i])) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry"); goto done; }
+        layer_params += before[i].params;
+    }
+    if ((st = td_plan(pl, n, td_model_total_params(m) - layer_params, &a->po, dec, sum, &err)) != TD_OK) {
+        code = tool_fail_status(st, &err, in, NULL);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        td_plan_decision *d = &dec[i];
+        const td_model_layer *ml = &m->layers[i];
+        if (!d->skipped && m->layout != TD_LAYOUT_TORCH && d->method == TD_METHOD_CP &&
+            (ml->desc.stride[0] > 1 || ml->desc.stride[1] > 1)) {
+            d->skipped = 1;
+            d->method = TD_METHOD_NONE;
+            snprintf(d->reason, sizeof d->reason, "cp chain cannot reproduce the padding exactly in Keras (stride > 1)");
+        }
+    }
+done:
+    free(pl);
+    return code;
+}
+
+json_t *tool_plan_args_json(const tool_plan_args *a)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "method", json_string(a->method_name));
+    json_object_set_new(o, "rule", json_string(a->rule_name));
+    if (a->po.rule == TD_RULE_RANKS) json_object_set_new(o, "value", tool_json_sizes(a->po.ranks, 2));
+    else if (a->po.rule != TD_RULE_VBMF) json_object_set_new(o, "value", json_real(a->rule_value));
+    json_object_set_new(o, "keep_larger", json_boolean(a->po.keep_larger));
+    json_object_set_new(o, "objective", json_string(a->po.min_total_error ? "sum" : "minmax"));
+    if (a->po.svd_groups) json_object_set_new(o, "svd_groups", json_integer((json_int_t)a->po.svd_groups));
+    return o;
+}

@@ -1,0 +1,36 @@
+/* What decompose and latency share: the method and rank-rule options, layer selection, and
+ * planning a whole file. */
+#ifndef TDECOMP_TOOL_PLAN_ARGS_H
+#define TDECOMP_TOOL_PLAN_ARGS_H
+
+#include "model_util.h"
+
+#define TOOL_MAXG 64
+
+typedef struct tool_plan_args {
+    const char *cmd;                  /* "decompose", "latency": prefixes usage errors */
+    td_plan_options po;
+    const char *method_name, *rule_name;
+    double rule_value;
+    int nrules;
+    const char *globs[TOOL_MAXG], *excl[TOOL_MAXG];
+    int nglobs, nexcl;
+} tool_plan_args;
+
+void tool_plan_args_init(tool_plan_args *a, const char *cmd);
+/* Consumes --method, a rank rule, --keep-larger, --svd-groups, --objective, --layers, --exclude
+ * at argv[*i]: 1 when consumed, 0 when not ours, -1 after printing a usage error (exit 2). */
+int tool_plan_option(int argc, char **argv, int *i, tool_plan_args *a);
+/* After parsing: "no rule" and "more than one rule" usage errors (0 when fine, else exit code). */
+int tool_plan_args_check(const tool_plan_args *a);
+
+/* Reads every layer's kernel and bias, applies the selection and decides each layer (Keras CP
+ * chains with stride > 1 skipped, DESIGN.md). kernels, biases, before and dec have m->nlayers
+ * entries; kernels/biases are filled even on failure (free them). 0 or the exit code (printed). */
+int tool_plan_model(const td_model *m, const char *in, const tool_plan_args *a, td_tensor *kernels, td_tensor *biases,
+                    td_cost *before, td_plan_decision *dec, td_plan_summary *sum);
+
+/* The JSON "options" object of a report. */
+json_t *tool_plan_args_json(const tool_plan_args *a);
+
+#endif
