@@ -266,7 +266,8 @@ TD_API TD_WUR td_status td_layer_apply_direct(const td_layer_desc *d, const td_t
                                               td_tensor *output);
 
 /* The same by im2col + one DGEMM per group (dense: one DGEMV), for timing real CPU speed.
- * Workspace: (Cin/g) kh kw Ho Wo doubles, allocated per call. */
+ * Workspace: (Cin/g) kh kw Ho Wo doubles, allocated per call; none for a 1x1 conv with stride 1 and
+ * no padding, whose input is already the column matrix. */
 TD_API TD_WUR td_status td_layer_apply_gemm(const td_layer_desc *d, const td_tensor *kernel,
                                             const td_tensor *bias, const td_tensor *input,
                                             td_tensor *output);

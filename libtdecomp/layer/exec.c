@@ -87,6 +87,16 @@ td_status td_layer_apply_gemm(const td_layer_desc *d, const td_tensor *kernel, c
     size_t colsize;
     if (!td__fits_blas(rows) || !td__fits_blas(npix) || !td__fits_blas(cog)) { st = TD_ERANGE; goto done; }
     if (!td__mul_ok(rows, npix, &colsize) || !td__mul_ok(colsize, sizeof(double), &colsize)) { st = TD_EOVERFLOW; goto done; }
+    /* a 1x1 conv with stride 1 and no padding reads its input as the column matrix itself */
+    const int direct = d->kh == 1 && d->kw == 1 && d->stride[0] == 1 && d->stride[1] == 1 && !pad[0] && !pad[1] &&
+                       !pad[2] && !pad[3];
+    if (direct) {
+        for (size_t grp = 0; grp < g; grp++)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cog, (int)npix, (int)rows, 1.0,
+                        kernel->data + grp * cog * rows, (int)rows, input->data + grp * cig * npix, (int)npix, 0.0,
+                        output->data + grp * cog * npix, (int)npix);
+        goto bias;
+    }
     if (!(col = malloc(colsize ? colsize : 1))) { st = TD_ENOMEM; goto done; }
     for (size_t grp = 0; grp < g; grp++) {
         /* im2col: row (c, i, j), column (y, x) */
@@ -108,6 +118,7 @@ td_status td_layer_apply_gemm(const td_layer_desc *d, const td_tensor *kernel, c
                     kernel->data + grp * cog * rows, (int)rows, col, (int)npix, 0.0,
                     output->data + grp * cog * npix, (int)npix);
     }
+bias:
     if (bias && bias->size)
         for (size_t o = 0; o < d->cout; o++)
             for (size_t p = 0; p < npix; p++) output->data[o * npix + p] += bias->data[o];

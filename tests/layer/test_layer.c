@@ -546,6 +546,30 @@ START_TEST(test_executor_groups)
 }
 END_TEST
 
+/* 1x1 convs with stride 1 and no padding skip im2col in the GEMM executor (groups 1 and 3, bias). */
+START_TEST(test_executor_pointwise)
+{
+    for (size_t g = 1; g <= 3; g += 2) {
+        td_layer_desc d = conv(6, 9, 1, 1);
+        d.groups = g;
+        d.has_bias = 1;
+        td_tensor k, x, b, ref, y;
+        size_t ks[4] = {6, 9 / g, 1, 1}, xs[3] = {9, 5, 7}, bs[1] = {6};
+        tt_random(&k, 4, ks, 80 + g);
+        tt_random(&x, 3, xs, 90 + g);
+        tt_random(&b, 1, bs, 95 + g);
+        size_t pad[4] = {0, 0, 0, 0}, rs[3] = {6, 5, 7};
+        ck_assert_int_eq(td_tensor_alloc(&ref, 3, rs), TD_OK);
+        naive_conv_g(&d, &k, &x, pad, 5, 7, ref.data);
+        for (size_t o = 0; o < 6; o++)
+            for (size_t p = 0; p < 35; p++) ref.data[o * 35 + p] += b.data[o];
+        TT_OK(td_layer_apply_gemm(&d, &k, &b, &x, &y));
+        ck_assert(tt_relerr(&y, &ref) < 1e-14);
+        td_tensor_free(&k); td_tensor_free(&x); td_tensor_free(&b); td_tensor_free(&ref); td_tensor_free(&y);
+    }
+}
+END_TEST
+
 /* Chain costs: every piece at the size it sees, against the closed forms of layer.h. */
 START_TEST(test_chain_costs)
 {
@@ -663,6 +687,7 @@ int main(void)
     tcase_add_test(tc, test_compose_from_views);
     tcase_add_test(tc, test_refuse_depthwise_and_grouped);
     tcase_add_test(tc, test_executor_groups);
+    tcase_add_test(tc, test_executor_pointwise);
     tcase_add_test(tc, test_chain_costs);
     tcase_add_test(tc, test_svd_1x1_strided);
     suite_add_tcase(s, tc);

@@ -45,11 +45,7 @@ static td_status one_layer(const td_model *m, const td_plan_decision *d, size_t 
 {
     const td_model_layer *ml = &m->layers[i];
     td_chain *c = &l->chain;
-    td_status st;
-    if (d->method == TD_METHOD_TUCKER2) st = td_conv_tucker2(&ml->desc, &l->kernel, &l->bias, d->ranks[0], d->ranks[1], NULL, c);
-    else if (d->method == TD_METHOD_CP) st = td_conv_cp(&ml->desc, &l->kernel, &l->bias, d->ranks[0], NULL, c);
-    else if (d->method == TD_METHOD_SVD) st = td_layer_svd(&ml->desc, &l->kernel, &l->bias, d->ranks[0], 1, c);
-    else st = td_conv_svd_grouped(&ml->desc, &l->kernel, &l->bias, d->ranks[0], d->ranks[1], 1, c);
+    td_status st = tool_build_chain(&ml->desc, &l->kernel, &l->bias, d, c);
     if (st != TD_OK) return st;
     l->has_chain = 1;
     l->seconds = c->seconds;

@@ -15,7 +15,8 @@ int cmd_decompose(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_adapters(int argc, char **argv);
 int cmd_spectrum(int argc, char **argv);
-extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[], cmd_adapters_usage[], cmd_spectrum_usage[];
+int cmd_latency(int argc, char **argv);
+extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[], cmd_adapters_usage[], cmd_spectrum_usage[], cmd_latency_usage[];
 
 /* Subcommands that exist; `X --help` exits 0 only for these. */
 static const tool_cmd commands[] = {
@@ -26,6 +27,7 @@ static const tool_cmd commands[] = {
     {"verify", cmd_verify, "recompose a decomposed file's chains and measure them against the original", cmd_verify_usage},
     {"adapters", cmd_adapters, "split layers into frozen weights and SVD-initialised LoRA adapters", cmd_adapters_usage},
     {"spectrum", cmd_spectrum, "singular values and error-vs-rank curves per layer, error-vs-budget for the model (CSV, SVG)", cmd_spectrum_usage},
+    {"latency", cmd_latency, "time each layer and its rewritten chain on the CPU beside the FLOP ratio", cmd_latency_usage},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -159,3 +159,15 @@ json_t *tool_plan_args_json(const tool_plan_args *a)
     if (a->po.svd_groups) json_object_set_new(o, "svd_groups", json_integer((json_int_t)a->po.svd_groups));
     return o;
 }
+
+td_status tool_build_chain(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
+                           const td_plan_decision *dec, td_chain *c)
+{
+    switch (dec->method) {
+    case TD_METHOD_TUCKER2: return td_conv_tucker2(d, kernel, bias, dec->ranks[0], dec->ranks[1], NULL, c);
+    case TD_METHOD_CP: return td_conv_cp(d, kernel, bias, dec->ranks[0], NULL, c);
+    case TD_METHOD_SVD: return td_layer_svd(d, kernel, bias, dec->ranks[0], 1, c);
+    case TD_METHOD_SVD_GROUPED: return td_conv_svd_grouped(d, kernel, bias, dec->ranks[0], dec->ranks[1], 1, c);
+    default: return TD_EINVAL;
+    }
+}

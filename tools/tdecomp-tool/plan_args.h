@@ -30,6 +30,10 @@ int tool_plan_args_check(const tool_plan_args *a);
 int tool_plan_model(const td_model *m, const char *in, const tool_plan_args *a, td_tensor *kernels, td_tensor *biases,
                     td_cost *before, td_plan_decision *dec, td_plan_summary *sum);
 
+/* The chain a decision asks for (ranks clamped as the planner allows). */
+td_status tool_build_chain(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
+                           const td_plan_decision *dec, td_chain *c);
+
 /* The JSON "options" object of a report. */
 json_t *tool_plan_args_json(const tool_plan_args *a);
 
