@@ -217,6 +217,58 @@ done:
     return st;
 }
 
+/* The same file written with an adapter on its conv. */
+static td_status s_file_adapters(void *ctx)
+{
+    (void)ctx;
+    td_model m;
+    td_error err;
+    td_status st = td_model_open(&m, in_path, TD_LAYOUT_AUTO, &err);
+    if (st != TD_OK) return st;
+    td_tensor k = {0}, b = {0};
+    td_adapter a;
+    memset(&a, 0, sizeof a);
+    td_outfile of;
+    memset(&of, 0, sizeof of);
+    of.file_id = -1;
+    if ((st = td_model_read_layer(&m, 0, &k, &b, &err)) != TD_OK) goto done;
+    if ((st = td_layer_adapter(&m.layers[0].desc, &k, 1, TD_ADAPTER_PRINCIPAL, 1.0, &a)) != TD_OK) goto done;
+    if ((st = td_outfile_create(&of, out_path, in_path, 1, &err)) != TD_OK) goto done;
+    td_model_adapter ma = {0, &a};
+    st = td_model_write_adapters(&m, &of, &ma, 1, &err);
+    if (st == TD_OK) st = td_outfile_commit(&of, &err);
+    else td_outfile_abort(&of);
+done:
+    td_adapter_free(&a);
+    td_tensor_free(&k);
+    td_tensor_free(&b);
+    td_model_free(&m);
+    return st;
+}
+
+/* Adapter splits (both modes, conv and dense) and their rel_error. */
+static td_status s_adapters(void *ctx)
+{
+    (void)ctx;
+    td_layer_desc d = conv(6, 4, 3);
+    td_layer_desc dd;
+    memset(&dd, 0, sizeof dd);
+    dd.kind = TD_LAYER_DENSE; dd.cout = 7; dd.cin = 5; dd.kh = dd.kw = 1; dd.groups = 1;
+    dd.stride[0] = dd.stride[1] = dd.dilation[0] = dd.dilation[1] = 1;
+    td_status st = TD_OK;
+    for (int mode = 0; mode < 2 && st == TD_OK; mode++) {
+        td_adapter a;
+        st = td_layer_adapter(&d, &W4, 1, (td_adapter_mode)mode, 2.0, &a);
+        if (st != TD_OK && (a.a.data || a.frozen.data)) return TD_EINTERNAL; /* zeroed on failure */
+        double re;
+        if (st == TD_OK) st = td_adapter_rel_error(&a, &W4, &re);
+        td_adapter_free(&a);
+        if (st == TD_OK) st = td_layer_adapter(&dd, &D2, 2, (td_adapter_mode)mode, 1.0, &a);
+        td_adapter_free(&a);
+    }
+    return st;
+}
+
 int main(void)
 {
     size_t s3[3] = {6, 5, 4}, s4[4] = {6, 4, 3, 3}, s2[2] = {7, 5};
@@ -231,6 +283,7 @@ int main(void)
     sweep("tucker st-hosvd", s_tucker, &m);
     sweep("conv rewrites + executor", s_rewrites, NULL);
     sweep("planner", s_plan, NULL);
+    sweep("adapter splits", s_adapters, NULL);
     /* a small torch-style weight file, then a whole rewrite of it */
     snprintf(in_path, sizeof in_path, "/tmp/tdalloc-%ld-in.h5", (long)getpid());
     snprintf(out_path, sizeof out_path, "/tmp/tdalloc-%ld-out.h5", (long)getpid());
@@ -246,6 +299,7 @@ int main(void)
     }
     td_tensor_free(&bias);
     sweep("whole file rewrite", s_file, NULL);
+    sweep("whole file adapters", s_file_adapters, NULL);
     unlink(in_path);
     unlink(out_path);
     td_tensor_free(&X3);
