@@ -92,6 +92,12 @@ for args, code, text in ((["latency", demo], 2, "--input-size"), (["latency", de
     p = run(*args)
     last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
     check(p.returncode == code and text in last, f"{args[1:]}: rc {p.returncode} '{last}'")
+# a plain tensor file has no layers: a warning, exit 0 (the same in adapters and spectrum)
+cp3 = os.path.join(DATA, "tensors", "cp3.h5")
+for args in (["latency", cp3, "--input-size", "8x8"], ["adapters", cp3, "--rank", 1, "-o", os.path.join(W, "cp3.h5")],
+             ["spectrum", cp3, "-o", os.path.join(W, "cp3")]):
+    p = run(*args)
+    check(p.returncode == 0 and "warning" in p.stderr and "no conv or dense layers" in p.stderr, f"{args[0]} on a plain tensor: {p.stderr}")
 p = run("latency", "--help")
 check(p.returncode == 0 and "im2col" in p.stdout, "latency --help")
 

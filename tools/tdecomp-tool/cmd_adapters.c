@@ -82,6 +82,7 @@ int cmd_adapters(int argc, char **argv)
     int rc = tool_open_model(&m, in, layout, spec);
     if (rc) return rc;
     const size_t n = m.nlayers;
+    if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
     td_adapter *ad = calloc(n ? n : 1, sizeof *ad);
     td_model_adapter *list = calloc(n ? n : 1, sizeof *list);
     const char **reason = calloc(n ? n : 1, sizeof *reason);

@@ -165,6 +165,7 @@ int cmd_latency(int argc, char **argv)
     int rc = tool_open_model(&m, in, layout, spec);
     if (rc) return rc;
     const size_t n = m.nlayers;
+    if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
     /* each layer's input size at an HxW network input */
     size_t maxh = 0, maxw = 0;
     for (size_t i = 0; i < n; i++) {

@@ -232,6 +232,7 @@ int cmd_spectrum(int argc, char **argv)
     int rc = tool_open_model(&m, in, layout, spec);
     if (rc) return rc;
     const size_t n = m.nlayers;
+    if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
     spec_layer *L = calloc(n ? n : 1, sizeof *L);
     td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
     td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
