@@ -21,7 +21,8 @@ def case(name, args, watch, mention):
     check(r.returncode == 1, f"{name}: exit {r.returncode}, expected 1: {r.stderr[-200:]}")
     check(bool(lines) and lines[-1].startswith("tdecomp-tool: ") and mention in lines[-1], f"{name}: last line {lines[-1:]} lacks {mention!r}")
     check(all(digest(p) == h for p, h in before.items()), f"{name}: an input changed")
-    check(not os.path.exists(out) and not [f for f in os.listdir(W) if ".tdtmp." in f], f"{name}: output or temporary file left")
+    check(not os.path.exists(out) and not os.path.exists(os.path.join(W, "outdir")) and
+          not [f for f in os.listdir(W) if ".tdtmp." in f], f"{name}: output or temporary file left")
 
 files = sorted(f for f in os.listdir(BAD) if f.endswith(".h5") and f != "spec_target.h5")
 specs = sorted(f for f in os.listdir(BAD) if f.startswith("spec_") and f.endswith(".json"))
@@ -35,6 +36,10 @@ for f in files:
     p = os.path.join(BAD, f)
     subs = [] if f in CP_ONLY else ([["decompose", p, "--rank-ratio", "0.5", "-o", os.path.join(W, "out.h5")]] +
                                      ([] if f in VALUES else [["inspect", p]]))
+    if f not in CP_ONLY:   # the commands that read every layer's values
+        subs += [["adapters", p, "--rank", "1", "-o", os.path.join(W, "out.h5")],
+                 ["spectrum", p, "-o", os.path.join(W, "outdir")],
+                 ["latency", p, "--input-size", "8x8", "--repeat", "1"]]
     for sub in subs:
         case(f"{f} ({sub[0]})", sub, [p], f)
     if f in ("int_kernel.h5", "nan_weights.h5", "absurd_size.h5", "overflow_dims.h5"):
@@ -44,6 +49,7 @@ target = os.path.join(BAD, "spec_target.h5")
 for s in specs:
     sp = os.path.join(BAD, s)
     case(f"{s}", ["decompose", target, "--layer-spec", sp, "--rank", "2", "-o", os.path.join(W, "out.h5")], [target, sp], s)
+    case(f"{s} (adapters)", ["adapters", target, "--layer-spec", sp, "--rank", "1", "-o", os.path.join(W, "out.h5")], [target, sp], s)
 print(f"{len(files)} bad files, {len(specs)} bad specs: {passed} passed, {len(fails)} failed")
 for f in fails: print("FAIL", f)
 shutil.rmtree(W, ignore_errors=True)
