@@ -216,8 +216,10 @@ TD_API TD_WUR td_status td_chain_cost(const td_chain *c, td_cost *cost);
  *   residual:  frozen = W_R, B A = the best rank-R fit of W - W_R (triplets R .. 2R-1) / s:
  *              frozen + s B A is the rank-2R truncation of M.
  * The factors split sqrt(S / s) evenly between B and A. When M has fewer than the triplets a
- * mode needs, the missing rows of A and columns of B are zero (`effective` says how many are
- * filled). Only square kernels (kh == kw) have this layout: others are TD_EUNSUPPORTED. */
+ * mode needs (`effective` says how many are filled), the missing columns of B are zero and the
+ * matching rows of A get loralib's initialisation (uniform in +-1/sqrt(cols), fixed seed), so the
+ * identity holds and every pair can still train. Only square kernels (kh == kw) have this layout:
+ * others are TD_EUNSUPPORTED. */
 typedef enum td_adapter_mode {
     TD_ADAPTER_PRINCIPAL = 0,
     TD_ADAPTER_RESIDUAL = 1

@@ -148,6 +148,16 @@ td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size
         for (size_t j = 0; j < cols; j++) out->a.data[c * cols + j] = f * vt.data[(lo + c) * cols + j];
         for (size_t i = 0; i < rows; i++) out->b.data[i * inner + c] = f * u.data[i * want + lo + c];
     }
+    /* Triplets the matrix does not have: B's column stays 0 (the identity holds) and A's row gets
+     * loralib's init, uniform in +-1/sqrt(cols), so the pair still receives gradients; fixed seed,
+     * so the output is reproducible. */
+    {
+        td_rng rng;
+        td_rng_seed(&rng, 0x10a);
+        const double bound = 1.0 / sqrt((double)cols);
+        for (size_t c = n_ad; c < inner; c++)
+            for (size_t j = 0; j < cols; j++) out->a.data[c * cols + j] = bound * (2.0 * td_rng_uniform(&rng) - 1.0);
+    }
     out->params = (uint64_t)out->a.size + (uint64_t)out->b.size;
     /* ||W - W_R||: the frozen residual itself (principal) or W - frozen (residual) */
     {
