@@ -1,6 +1,5 @@
 /* tdecomp-tool adapters: split every dense and conv layer into a frozen part and an SVD-initialised
  * LoRA adapter (BRIEF.md section 2; loralib's layout), and write them. */
-#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,14 +20,13 @@ const char cmd_adapters_usage[] =
     "Non-square kernels (no loralib layout) and possibly-depthwise kernels whose groups no layer spec\n"
     "states are copied unchanged and reported skipped.\n";
 
-#define MAXG 64
-
 static json_t *pair(const size_t s[2]) { return tool_json_sizes(s, 2); }
 
 int cmd_adapters(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL, *layout = NULL, *spec = NULL, *v, *globs[MAXG], *excl[MAXG];
-    int nglobs = 0, nexcl = 0, force = 0, json = 0, r, have_alpha = 0;
+    const char *in = NULL, *out = NULL, *v;
+    int force = 0, json = 0, r, have_alpha = 0;
+    tool_model_args ma = {0};
     size_t rank = 0;
     double alpha = 0;
     td_adapter_mode mode = TD_ADAPTER_PRINCIPAL;
@@ -37,7 +35,9 @@ int cmd_adapters(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_adapters_usage, stdout); return TOOL_OK; }
         if (!strcmp(a, "--force")) { force = 1; continue; }
         if (!strcmp(a, "--json")) { json = 1; continue; }
-        if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
+        if ((r = tool_model_option(argc, argv, &i, "adapters", &ma))) {
+            if (r < 0) return TOOL_EUSAGE;
+        } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
             if (r < 0) return tool_usage_error("adapters: -o needs a file name");
             out = v;
         } else if ((r = tool_opt_value(argc, argv, &i, "--rank", &v))) {
@@ -51,19 +51,6 @@ int cmd_adapters(int argc, char **argv)
             if (r < 0 || tool_parse_double(v, &alpha) || !(alpha > 0) || !isfinite(alpha))
                 return tool_usage_error("adapters: --alpha needs a number > 0, got '%s'", r < 0 ? "" : v);
             have_alpha = 1;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layers", &v))) {
-            if (r < 0 || nglobs >= MAXG) return tool_usage_error("adapters: --layers needs a glob (at most %d)", MAXG);
-            globs[nglobs++] = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--exclude", &v))) {
-            if (r < 0 || nexcl >= MAXG) return tool_usage_error("adapters: --exclude needs a glob (at most %d)", MAXG);
-            excl[nexcl++] = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layout", &v))) {
-            td_layout l;
-            if (r < 0 || td_layout_parse(v, &l) != TD_OK) return tool_usage_error("adapters: --layout must be keras2, keras3, torch or auto");
-            layout = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layer-spec", &v))) {
-            if (r < 0) return tool_usage_error("adapters: --layer-spec needs a file");
-            spec = v;
         } else if (a[0] == '-' && a[1]) {
             return tool_usage_error("adapters: unknown option '%s' (see 'tdecomp-tool adapters --help')", a);
         } else if (!in) in = a;
@@ -79,7 +66,7 @@ int cmd_adapters(int argc, char **argv)
     td_status st;
     if ((st = td_outfile_check(out, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, out, NULL);
     td_model m;
-    int rc = tool_open_model(&m, in, layout, spec);
+    int rc = tool_open_model(&m, in, ma.layout, ma.spec);
     if (rc) return rc;
     const size_t n = m.nlayers;
     if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
@@ -94,13 +81,8 @@ int cmd_adapters(int argc, char **argv)
     {
         /* every adapter is kept until the file is written: frozen part + factors, plus the
          * largest layer's SVD workspace */
-        double all = 0, largest = 0;
-        for (size_t i = 0; i < n; i++) {
-            td_cost c;
-            if (td_layer_cost(&m.layers[i].desc, &c) != TD_OK) continue;
-            all += (double)c.params;
-            if ((double)c.params > largest) largest = (double)c.params;
-        }
+        double all, largest;
+        tool_model_sizes(&m, &all, &largest);
         if (tool_memory_check(8.0 * (3.0 * all + 6.0 * largest), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     }
     tool_core_warning();
@@ -109,10 +91,7 @@ int cmd_adapters(int argc, char **argv)
         td_cost c;
         if (td_layer_cost(&ml->desc, &c) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry"); goto done; }
         lparams[i] = c.params;
-        int sel = nglobs == 0;
-        for (int g = 0; g < nglobs; g++) sel |= fnmatch(globs[g], ml->name, 0) == 0;
-        for (int g = 0; g < nexcl; g++) sel &= fnmatch(excl[g], ml->name, 0) != 0;
-        if (!sel) { reason[i] = "excluded"; continue; }
+        if (!tool_layer_selected(&ma, ml->name)) { reason[i] = "excluded"; continue; }
         if (ml->maybe_depthwise) { reason[i] = "possibly depthwise: groups unknown (state them in --layer-spec)"; continue; }
         if (ml->cls == TD_CLASS_GROUPED && ml->desc.groups <= 1) { reason[i] = "grouped: groups unknown (state them in --layer-spec)"; continue; }
         if (ml->desc.kind == TD_LAYER_CONV2D && ml->desc.kh != ml->desc.kw) { reason[i] = "non-square kernel (loralib's conv layout needs kh == kw)"; continue; }

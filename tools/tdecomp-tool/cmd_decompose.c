@@ -87,7 +87,7 @@ static json_t *cost_json(const td_cost *c, int after, json_t *o)
 
 int cmd_decompose(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL, *layout = NULL, *spec = NULL, *report = NULL, *v;
+    const char *in = NULL, *out = NULL, *report = NULL, *v;
     int force = 0, dry = 0, r, jobs = 1;
     double maxmem = 0;
     tool_plan_args args;
@@ -108,13 +108,6 @@ int cmd_decompose(int argc, char **argv)
             jobs = (int)j;
         } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
             if (r < 0 || tool_parse_memsize(v, &maxmem)) return tool_usage_error("decompose: --max-memory needs a size such as 512M or 4G");
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layout", &v))) {
-            td_layout l;
-            if (r < 0 || td_layout_parse(v, &l) != TD_OK) return tool_usage_error("decompose: --layout must be keras2, keras3, torch or auto");
-            layout = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layer-spec", &v))) {
-            if (r < 0) return tool_usage_error("decompose: --layer-spec needs a file");
-            spec = v;
         } else if ((r = tool_opt_value(argc, argv, &i, "--report", &v))) {
             if (r < 0) return tool_usage_error("decompose: --report needs a file");
             report = v;
@@ -135,7 +128,7 @@ int cmd_decompose(int argc, char **argv)
     if (report && out && !strcmp(report, out)) return tool_usage_error("decompose: --report and -o name the same file");
 
     td_model m;
-    int rc = tool_open_model(&m, in, layout, spec);
+    int rc = tool_open_model(&m, in, args.model.layout, args.model.spec);
     if (rc) return rc;
     const size_t n = m.nlayers;
     lay *L = calloc(n ? n : 1, sizeof *L);
@@ -147,13 +140,8 @@ int cmd_decompose(int argc, char **argv)
     {
         /* memory, checked before reading any kernel: every kernel in double, plus per running job
          * the largest layer's workspace (Grams, projections, chain, composed kernel: < 5 kernels) */
-        double all = 0, largest = 0;
-        for (size_t i = 0; i < n; i++) {
-            td_cost c;
-            if (td_layer_cost(&m.layers[i].desc, &c) != TD_OK) continue;
-            all += (double)c.params;
-            if ((double)c.params > largest) largest = (double)c.params;
-        }
+        double all, largest;
+        tool_model_sizes(&m, &all, &largest);
         if (maxmem <= 0) maxmem = tool_memory_default();
         if (tool_memory_check(8.0 * (all + 5.0 * largest * jobs), maxmem, in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     }

@@ -119,7 +119,7 @@ static json_t *jnum_or_null(int ok, double v) { return ok ? tool_json_real(v) : 
 
 int cmd_latency(int argc, char **argv)
 {
-    const char *in = NULL, *layout = NULL, *spec = NULL, *v;
+    const char *in = NULL, *v;
     int json = 0, r, have_size = 0;
     long repeat = 9, threads = 0;
     size_t H = 0, Wd = 0;
@@ -138,13 +138,6 @@ int cmd_latency(int argc, char **argv)
             if (r < 0 || tool_parse_int(v, 1, 100000, &repeat)) return tool_usage_error("latency: --repeat needs a whole number from 1 to 100000");
         } else if ((r = tool_opt_value(argc, argv, &i, "--threads", &v))) {
             if (r < 0 || tool_parse_int(v, 1, 1024, &threads)) return tool_usage_error("latency: --threads needs a whole number from 1 to 1024");
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layout", &v))) {
-            td_layout l;
-            if (r < 0 || td_layout_parse(v, &l) != TD_OK) return tool_usage_error("latency: --layout must be keras2, keras3, torch or auto");
-            layout = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layer-spec", &v))) {
-            if (r < 0) return tool_usage_error("latency: --layer-spec needs a file");
-            spec = v;
         } else if (a[0] == '-' && a[1]) {
             return tool_usage_error("latency: unknown option '%s' (see 'tdecomp-tool latency --help')", a);
         } else if (!in) in = a;
@@ -162,7 +155,7 @@ int cmd_latency(int argc, char **argv)
     if (threads > 0) openblas_set_num_threads((int)threads);
 
     td_model m;
-    int rc = tool_open_model(&m, in, layout, spec);
+    int rc = tool_open_model(&m, in, args.model.layout, args.model.spec);
     if (rc) return rc;
     const size_t n = m.nlayers;
     if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);

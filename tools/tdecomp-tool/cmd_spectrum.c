@@ -3,7 +3,6 @@
 #define _GNU_SOURCE /* renameat2's RENAME_EXCHANGE */
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -12,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "model_util.h"
+#include "plan_args.h"
 #include "svg.h"
 
 const char cmd_spectrum_usage[] =
@@ -26,11 +25,9 @@ const char cmd_spectrum_usage[] =
     "the min-max allocator (--target-params) and for uniform ratios (--rank-ratio). Layer names are\n"
     "made file-safe (characters other than letters, digits, '.', '-', '_' become '_').\n";
 
-#define MAXG 64
 #define NBUDGET 25
 
 typedef struct spec_layer {
-    td_tensor kernel, bias;
     double *s2[2];   /* squared singular values per mode, descending */
     size_t n[2];
     int auto_kind;   /* 0 none, 1 tucker2 bound, 2 svd */
@@ -171,28 +168,18 @@ static void safe_name(const char *name, char *out, size_t cap)
 
 int cmd_spectrum(int argc, char **argv)
 {
-    const char *in = NULL, *dir = NULL, *layout = NULL, *spec = NULL, *v, *globs[MAXG], *excl[MAXG];
-    int nglobs = 0, nexcl = 0, force = 0, r;
+    const char *in = NULL, *dir = NULL, *v;
+    int force = 0, r;
+    tool_model_args ma = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_spectrum_usage, stdout); return TOOL_OK; }
         if (!strcmp(a, "--force")) { force = 1; continue; }
-        if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
+        if ((r = tool_model_option(argc, argv, &i, "spectrum", &ma))) {
+            if (r < 0) return TOOL_EUSAGE;
+        } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
             if (r < 0) return tool_usage_error("spectrum: -o needs a folder name");
             dir = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layers", &v))) {
-            if (r < 0 || nglobs >= MAXG) return tool_usage_error("spectrum: --layers needs a glob (at most %d)", MAXG);
-            globs[nglobs++] = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--exclude", &v))) {
-            if (r < 0 || nexcl >= MAXG) return tool_usage_error("spectrum: --exclude needs a glob (at most %d)", MAXG);
-            excl[nexcl++] = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layout", &v))) {
-            td_layout l;
-            if (r < 0 || td_layout_parse(v, &l) != TD_OK) return tool_usage_error("spectrum: --layout must be keras2, keras3, torch or auto");
-            layout = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--layer-spec", &v))) {
-            if (r < 0) return tool_usage_error("spectrum: --layer-spec needs a file");
-            spec = v;
         } else if (a[0] == '-' && a[1]) {
             return tool_usage_error("spectrum: unknown option '%s' (see 'tdecomp-tool spectrum --help')", a);
         } else if (!in) in = a;
@@ -229,52 +216,34 @@ int cmd_spectrum(int argc, char **argv)
     }
 
     td_model m;
-    int rc = tool_open_model(&m, in, layout, spec);
+    int rc = tool_open_model(&m, in, ma.layout, ma.spec);
     if (rc) return rc;
     const size_t n = m.nlayers;
     if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
     spec_layer *L = calloc(n ? n : 1, sizeof *L);
     td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
     td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
+    td_tensor *kernels = calloc(n ? n : 1, sizeof *kernels), *biases = calloc(n ? n : 1, sizeof *biases);
+    td_cost *before = calloc(n ? n : 1, sizeof *before);
     int code = TOOL_OK, made = 0;
-    td_error err;
-    td_error_clear(&err);
     td_status st;
-    if (!L || !pl || !dec) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    uint64_t other = 0;
+    if (!L || !pl || !dec || !kernels || !biases || !before) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
     {
-        double all = 0, largest = 0;
-        for (size_t i = 0; i < n; i++) {
-            td_cost c;
-            if (td_layer_cost(&m.layers[i].desc, &c) != TD_OK) continue;
-            all += (double)c.params;
-            if ((double)c.params > largest) largest = (double)c.params;
-        }
+        double all, largest;
+        tool_model_sizes(&m, &all, &largest);
         if (tool_memory_check(8.0 * (all + 3.0 * largest), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     }
     tool_core_warning();
-    uint64_t layer_params = 0;
+    if ((code = tool_plan_layers(&m, in, &ma, kernels, biases, before, pl, &other)) != TOOL_OK) goto done;
     for (size_t i = 0; i < n; i++) {
         const td_model_layer *ml = &m.layers[i];
         spec_layer *l = &L[i];
-        if ((st = td_model_read_layer(&m, i, &l->kernel, &l->bias, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, ml->name); goto done; }
-        int sel = nglobs == 0;
-        for (int g = 0; g < nglobs; g++) sel |= fnmatch(globs[g], ml->name, 0) == 0;
-        for (int g = 0; g < nexcl; g++) sel &= fnmatch(excl[g], ml->name, 0) != 0;
-        l->selected = sel;
-        pl[i].name = ml->name;
-        pl[i].desc = ml->desc;
-        pl[i].kernel = &l->kernel;
-        pl[i].excluded = !sel;
-        pl[i].maybe_depthwise = ml->maybe_depthwise || ml->cls == TD_CLASS_DEPTHWISE;
-        if (ml->cls == TD_CLASS_GROUPED) pl[i].desc.groups = ml->desc.groups > 1 ? ml->desc.groups : 2;
-        td_cost c;
-        if (td_layer_cost(&ml->desc, &c) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry"); goto done; }
-        layer_params += c.params;
-        if (!sel) continue;
+        if (!(l->selected = !pl[i].excluded)) continue;
         for (int md = 0; md < 2; md++) {
-            l->n[md] = l->kernel.shape[md];
+            l->n[md] = kernels[i].shape[md];
             if (!(l->s2[md] = calloc(l->n[md] ? l->n[md] : 1, sizeof(double)))) { code = tool_fail(TOOL_ERESOURCE, in, ml->name, "out of memory"); goto done; }
-            if ((st = td_mode_spectrum(&l->kernel, md, 0, NULL, l->s2[md])) != TD_OK) {
+            if ((st = td_mode_spectrum(&kernels[i], md, 0, NULL, l->s2[md])) != TD_OK) {
                 code = tool_fail(tool_exit_for(st), in, ml->name, "spectrum failed: %s", td_strerror(st));
                 goto done;
             }
@@ -307,8 +276,7 @@ int cmd_spectrum(int argc, char **argv)
         if (crash && !strcmp(crash, "spectrum-after-layers")) raise(SIGSEGV);
     }
     {
-        const uint64_t total = td_model_total_params(&m);
-        int w = write_model_files(tmp, in, &m, pl, dec, total - layer_params);
+        int w = write_model_files(tmp, in, &m, pl, dec, other);
         if (w == -2) { code = TOOL_EINPUT; goto done; }
         if (w != 0) { code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot write model.csv/model.svg: %s", strerror(errno)); goto done; }
     }
@@ -346,11 +314,16 @@ int cmd_spectrum(int argc, char **argv)
 done:
     if (made) tool_remove_tree(tmp);
     for (size_t i = 0; L && i < n; i++) {
-        td_tensor_free(&L[i].kernel);
-        td_tensor_free(&L[i].bias);
         free(L[i].s2[0]);
         free(L[i].s2[1]);
     }
+    for (size_t i = 0; kernels && biases && i < n; i++) {
+        td_tensor_free(&kernels[i]);
+        td_tensor_free(&biases[i]);
+    }
+    free(kernels);
+    free(biases);
+    free(before);
     free(L);
     free(pl);
     free(dec);

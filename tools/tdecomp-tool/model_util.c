@@ -1,3 +1,4 @@
+#include <fnmatch.h>
 #include <string.h>
 #include "model_util.h"
 
@@ -52,4 +53,51 @@ int tool_open_model(td_model *m, const char *in, const char *layout, const char 
         return tool_fail_status(st, &err, spec, NULL);
     }
     return TOOL_OK;
+}
+
+int tool_model_option(int argc, char **argv, int *i, const char *cmd, tool_model_args *a)
+{
+    const char *v;
+    int r;
+    if ((r = tool_opt_value(argc, argv, i, "--layers", &v))) {
+        if (r < 0 || a->nglobs >= TOOL_MAXG) { tool_usage_error("%s: --layers needs a glob (at most %d)", cmd, TOOL_MAXG); return -1; }
+        a->globs[a->nglobs++] = v;
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--exclude", &v))) {
+        if (r < 0 || a->nexcl >= TOOL_MAXG) { tool_usage_error("%s: --exclude needs a glob (at most %d)", cmd, TOOL_MAXG); return -1; }
+        a->excl[a->nexcl++] = v;
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--layout", &v))) {
+        td_layout l;
+        if (r < 0 || td_layout_parse(v, &l) != TD_OK) { tool_usage_error("%s: --layout must be keras2, keras3, torch or auto", cmd); return -1; }
+        a->layout = v;
+        return 1;
+    }
+    if ((r = tool_opt_value(argc, argv, i, "--layer-spec", &v))) {
+        if (r < 0) { tool_usage_error("%s: --layer-spec needs a file", cmd); return -1; }
+        a->spec = v;
+        return 1;
+    }
+    return 0;
+}
+
+int tool_layer_selected(const tool_model_args *a, const char *name)
+{
+    int sel = a->nglobs == 0;
+    for (int g = 0; g < a->nglobs; g++) sel |= fnmatch(a->globs[g], name, 0) == 0;
+    for (int g = 0; g < a->nexcl; g++) sel &= fnmatch(a->excl[g], name, 0) != 0;
+    return sel;
+}
+
+void tool_model_sizes(const td_model *m, double *all, double *largest)
+{
+    *all = *largest = 0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        td_cost c;
+        if (td_layer_cost(&m->layers[i].desc, &c) != TD_OK) continue;
+        *all += (double)c.params;
+        if ((double)c.params > *largest) *largest = (double)c.params;
+    }
 }

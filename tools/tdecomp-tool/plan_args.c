@@ -1,5 +1,4 @@
 /* Rank-rule options and whole-file planning shared by decompose and latency. */
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,16 +67,6 @@ int tool_plan_option(int argc, char **argv, int *i, tool_plan_args *a)
         a->nrules++;
         return 1;
     }
-    if ((r = tool_opt_value(argc, argv, i, "--layers", &v))) {
-        if (r < 0 || a->nglobs >= TOOL_MAXG) { tool_usage_error("%s: --layers needs a glob (at most %d)", c, TOOL_MAXG); return -1; }
-        a->globs[a->nglobs++] = v;
-        return 1;
-    }
-    if ((r = tool_opt_value(argc, argv, i, "--exclude", &v))) {
-        if (r < 0 || a->nexcl >= TOOL_MAXG) { tool_usage_error("%s: --exclude needs a glob (at most %d)", c, TOOL_MAXG); return -1; }
-        a->excl[a->nexcl++] = v;
-        return 1;
-    }
     if ((r = tool_opt_value(argc, argv, i, "--svd-groups", &v))) {
         if (r < 0 || tool_parse_size(v, 1, 4096, &po->svd_groups)) {
             tool_usage_error("%s: --svd-groups needs a whole number >= 1, got '%s'", c, r < 0 ? "" : v);
@@ -90,7 +79,7 @@ int tool_plan_option(int argc, char **argv, int *i, tool_plan_args *a)
         po->min_total_error = !strcmp(v, "sum");
         return 1;
     }
-    return 0;
+    return tool_model_option(argc, argv, i, c, &a->model);
 }
 
 int tool_plan_args_check(const tool_plan_args *a)
@@ -99,6 +88,29 @@ int tool_plan_args_check(const tool_plan_args *a)
         return tool_usage_error("%s: a rank rule is required: --rank N, --ranks R_OUT,R_IN, --rank-ratio F, --energy F, "
                                 "--vbmf, --target-params F, --target-flops F or --max-error E", a->cmd);
     if (a->nrules > 1) return tool_usage_error("%s: give exactly one rank rule", a->cmd);
+    return TOOL_OK;
+}
+
+int tool_plan_layers(const td_model *m, const char *in, const tool_model_args *sel, td_tensor *kernels,
+                     td_tensor *biases, td_cost *before, td_plan_layer *pl, uint64_t *other)
+{
+    td_error err;
+    td_error_clear(&err);
+    td_status st;
+    uint64_t layer_params = 0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const td_model_layer *ml = &m->layers[i];
+        if ((st = td_model_read_layer(m, i, &kernels[i], &biases[i], &err)) != TD_OK) return tool_fail_status(st, &err, in, ml->name);
+        pl[i].name = ml->name;
+        pl[i].desc = ml->desc;
+        pl[i].kernel = &kernels[i];
+        pl[i].excluded = !tool_layer_selected(sel, ml->name);
+        pl[i].maybe_depthwise = ml->maybe_depthwise || ml->cls == TD_CLASS_DEPTHWISE;
+        if (ml->cls == TD_CLASS_GROUPED) pl[i].desc.groups = ml->desc.groups > 1 ? ml->desc.groups : 2;
+        if (td_layer_cost(&ml->desc, &before[i]) != TD_OK) return tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry");
+        layer_params += before[i].params;
+    }
+    *other = td_model_total_params(m) - layer_params;
     return TOOL_OK;
 }
 
@@ -111,24 +123,10 @@ int tool_plan_model(const td_model *m, const char *in, const tool_plan_args *a, 
     td_error err;
     td_error_clear(&err);
     td_status st;
-    int code = TOOL_OK;
-    uint64_t layer_params = 0;
-    for (size_t i = 0; i < n; i++) {
-        const td_model_layer *ml = &m->layers[i];
-        if ((st = td_model_read_layer(m, i, &kernels[i], &biases[i], &err)) != TD_OK) { code = tool_fail_status(st, &err, in, ml->name); goto done; }
-        int sel = a->nglobs == 0;
-        for (int g = 0; g < a->nglobs; g++) sel |= fnmatch(a->globs[g], ml->name, 0) == 0;
-        for (int g = 0; g < a->nexcl; g++) sel &= fnmatch(a->excl[g], ml->name, 0) != 0;
-        pl[i].name = ml->name;
-        pl[i].desc = ml->desc;
-        pl[i].kernel = &kernels[i];
-        pl[i].excluded = !sel;
-        pl[i].maybe_depthwise = ml->maybe_depthwise || ml->cls == TD_CLASS_DEPTHWISE;
-        if (ml->cls == TD_CLASS_GROUPED) pl[i].desc.groups = ml->desc.groups > 1 ? ml->desc.groups : 2;
-        if ((st = td_layer_cost(&ml->desc, &before[i])) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry"); goto done; }
-        layer_params += before[i].params;
-    }
-    if ((st = td_plan(pl, n, td_model_total_params(m) - layer_params, &a->po, dec, sum, &err)) != TD_OK) {
+    uint64_t other = 0;
+    int code = tool_plan_layers(m, in, &a->model, kernels, biases, before, pl, &other);
+    if (code) goto done;
+    if ((st = td_plan(pl, n, other, &a->po, dec, sum, &err)) != TD_OK) {
         code = tool_fail_status(st, &err, in, NULL);
         goto done;
     }

@@ -5,24 +5,27 @@
 
 #include "model_util.h"
 
-#define TOOL_MAXG 64
-
 typedef struct tool_plan_args {
     const char *cmd;                  /* "decompose", "latency": prefixes usage errors */
     td_plan_options po;
     const char *method_name, *rule_name;
     double rule_value;
     int nrules;
-    const char *globs[TOOL_MAXG], *excl[TOOL_MAXG];
-    int nglobs, nexcl;
+    tool_model_args model;            /* --layout, --layer-spec, --layers, --exclude */
 } tool_plan_args;
 
 void tool_plan_args_init(tool_plan_args *a, const char *cmd);
-/* Consumes --method, a rank rule, --keep-larger, --svd-groups, --objective, --layers, --exclude
- * at argv[*i]: 1 when consumed, 0 when not ours, -1 after printing a usage error (exit 2). */
+/* Consumes --method, a rank rule, --keep-larger, --svd-groups, --objective and the model options
+ * (tool_model_option) at argv[*i]: 1 when consumed, 0 when not ours, -1 after printing a usage error (exit 2). */
 int tool_plan_option(int argc, char **argv, int *i, tool_plan_args *a);
 /* After parsing: "no rule" and "more than one rule" usage errors (0 when fine, else exit code). */
 int tool_plan_args_check(const tool_plan_args *a);
+
+/* Reads every layer's kernel and bias into kernels/biases, its cost into before, and fills the
+ * planner's view pl (selection applied; grouped convs as grouped); *other = the file's parameters
+ * outside these layers' kernels. 0 or the exit code (printed). */
+int tool_plan_layers(const td_model *m, const char *in, const tool_model_args *sel, td_tensor *kernels,
+                     td_tensor *biases, td_cost *before, td_plan_layer *pl, uint64_t *other);
 
 /* Reads every layer's kernel and bias, applies the selection and decides each layer (Keras CP
  * chains with stride > 1 skipped, DESIGN.md). kernels, biases, before and dec have m->nlayers
