@@ -4,22 +4,20 @@ identities frozen + (alpha/r) B A == W (principal) and == the rank-2R truncation
 from numpy's SVD), loralib's conv layout with grouped and depthwise convs, Keras 2 and 3 files,
 the demo models, skips, usage and input errors.
 usage: test_adapters.py TOOL DATA_DIR"""
-import hashlib, json, os, subprocess, sys, tempfile
+import json, os, sys, tempfile
 import numpy as np, h5py
 
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clitest import Suite, digest  # noqa: E402
+
 TOOL, DATA = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+S = Suite(TOOL)
+check = S.check
 W = tempfile.mkdtemp(prefix="tdadapters-")
 rng = np.random.default_rng(11)
-fails, passed = [], 0
 
-def check(c, what):
-    global passed
-    if c: passed += 1
-    else: fails.append(what)
-    return c
-
-def run(*a): return subprocess.run([TOOL] + [str(x) for x in a], capture_output=True, text=True, timeout=300)
-def digest(p): return hashlib.sha256(open(p, "rb").read()).hexdigest()
+def run(*a): return S.run(*a, timeout=300)
 def out(name): return os.path.join(W, name)
 
 def loralib_matrix(w, groups=1):
@@ -185,6 +183,4 @@ check(sorted(n for n in os.listdir(W) if ".tdtmp" in n) == [], "no temporary fil
 p = run("adapters", "--help")
 check(p.returncode == 0 and "principal" in p.stdout, "adapters --help")
 
-print(f"{passed} passed, {len(fails)} failed")
-for f_ in fails: print("FAIL:", f_)
-sys.exit(1 if fails else 0)
+S.finish()

@@ -4,21 +4,20 @@ the sizes the layers are timed at (stated sizes scaled to the requested input), 
 reproduces the layer's output, the timing fields are consistent with each other, and errors.
 Speed itself is not asserted (that belongs in benchmarks).
 usage: test_latency.py TOOL DATA_DIR"""
-import json, os, subprocess, sys, tempfile
+import json, os, sys, tempfile
 import numpy as np, h5py
 
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clitest import Suite, digest  # noqa: E402
+
 TOOL, DATA = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+S = Suite(TOOL)
+check = S.check
 W = tempfile.mkdtemp(prefix="tdlatency-")
 rng = np.random.default_rng(5)
-fails, passed = [], 0
 
-def check(c, what):
-    global passed
-    if c: passed += 1
-    else: fails.append(what)
-    return c
-
-def run(*a): return subprocess.run([TOOL] + [str(x) for x in a], capture_output=True, text=True, timeout=600)
+def run(*a): return S.run(*a, timeout=600)
 
 def out_size(h, k, s, pt, pb): return (h + pt + pb - (k - 1) - 1) // s + 1
 
@@ -101,6 +100,4 @@ for args in (["latency", cp3, "--input-size", "8x8"], ["adapters", cp3, "--rank"
 p = run("latency", "--help")
 check(p.returncode == 0 and "im2col" in p.stdout, "latency --help")
 
-print(f"{passed} passed, {len(fails)} failed")
-for f_ in fails: print("FAIL:", f_)
-sys.exit(1 if fails else 0)
+S.finish()

@@ -4,27 +4,22 @@ of the unfoldings, every SVG valid XML with one polyline point per CSV value, th
 against `decompose --dry-run`, the output folder's rules (parent must exist, --force, atomic
 replacement, nothing left after a crash), and a PNG rendering with rsvg-convert when installed.
 usage: test_spectrum.py TOOL DATA_DIR"""
-import csv, hashlib, json, os, shutil, subprocess, sys, tempfile
+import csv, json, os, shutil, subprocess, sys, tempfile
 import xml.etree.ElementTree as ET
 import numpy as np, h5py
 
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clitest import Suite, digest  # noqa: E402
+
 TOOL, DATA = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+S = Suite(TOOL)
+check = S.check
 W = tempfile.mkdtemp(prefix="tdspectrum-")
 rng = np.random.default_rng(3)
-fails, passed = [], 0
 SVG = "{http://www.w3.org/2000/svg}"
 
-def check(c, what):
-    global passed
-    if c: passed += 1
-    else: fails.append(what)
-    return c
-
-def run(*a, env=None):
-    e = dict(os.environ, **(env or {}))
-    return subprocess.run([TOOL] + [str(x) for x in a], capture_output=True, text=True, timeout=300, env=e)
-
-def digest(p): return hashlib.sha256(open(p, "rb").read()).hexdigest()
+def run(*a, env=None): return S.run(*a, env=env)
 def read_csv(p):
     with open(p) as f: return list(csv.DictReader(f))
 def col(rows, name): return [float(r[name]) for r in rows if r[name] != ""]
@@ -159,6 +154,4 @@ if rsvg:
 else:
     print("note: rsvg-convert not installed; PNG rendering not checked")
 
-print(f"{passed} passed, {len(fails)} failed")
-for f_ in fails: print("FAIL:", f_)
-sys.exit(1 if fails else 0)
+S.finish()
