@@ -187,6 +187,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 for (size_t i = 0; i < n; i++) td_chain_free(&ch[i]);
             }
         }
+        if (st == TD_OK && n) {
+            /* the same layers through the adapter split and the adapters writer */
+            td_adapter ad[16];
+            td_model_adapter ma[16];
+            size_t na = 0;
+            memset(ad, 0, sizeof ad);
+            for (size_t i = 0; i < n; i++)
+                if (!m.layers[i].maybe_depthwise &&
+                    td_layer_adapter(&m.layers[i].desc, &k[i], 1 + size % 2, (td_adapter_mode)(size % 2), 2.0, &ad[i]) == TD_OK) {
+                    ma[na].layer = i;
+                    ma[na++].adapter = &ad[i];
+                }
+            td_outfile of;
+            if (td_outfile_create(&of, out, NULL, 1, &err) == TD_OK) {
+                if (td_model_write_adapters(&m, &of, ma, na, &err) == TD_OK) {
+                    if (td_outfile_commit(&of, &err) != TD_OK) td_outfile_abort(&of);
+                } else {
+                    td_outfile_abort(&of);
+                }
+            }
+            for (size_t i = 0; i < n; i++) td_adapter_free(&ad[i]);
+        }
         for (size_t i = 0; i < 16; i++) { td_tensor_free(&k[i]); td_tensor_free(&b[i]); }
         td_model_free(&m);
     }
