@@ -30,7 +30,9 @@ stage() { # stage NAME DIR [meson options]
 }
 
 stage "release build and tests" build-release --buildtype=release
-stage "ASan+UBSan build and tests" build-asan --buildtype=debugoptimized \
+# One BLAS thread under ASan: two tests at a time, each with spinning OpenBLAS threads, made the
+# instrumented runs many times slower (sched_yield storms); the release stage covers BLAS threads.
+OPENBLAS_NUM_THREADS=1 stage "ASan+UBSan build and tests" build-asan --buildtype=debugoptimized \
     -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all -Db_lundef=false
 
 echo "== valgrind memcheck (C test programs, release build)"
