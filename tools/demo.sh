@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds, decomposes the demo model shipped in
 # tests/data, prints the per-layer table, recomposes every chain with `verify`, and reports the
-# test accuracy before and after when PyTorch is installed.
+# test accuracy before and after, and after 3 epochs of fine-tuning, when PyTorch is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
@@ -24,4 +24,7 @@ if /usr/bin/python3 -c 'import torch, sklearn' 2>/dev/null; then
     echo
     echo "== test accuracy (PyTorch, no fine-tuning)"
     /usr/bin/python3 tools/examples/demo_model.py tests/data/demo.torch.h5 "$work/demo.decomposed.h5"
+    echo
+    echo "== fine-tuned 3 epochs (tools/examples/finetune.py: the same decomposition, then training)"
+    /usr/bin/python3 tools/examples/finetune.py --tool "$tool" --rank-ratio 0.5 2>/dev/null
 fi
