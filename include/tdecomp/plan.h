@@ -78,6 +78,23 @@ TD_API TD_WUR td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t 
                                 const td_plan_options *opt, td_plan_decision *out,
                                 td_plan_summary *summary, td_error *err);
 
+/* One point of a sweep: the plan at one value of the rule. */
+typedef struct td_plan_point {
+    double value;
+    int feasible;              /* 0 where the value is below what the layers can reach */
+    uint64_t params_after;     /* whole file */
+    double max_est_error;      /* largest est_error of the decomposed layers */
+    size_t layers_decomposed;
+} td_plan_point;
+
+/* td_plan at each of values[0 .. nvalues-1] (opt's rule: one taking a value, i.e. not rank,
+ * ranks or vbmf), computing the spectra once: a model-level error-vs-budget curve. scratch has n
+ * entries (the decisions of the last value are left there). Infeasible values give points with
+ * feasible 0; other failures as td_plan. */
+TD_API TD_WUR td_status td_plan_sweep(const td_plan_layer *layers, size_t n, uint64_t other_params,
+                                      const td_plan_options *opt, const double *values, size_t nvalues,
+                                      td_plan_decision *scratch, td_plan_point *points, td_error *err);
+
 TD_END_DECLS
 
 #endif

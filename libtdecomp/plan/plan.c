@@ -430,14 +430,9 @@ static void set_decision(const curve *c, td_plan_decision *o, size_t a, size_t b
     if (o->params_after >= o->params_before && !keep_larger) skip(o, "would not shrink");
 }
 
-td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params, const td_plan_options *opt,
-                  td_plan_decision *out, td_plan_summary *summary, td_error *err)
+static td_status check_options(const td_plan_options *opt, td_error *err)
 {
-    if ((!layers && n) || (!out && n) || !opt) return TD_EINVAL;
     if (opt->rule == TD_RULE_NONE) return td__error_set(err, TD_EINVAL, NULL, NULL, "no rank rule given");
-    const int global = opt->rule == TD_RULE_TARGET_PARAMS || opt->rule == TD_RULE_TARGET_FLOPS ||
-                       opt->rule == TD_RULE_MAX_ERROR;
-    const int by_flops = opt->rule == TD_RULE_TARGET_FLOPS;
     if ((opt->rule == TD_RULE_RATIO || opt->rule == TD_RULE_ENERGY || opt->rule == TD_RULE_TARGET_PARAMS ||
          opt->rule == TD_RULE_TARGET_FLOPS) && !(opt->value > 0 && opt->value <= 1))
         return td__error_set(err, TD_EINVAL, NULL, NULL, "the rule's fraction must be in (0, 1], got %g", opt->value);
@@ -445,31 +440,47 @@ td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params, 
     if (opt->rule == TD_RULE_RANK && opt->rank == 0) return td__error_set(err, TD_EINVAL, NULL, NULL, "rank must be >= 1");
     if (opt->rule == TD_RULE_RANKS && (opt->ranks[0] == 0 || opt->ranks[1] == 0))
         return td__error_set(err, TD_EINVAL, NULL, NULL, "ranks must be >= 1");
-    curve *cv = calloc(n ? n : 1, sizeof(curve));
-    if (!cv) return TD_ENOMEM;
-    td_status st = TD_OK;
-    uint64_t total = other_params, fixed = other_params, flops_total = 0, flops_fixed = 0;
-    int *active = calloc(n ? n : 1, sizeof(int));
-    if (!active) { free(cv); return TD_ENOMEM; }
+    return TD_OK;
+}
+
+/* What does not depend on the rule's value: costs, skips, and the spectral curves. */
+typedef struct prepared {
+    curve *cv;
+    int *active;
+    uint64_t total, fixed, flops_total, flops_fixed;
+} prepared;
+
+static void prepared_free(prepared *p, size_t n)
+{
+    for (size_t i = 0; p->cv && i < n; i++) curve_free(&p->cv[i]);
+    free(p->cv);
+    free(p->active);
+}
+
+static td_status prepare(const td_plan_layer *layers, size_t n, uint64_t other_params, const td_plan_options *opt,
+                         td_plan_decision *out, prepared *p, td_error *err)
+{
+    const int by_flops = opt->rule == TD_RULE_TARGET_FLOPS;
+    memset(p, 0, sizeof *p);
+    p->cv = calloc(n ? n : 1, sizeof(curve));
+    p->active = calloc(n ? n : 1, sizeof(int));
+    if (!p->cv || !p->active) return TD_ENOMEM;
+    p->total = p->fixed = other_params;
     for (size_t i = 0; i < n; i++) {
         const td_plan_layer *l = &layers[i];
         const td_layer_desc *d = &l->desc;
         td_plan_decision *o = &out[i];
         memset(o, 0, sizeof *o);
         td_cost cost;
-        if ((st = td_layer_cost(d, &cost)) != TD_OK) {
-            td__error_set(err, st, NULL, l->name, "invalid layer geometry");
-            goto done;
-        }
+        td_status st = td_layer_cost(d, &cost);
+        if (st != TD_OK) return td__error_set(err, st, NULL, l->name, "invalid layer geometry");
         o->params_before = cost.params;
         o->flops_before = cost.known ? cost.flops : 0;
-        total += cost.params;
-        if (by_flops && !cost.known) {
-            st = td__error_set(err, TD_EINVAL, NULL, l->name,
-                               "--target-flops needs every conv layer's input size (give it with --layer-spec)");
-            goto done;
-        }
-        flops_total += o->flops_before;
+        p->total += cost.params;
+        if (by_flops && !cost.known)
+            return td__error_set(err, TD_EINVAL, NULL, l->name,
+                                 "--target-flops needs every conv layer's input size (give it with --layer-spec)");
+        p->flops_total += o->flops_before;
         td_method m = opt->method_auto ? (d->kind == TD_LAYER_CONV2D && d->kh * d->kw > 1 ? TD_METHOD_TUCKER2 : TD_METHOD_SVD)
                                        : opt->method;
         if (l->excluded) skip(o, "excluded");
@@ -481,26 +492,37 @@ td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params, 
             snprintf(why, sizeof why, "method %s does not apply", td_method_name(m));
             skip(o, why);
         }
-        if (o->skipped) { fixed += o->params_before; flops_fixed += o->flops_before; continue; }
-        if ((st = build_curve(l, m, opt->svd_groups, &cv[i])) != TD_OK) {
-            td__error_set(err, st, NULL, l->name, "cannot compute its spectra: %s", td_strerror(st));
-            goto done;
-        }
-        active[i] = 1;
-        if (!global) {
-            size_t a = 0, b = 0;
-            if ((st = local_ranks(l, &cv[i], opt, o, &a, &b)) != TD_OK) {
-                td__error_set(err, st, NULL, l->name, "rank rule failed: %s", td_strerror(st));
-                goto done;
-            }
-            if (!o->skipped) set_decision(&cv[i], o, a, b, opt->keep_larger);
-        }
+        if (o->skipped) { p->fixed += o->params_before; p->flops_fixed += o->flops_before; continue; }
+        if ((st = build_curve(l, m, opt->svd_groups, &p->cv[i])) != TD_OK)
+            return td__error_set(err, st, NULL, l->name, "cannot compute its spectra: %s", td_strerror(st));
+        p->active[i] = 1;
+    }
+    return TD_OK;
+}
+
+/* The rule applied to prepared curves; out holds prepare's state on entry. */
+static td_status decide(const td_plan_layer *layers, size_t n, uint64_t other_params, const td_plan_options *opt,
+                        const prepared *p, td_plan_decision *out, td_plan_summary *summary, td_error *err)
+{
+    const int global = opt->rule == TD_RULE_TARGET_PARAMS || opt->rule == TD_RULE_TARGET_FLOPS ||
+                       opt->rule == TD_RULE_MAX_ERROR;
+    const int by_flops = opt->rule == TD_RULE_TARGET_FLOPS;
+    const curve *cv = p->cv;
+    const int *active = p->active;
+    const uint64_t total = p->total, fixed = p->fixed, flops_total = p->flops_total, flops_fixed = p->flops_fixed;
+    td_status st = TD_OK;
+    for (size_t i = 0; !global && i < n; i++) {
+        if (!active[i]) continue;
+        size_t a = 0, b = 0;
+        if ((st = local_ranks(&layers[i], &cv[i], opt, &out[i], &a, &b)) != TD_OK)
+            return td__error_set(err, st, NULL, layers[i].name, "rank rule failed: %s", td_strerror(st));
+        if (!out[i].skipped) set_decision(&cv[i], &out[i], a, b, opt->keep_larger);
     }
     double level = 0;
     if (global && opt->min_total_error && opt->rule != TD_RULE_MAX_ERROR) {
         front *fr = calloc(n ? n : 1, sizeof(front));
         size_t *pick = calloc(n ? n : 1, sizeof(size_t));
-        if (!fr || !pick) { free(fr); free(pick); st = TD_ENOMEM; goto done; }
+        if (!fr || !pick) { free(fr); free(pick); return TD_ENOMEM; }
         for (size_t i = 0; i < n && st == TD_OK; i++)
             if (active[i]) st = build_front(&cv[i], by_flops, opt->keep_larger, &fr[i]);
         const uint64_t budget_total = by_flops ? flops_total : total;
@@ -536,7 +558,7 @@ td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params, 
         for (size_t i = 0; i < n; i++) free(fr[i].v);
         free(fr);
         free(pick);
-        if (st != TD_OK) goto done;
+        if (st != TD_OK) return st;
     } else if (global) {
         /* S(e): cost when every active layer takes its cheapest configuration with relative
          * error <= e (or stays whole when that is not smaller). Non-increasing in e. */
@@ -562,7 +584,7 @@ td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params, 
                                    by_flops ? "--target-flops" : "--target-params", opt->value,
                                    (double)s_hi / (double)(budget_total ? budget_total : 1),
                                    by_flops ? "FLOPs" : "parameters");
-                goto done;
+                return st;
             }
             uint64_t s_lo;
             S_OF(0.0, s_lo);
@@ -592,9 +614,64 @@ td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params, 
         for (size_t i = 0; i < n; i++) summary->params_after += out[i].params_after;
         summary->target_error = level;
     }
-done:
-    for (size_t i = 0; i < n; i++) curve_free(&cv[i]);
-    free(cv);
-    free(active);
+    if (summary) {
+        summary->params_total = total;
+        summary->params_after = other_params;
+        for (size_t i = 0; i < n; i++) summary->params_after += out[i].params_after;
+        summary->target_error = level;
+    }
+    return TD_OK;
+}
+
+td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params, const td_plan_options *opt,
+                  td_plan_decision *out, td_plan_summary *summary, td_error *err)
+{
+    if ((!layers && n) || (!out && n) || !opt) return TD_EINVAL;
+    td_status st = check_options(opt, err);
+    if (st != TD_OK) return st;
+    prepared p;
+    st = prepare(layers, n, other_params, opt, out, &p, err);
+    if (st == TD_OK) st = decide(layers, n, other_params, opt, &p, out, summary, err);
+    prepared_free(&p, n);
+    return st;
+}
+
+td_status td_plan_sweep(const td_plan_layer *layers, size_t n, uint64_t other_params, const td_plan_options *opt,
+                        const double *values, size_t nvalues, td_plan_decision *scratch, td_plan_point *points,
+                        td_error *err)
+{
+    if ((!layers && n) || (!scratch && n) || !opt || (nvalues && (!values || !points))) return TD_EINVAL;
+    if (opt->rule == TD_RULE_NONE || opt->rule == TD_RULE_RANK || opt->rule == TD_RULE_RANKS || opt->rule == TD_RULE_VBMF)
+        return td__error_set(err, TD_EINVAL, NULL, NULL, "a sweep needs a rule with a value");
+    td_plan_options o = *opt;
+    td_status st = TD_OK;
+    for (size_t k = 0; k < nvalues && st == TD_OK; k++) {
+        o.value = values[k];
+        st = check_options(&o, err);
+    }
+    if (st != TD_OK) return st;
+    td_plan_decision *tmpl = malloc((n ? n : 1) * sizeof *tmpl);
+    if (!tmpl) return TD_ENOMEM;
+    prepared p;
+    st = prepare(layers, n, other_params, opt, tmpl, &p, err);
+    for (size_t k = 0; k < nvalues && st == TD_OK; k++) {
+        td_plan_point *pt = &points[k];
+        memset(pt, 0, sizeof *pt);
+        pt->value = o.value = values[k];
+        memcpy(scratch, tmpl, n * sizeof *tmpl);
+        td_plan_summary sum;
+        st = decide(layers, n, other_params, &o, &p, scratch, &sum, err);
+        if (st == TD_EINFEASIBLE) { st = TD_OK; td_error_clear(err); continue; }
+        if (st != TD_OK) break;
+        pt->feasible = 1;
+        pt->params_after = sum.params_after;
+        for (size_t i = 0; i < n; i++) {
+            if (scratch[i].skipped) continue;
+            pt->layers_decomposed++;
+            if (scratch[i].est_error > pt->max_est_error) pt->max_est_error = scratch[i].est_error;
+        }
+    }
+    prepared_free(&p, n);
+    free(tmpl);
     return st;
 }

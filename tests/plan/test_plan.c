@@ -177,6 +177,54 @@ START_TEST(test_allocator_beats_uniform)
 }
 END_TEST
 
+/* A sweep computes the spectra once: every point is the plan td_plan makes at that value, for
+ * global targets (infeasible ones included), ratios and the sum objective; rules without a
+ * value are refused. */
+START_TEST(test_sweep_matches_plan)
+{
+    make_model();
+    const double values[6] = {0.01, 0.1, 0.3, 0.5, 0.8, 1.0};
+    td_plan_decision one[5], scratch[5];
+    td_plan_point pts[6];
+    td_error err;
+    const td_rule_kind rules[3] = {TD_RULE_TARGET_PARAMS, TD_RULE_RATIO, TD_RULE_TARGET_FLOPS};
+    for (int r = 0; r < 4; r++) {
+        td_plan_options o;
+        td_plan_options_init(&o);
+        o.rule = rules[r % 3];
+        o.min_total_error = r == 3;
+        TT_OK(td_plan_sweep(LAYERS, 5, 1000, &o, values, 6, scratch, pts, &err));
+        int infeasible = 0;
+        for (int k = 0; k < 6; k++) {
+            o.value = values[k];
+            td_plan_summary sum;
+            td_status st = td_plan(LAYERS, 5, 1000, &o, one, &sum, &err);
+            ck_assert(st == TD_OK || st == TD_EINFEASIBLE);
+            ck_assert_int_eq(pts[k].feasible, st == TD_OK);
+            ck_assert(pts[k].value == values[k]);
+            infeasible += st != TD_OK;
+            if (st != TD_OK) continue;
+            double maxe = 0;
+            size_t nd = 0;
+            for (int i = 0; i < 5; i++)
+                if (!one[i].skipped) { nd++; maxe = fmax(maxe, one[i].est_error); }
+            ck_assert_uint_eq(pts[k].params_after, sum.params_after);
+            ck_assert(pts[k].max_est_error == maxe);
+            ck_assert_uint_eq(pts[k].layers_decomposed, nd);
+        }
+        if (o.rule == TD_RULE_TARGET_PARAMS) ck_assert(infeasible >= 1); /* 1 % cannot be reached */
+    }
+    td_plan_options o;
+    td_plan_options_init(&o);
+    o.rule = TD_RULE_VBMF;
+    ck_assert_int_eq(td_plan_sweep(LAYERS, 5, 0, &o, values, 6, scratch, pts, &err), TD_EINVAL);
+    o.rule = TD_RULE_RATIO;
+    const double bad[2] = {0.5, 1.5};
+    ck_assert_int_eq(td_plan_sweep(LAYERS, 5, 0, &o, bad, 2, scratch, pts, &err), TD_EINVAL);
+    free_model();
+}
+END_TEST
+
 START_TEST(test_targets_and_errors)
 {
     make_model();
@@ -299,6 +347,7 @@ int main(void)
     tcase_add_test(tc, test_rules_and_reasons);
     tcase_add_test(tc, test_allocator_beats_uniform);
     tcase_add_test(tc, test_targets_and_errors);
+    tcase_add_test(tc, test_sweep_matches_plan);
     tcase_add_test(tc, test_min_total_error_variant);
     tcase_add_test(tc, test_svd_grouped_choice);
     suite_add_tcase(s, tc);

@@ -119,30 +119,28 @@ static int write_model_files(const char *dir, const char *in, const td_model *m,
     if (!f) return -1;
     fprintf(f, "rule,value,params_after,params_fraction,max_est_error,layers_decomposed\n");
     const uint64_t total = td_model_total_params(m);
-    for (int rule = 0; rule < 2; rule++)
-        for (int b = 1; b <= NBUDGET; b++) {
-            td_plan_options po;
-            td_plan_options_init(&po);
-            po.rule = rule ? TD_RULE_RATIO : TD_RULE_TARGET_PARAMS;
-            po.value = (double)b / NBUDGET;
-            td_plan_summary sum;
-            td_error err;
-            td_error_clear(&err);
-            td_status st = td_plan(pl, m->nlayers, other, &po, dec, &sum, &err);
-            if (st == TD_EINFEASIBLE) continue; /* below what the layers can reach */
-            if (st != TD_OK) { fclose(f); tool_fail_status(st, &err, in, NULL); return -2; }
-            double maxe = 0;
-            size_t nd = 0;
-            for (size_t i = 0; i < m->nlayers; i++)
-                if (!dec[i].skipped) { nd++; if (dec[i].est_error > maxe) maxe = dec[i].est_error; }
+    double values[NBUDGET];
+    td_plan_point pts[NBUDGET];
+    for (int b = 0; b < NBUDGET; b++) values[b] = (double)(b + 1) / NBUDGET;
+    for (int rule = 0; rule < 2; rule++) {
+        td_plan_options po;
+        td_plan_options_init(&po);
+        po.rule = rule ? TD_RULE_RATIO : TD_RULE_TARGET_PARAMS;
+        td_error err;
+        td_error_clear(&err);
+        td_status st = td_plan_sweep(pl, m->nlayers, other, &po, values, NBUDGET, dec, pts, &err);
+        if (st != TD_OK) { fclose(f); tool_fail_status(st, &err, in, NULL); return -2; }
+        for (int b = 0; b < NBUDGET; b++) {
+            if (!pts[b].feasible) continue; /* below what the layers can reach */
             /* the HOSVD bound can pass 1; a projection never does (||W - W_hat|| <= ||W||) */
-            if (maxe > 1) maxe = 1;
-            const double frac = (double)sum.params_after / (double)(total ? total : 1);
-            fprintf(f, "%s,%.4g,%llu,%.17g,%.17g,%zu\n", rule ? "rank-ratio" : "target-params", po.value,
-                    (unsigned long long)sum.params_after, frac, maxe, nd);
+            const double maxe = pts[b].max_est_error > 1 ? 1 : pts[b].max_est_error;
+            const double frac = (double)pts[b].params_after / (double)(total ? total : 1);
+            fprintf(f, "%s,%.4g,%llu,%.17g,%.17g,%zu\n", rule ? "rank-ratio" : "target-params", values[b],
+                    (unsigned long long)pts[b].params_after, frac, maxe, pts[b].layers_decomposed);
             x[rule][cnt[rule]] = frac;
             y[rule][cnt[rule]++] = maxe;
         }
+    }
     if (fclose(f) != 0) return -1;
     snprintf(path, sizeof path, "%s/model.svg", dir);
     if (!(f = fopen(path, "w"))) return -1;
