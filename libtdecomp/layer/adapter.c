@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/internal.h"
-#include "tdecomp/layer.h"
+#include "layer/internal.h"
 
 void td_adapter_free(td_adapter *a)
 {
@@ -97,12 +97,7 @@ td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size
     size_t rows, cols, inner;
     td_status st = layout(d, rank, &rows, &cols, &inner);
     if (st != TD_OK) return st;
-    const size_t g = d->groups ? d->groups : 1;
-    const int shape_ok = d->kind == TD_LAYER_DENSE
-                             ? kernel->ndim == 2 && kernel->shape[0] == d->cout && kernel->shape[1] == d->cin
-                             : kernel->ndim == 4 && kernel->shape[0] == d->cout && kernel->shape[1] == d->cin / g &&
-                                   kernel->shape[2] == d->kh && kernel->shape[3] == d->kw;
-    if (!shape_ok) return TD_ESHAPE;
+    if (!td__kernel_matches(d, kernel)) return TD_ESHAPE;
     if ((st = td_tensor_check_finite(kernel)) != TD_OK) return st;
     if (!td__fits_blas(rows) || !td__fits_blas(cols) || !td__fits_blas(inner)) return TD_ERANGE;
 
@@ -114,7 +109,7 @@ td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size
     const size_t lo = mode == TD_ADAPTER_PRINCIPAL ? 0 : kept;     /* first triplet of B A */
     const size_t n_ad = mode == TD_ADAPTER_PRINCIPAL ? kept : want - kept;
 
-    td_tensor m, u = {0}, vt = {0}, wr = {0};
+    td_tensor m, u = {0}, vt = {0}, us = {0};
     double *s = NULL;
     size_t shape[2] = {rows, cols};
     out->rank = rank;
@@ -126,21 +121,17 @@ td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size
     if ((st = td_matrix_alloc(&u, rows, want)) != TD_OK || (st = td_matrix_alloc(&vt, want, cols)) != TD_OK) goto fail;
     if ((st = td_svd_trunc(&m, want, NULL, &u, s, &vt)) != TD_OK) goto fail;
 
-    /* W_R = U_R S_R V_R^T */
-    if ((st = td_tensor_alloc(&wr, kernel->ndim, kernel->shape)) != TD_OK) goto fail;
+    /* frozen = W - W_R (principal) or W_R (residual), W_R = (U_R S_R) V_R^T by one GEMM */
+    if ((st = td_matrix_alloc(&us, rows, kept ? kept : 1)) != TD_OK) goto fail;
     for (size_t i = 0; i < rows; i++)
-        for (size_t c = 0; c < kept; c++) {
-            const double us = u.data[i * want + c] * s[c];
-            double *dst = wr.data + i * cols;
-            const double *v = vt.data + c * cols;
-            for (size_t j = 0; j < cols; j++) dst[j] += us * v[j];
-        }
-    if ((st = td_tensor_copy(&out->frozen, kernel)) != TD_OK) goto fail;
-    if (mode == TD_ADAPTER_PRINCIPAL) {
-        for (size_t i = 0; i < wr.size; i++) out->frozen.data[i] -= wr.data[i];
-    } else {
-        memcpy(out->frozen.data, wr.data, wr.size * sizeof(double));
-    }
+        for (size_t c = 0; c < kept; c++) us.data[i * kept + c] = u.data[i * want + c] * s[c];
+    if (mode == TD_ADAPTER_PRINCIPAL) st = td_tensor_copy(&out->frozen, kernel);
+    else st = td_tensor_alloc(&out->frozen, kernel->ndim, kernel->shape);
+    if (st != TD_OK) goto fail;
+    if (kept)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)kept,
+                    mode == TD_ADAPTER_PRINCIPAL ? -1.0 : 1.0, us.data, (int)kept, vt.data, (int)cols,
+                    mode == TD_ADAPTER_PRINCIPAL ? 1.0 : 0.0, out->frozen.data, (int)cols);
     if ((st = td_matrix_alloc(&out->a, inner, cols)) != TD_OK || (st = td_matrix_alloc(&out->b, rows, inner)) != TD_OK)
         goto fail;
     for (size_t c = 0; c < n_ad; c++) {
@@ -169,13 +160,13 @@ td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size
     free(s);
     td_tensor_free(&u);
     td_tensor_free(&vt);
-    td_tensor_free(&wr);
+    td_tensor_free(&us);
     return TD_OK;
 fail:
     free(s);
     td_tensor_free(&u);
     td_tensor_free(&vt);
-    td_tensor_free(&wr);
+    td_tensor_free(&us);
     td_adapter_free(out);
     return st;
 }

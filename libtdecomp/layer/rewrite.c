@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/internal.h"
-#include "tdecomp/layer.h"
+#include "layer/internal.h"
 
 void td_chain_free(td_chain *c)
 {
@@ -16,7 +16,7 @@ void td_chain_free(td_chain *c)
     memset(c, 0, sizeof *c);
 }
 
-static int kernel_matches(const td_layer_desc *d, const td_tensor *k)
+int td__kernel_matches(const td_layer_desc *d, const td_tensor *k)
 {
     if (!d || !k) return 0;
     if (d->kind == TD_LAYER_DENSE) return k->ndim == 2 && k->shape[0] == d->cout && k->shape[1] == d->cin;
@@ -31,7 +31,7 @@ static td_status check_layer(const td_layer_desc *d, const td_tensor *kernel, co
     td_cost c;
     td_status st = td_layer_cost(d, &c); /* validates the geometry (and a known input size) */
     if (st != TD_OK) return st;
-    if (!kernel_matches(d, kernel)) return TD_ESHAPE;
+    if (!td__kernel_matches(d, kernel)) return TD_ESHAPE;
     if (bias && bias->size && (bias->ndim != 1 || bias->shape[0] != d->cout)) return TD_ESHAPE;
     return td_tensor_check_finite(kernel);
 }
