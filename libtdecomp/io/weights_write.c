@@ -414,16 +414,12 @@ td_status td_tensor_round(td_tensor *t, td_dtype dtype)
     return st;
 }
 
-/* Writes t at the path of the source dataset src_path with its shape, dtype and attributes. */
+/* Writes t (same element count) at src's path with src's shape, dtype and attributes. */
 static td_status replace_ds(wctx *w, td_outfile *o, const td_model_tensor *src, const td_tensor *t)
 {
     td_tensor view;
-    if (t->size != 0 && src->ndim > 0) {
-        size_t n = 1;
-        for (int i = 0; i < src->ndim; i++) n *= src->shape[i];
-        if (n != t->size) return TD_ESHAPE;
-    }
     td_status st = td_tensor_view(&view, src->ndim, src->shape, t->data);
+    if (st == TD_OK && view.size != t->size) st = TD_ESHAPE;
     if (st == TD_OK) st = write_ds(w, o, src->path, &view, src->dtype);
     if (st != TD_OK) return st;
     hid_t s = H5Dopen2(w->src, src->path, H5P_DEFAULT), d = H5Dopen2(w->dst, src->path, H5P_DEFAULT);
