@@ -142,7 +142,9 @@ int cmd_verify(int argc, char **argv)
     if (rc) return rc;
     td_error err;
     td_error_clear(&err);
+    tool_deadline_begin();
     td_status st = td_model_open(&md, dec, mo.layout, &err);
+    tool_deadline_end();
     if (st != TD_OK) { td_model_free(&mo); return tool_fail_status(st, &err, dec, NULL); }
     json_t *layers = json_array();
     double worst = 0;

@@ -110,6 +110,9 @@ static int run_contained(const tool_cmd *cmd, int argc, char **argv)
         raise(sig);
     }
     const char *in = argc > 2 ? argv[2] : NULL;
+    if (sig == SIGALRM)
+        return tool_fail(TOOL_EINPUT, in, NULL, "malformed input: reading its structure did not finish within "
+                         "TDECOMP_OPEN_TIMEOUT (default %d s); nothing was written", TOOL_OPEN_TIMEOUT_DEFAULT);
     return tool_fail(TOOL_EINPUT, in, NULL, "malformed input: the process working on it was killed by signal %d (%s); "
                      "nothing was written", sig, strsignal(sig));
 }

@@ -46,7 +46,12 @@ int tool_open_model(td_model *m, const char *in, const char *layout, const char 
         return tool_usage_error("--layout must be keras2, keras3, torch or auto, got '%s'", layout);
     td_error err;
     td_error_clear(&err);
+    /* a corrupt file can make libhdf5 loop forever while we read its structure (found by fuzz_raw:
+     * H5HG_read under a vlen attribute read); a sound file's structure reads in well under a second,
+     * so a deadline ends the child, and main.c reports the SIGALRM as stuck input */
+    tool_deadline_begin();
     td_status st = td_model_open(m, in, lay, &err);
+    tool_deadline_end();
     if (st != TD_OK) return tool_fail_status(st, &err, in, NULL);
     if (spec && (st = td_model_apply_spec(m, spec, &err)) != TD_OK) {
         td_model_free(m);

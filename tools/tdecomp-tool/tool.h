@@ -63,6 +63,12 @@ extern int tool_temp_report_fd;
 void tool_announce_temp(const char *path);
 int tool_remove_tree(const char *path);
 
+/* A deadline (alarm) around reading a file's structure: TDECOMP_OPEN_TIMEOUT seconds, default 60.
+ * SIGALRM ends the process; the supervising parent reports it as stuck input. */
+#define TOOL_OPEN_TIMEOUT_DEFAULT 60
+void tool_deadline_begin(void);
+void tool_deadline_end(void);
+
 /* Output file registered for cleanup on SIGINT/SIGTERM (the temporary file is removed). */
 void tool_track_outfile(td_outfile *o);
 void tool_untrack_outfile(void);

@@ -163,6 +163,17 @@ static char tracked_temp[4096];
 
 int tool_temp_report_fd = -1;
 
+void tool_deadline_begin(void)
+{
+    const char *e = getenv("TDECOMP_OPEN_TIMEOUT");
+    long secs = TOOL_OPEN_TIMEOUT_DEFAULT;
+    if (e && tool_parse_int(e, 1, 86400, &secs) != 0) secs = TOOL_OPEN_TIMEOUT_DEFAULT;
+    signal(SIGALRM, SIG_DFL);
+    alarm((unsigned)secs);
+}
+
+void tool_deadline_end(void) { alarm(0); }
+
 void tool_announce_temp(const char *path)
 {
     if (tool_temp_report_fd < 0 || !path) return;
