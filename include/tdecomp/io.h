@@ -18,10 +18,11 @@ typedef enum td_dtype {
     TD_DTYPE_F16 = 0,
     TD_DTYPE_F32 = 1,
     TD_DTYPE_F64 = 2,
-    TD_DTYPE_OTHER = 3   /* integers, strings, compounds, ...: never read as a tensor */
+    TD_DTYPE_OTHER = 3,  /* integers, strings, compounds, ...: never read as a tensor */
+    TD_DTYPE_BF16 = 4    /* bfloat16 (1 sign, 8 exponent, 7 mantissa bits); rounded to nearest even */
 } td_dtype;
 
-/* "float16", "float32", "float64" or "other". */
+/* "float16", "float32", "float64", "bfloat16" or "other". */
 TD_API const char *td_dtype_name(td_dtype dtype);
 
 /* Reads the float16/32/64 dataset `dataset` (absolute or relative to the root) of the HDF5 file
@@ -94,7 +95,8 @@ typedef enum td_layout {
                              keras3 (/layers/<name>/vars/<i>), else torch */
     TD_LAYOUT_TORCH,      /* one dataset per state-dict key (dots in names, or nested groups) */
     TD_LAYOUT_KERAS2,     /* legacy .h5 from save_weights or model.save */
-    TD_LAYOUT_KERAS3      /* .weights.h5 */
+    TD_LAYOUT_KERAS3,     /* .weights.h5 */
+    TD_LAYOUT_SAFETENSORS /* a .safetensors file (torch key naming), detected by content */
 } td_layout;
 
 /* "auto", "torch", "keras2", "keras3". */

@@ -78,6 +78,20 @@ typedef struct td_cost {
  * TD_EOVERFLOW when a count does not fit 63 bits (c is then zeroed). */
 TD_API TD_WUR td_status td_layer_cost(const td_layer_desc *d, td_cost *c);
 
+/* --- calibration statistics (data-aware rewrites) ---------------------------------------------
+ * What a layer's inputs and outputs look like on the user's data (docs/formats.md section 3).
+ * Every pointer is a view the caller keeps alive; the struct owns nothing. With statistics, a
+ * rewrite minimises the error of the layer's output on that data instead of the weight error. */
+typedef struct td_layer_stats {
+    const td_tensor *input_cov;  /* E[x x^T], required: (Cin, Cin) for a conv (per channel, pooled
+                                    over positions), (in, in) for a dense layer */
+    const td_tensor *output_cov; /* E[y y^T] of the output without bias, (Cout, Cout); NULL if absent */
+    const td_tensor *patch_cov;  /* (Cin kh kw, Cin kh kw) im2col patch covariance; NULL if absent */
+    const double *out_scale;     /* Cout weights of the output error (a following BatchNorm's
+                                    gamma / sqrt(var + eps)); NULL means all 1 */
+    double count;                /* vectors averaged in input_cov, > 0 */
+} td_layer_stats;
+
 /* --- rewrites into chains ------------------------------------------------------------------
  * Every rewrite takes the layer's description d, its kernel (OIHW (Cout, Cin, kh, kw) for a conv,
  * (out, in) for a dense layer; shapes must match d exactly, else TD_ESHAPE) and an optional bias

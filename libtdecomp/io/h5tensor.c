@@ -8,6 +8,7 @@ const char *td_dtype_name(td_dtype dtype)
     case TD_DTYPE_F16: return "float16";
     case TD_DTYPE_F32: return "float32";
     case TD_DTYPE_F64: return "float64";
+    case TD_DTYPE_BF16: return "bfloat16";
     default: return "other";
     }
 }
