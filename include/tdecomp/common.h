@@ -33,8 +33,8 @@
 
 /* Library version, also printed by `tdecomp-tool --version`. */
 #define TD_VERSION_MAJOR 0
-#define TD_VERSION_MINOR 1
+#define TD_VERSION_MINOR 2
 #define TD_VERSION_PATCH 0
-#define TD_VERSION_STRING "0.1.0"
+#define TD_VERSION_STRING "0.2.0"
 
 #endif

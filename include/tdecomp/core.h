@@ -123,6 +123,12 @@ TD_API TD_WUR td_status td_gram(const td_tensor *x, int mode, td_tensor *g);
 /* Frobenius norm sqrt(sum x^2), computed without overflow for large entries. 0 for an empty tensor. */
 TD_API double td_norm(const td_tensor *x);
 
+/* Relative difference ||x - ref||_F / ||ref||_F into *rel (the absolute ||x - ref||_F when ref is
+ * zero), over the flat element order: x and ref must have the same element count (shapes may
+ * differ, e.g. a kernel against its (rows, cols) view), else TD_ESHAPE; TD_EINVAL for NULL.
+ * NaN/Inf entries give NaN/Inf. No allocation; two passes over each; thread-safe. */
+TD_API TD_WUR td_status td_rel_diff(const td_tensor *x, const td_tensor *ref, double *rel);
+
 /* Inner product sum a .* b into *out; TD_ESHAPE when shapes differ. */
 TD_API TD_WUR td_status td_inner(const td_tensor *a, const td_tensor *b, double *out);
 

@@ -53,6 +53,12 @@ typedef struct td_layer_desc {
  * 296,656,896 FLOPs (1x1 64 -> 32 on 100 x 100, 3x3 32 -> 32 and 1x1 32 -> 128 on 98 x 98).
  * The notes' "2 K - 1 per output" convention (1,414.94 -> 294.80 MFLOPs) is not used. */
 
+/* The one validity check of a description, used by every function below: TD_OK, or TD_EINVAL for
+ * NULL, a zero size, a dense layer with kh or kw other than 1, an unknown kind or padding mode,
+ * groups 0 or not dividing Cin and Cout, a stride or dilation 0, or input_known with a 0 extent.
+ * Whether the kernel fits a known input is td_layer_output_size's question. Thread-safe. */
+TD_API TD_WUR td_status td_layer_check(const td_layer_desc *d);
+
 /* Resolves the padding of d for an input of h x w into pad[4] = top, bottom, left, right.
  * Explicit: d->pad; valid and dense: zeros; 'same' (TF/Keras): out = ceil(H / s),
  * total = max((out - 1) s + (k - 1) d + 1 - H, 0), top = total / 2, bottom = the rest (the odd
@@ -116,6 +122,8 @@ typedef enum td_method {
     TD_METHOD_SVD,          /* dense: (r, in), (out, r); conv: kh x kw Cin->j, 1x1 j->Cout */
     TD_METHOD_SVD_GROUPED   /* ALDS: grouped kh x kw conv Cin->k*j (groups k), 1x1 k*j->Cout */
 } td_method;
+#define TD_METHOD_COUNT 5               /* one past the largest td_method */
+#define TD_METHOD_BIT(m) (1u << (m))    /* a td_method in a td_admission mask */
 
 /* "none", "tucker2", "cp", "svd", "svd-grouped" (the report's names); "none" for unknown values. */
 TD_API const char *td_method_name(td_method m);
@@ -143,11 +151,72 @@ typedef struct td_chain {
     int clamped;            /* 1 when a requested rank was above its mode and lowered */
     double rel_error;       /* ||W - W_hat||_F / ||W||_F of the composed kernel (double) */
     double seconds;         /* wall time of the decomposition and the chain's assembly */
+    int has_output_error;   /* 1 when the rewrite had calibration statistics */
+    double output_rel_error;/* predicted relative error of the layer's output on that data */
 } td_chain;
+
+/* --- what a layer admits, and chains by shape alone ---------------------------------------------
+ * Which methods apply to a layer, and why not the others. A layer's geometry decides first
+ * (td_layer_admission); whoever knows more narrows it (io: what a file format can store, e.g. no
+ * CP chain in Keras with stride > 1) with td_admission_refuse; the planner decides only among
+ * what is admitted, so a budget is never spent on a layer that cannot be written. */
+typedef struct td_admission {
+    unsigned mask;                           /* TD_METHOD_BIT(m) for every admitted method */
+    const char *why_not[TD_METHOD_COUNT];    /* static text for each method not admitted, NULL for
+                                                admitted ones: the report's skip reason */
+} td_admission;
+
+/* From the geometry alone: a k x k conv (kh kw > 1) with groups 1 admits tucker2, cp, svd and
+ * svd-grouped; a 1x1 conv and a dense layer svd only ("method M does not apply" for the others);
+ * a depthwise conv (1 < groups = Cin) nothing ("depthwise"), another grouped conv nothing
+ * ("grouped"). TD_EINVAL as td_layer_check (a is then zeroed). Thread-safe, no allocation. */
+TD_API TD_WUR td_status td_layer_admission(const td_layer_desc *d, td_admission *a);
+
+/* Removes m from a's mask with the reason why (static storage, the caller's); no effect when m is
+ * not admitted (the first reason stays, as the report's order of reasons requires). */
+TD_API void td_admission_refuse(td_admission *a, td_method m, const char *why);
+
+/* The chain a rewrite of d by method m at ranks would produce, without data: method, npieces,
+ * ranks, and every piece's desc (geometry, the input size it sees, has_bias on the last piece as
+ * d says) and kernel shape (ndim, shape, size set; data NULL, owner 0). Ranks as td_chain's:
+ * tucker2 (R_out, R_in) with 1 <= R_out <= Cout, 1 <= R_in <= Cin; cp (R >= 1); svd (j) with
+ * 1 <= j <= min(Cout, Cin kh kw); svd-grouped (k, j), 2 <= k dividing Cin, 1 <= j <= min(Cout,
+ * Cin/k kh kw). Statuses: TD_EINVAL (invalid d or ranks, m none), TD_EUNSUPPORTED (m not admitted
+ * by d's geometry). c is zeroed on failure and needs no td_chain_free. Thread-safe. */
+TD_API TD_WUR td_status td_chain_layout(const td_layer_desc *d, td_method m, const size_t ranks[2], td_chain *c);
+
+/* td_chain_cost of td_chain_layout(d, m, ranks): the cost of the chain a rewrite would write,
+ * computed from shapes only; the planner's one cost model. Statuses as td_chain_layout, plus
+ * td_chain_cost's TD_EOVERFLOW. Cost: O(1). */
+TD_API TD_WUR td_status td_chain_cost_for(const td_layer_desc *d, td_method m, const size_t ranks[2], td_cost *cost);
 
 /* Frees every piece and zeroes the chain. Safe on a zeroed chain; pieces that are views (owner 0)
  * are only reset, so a chain of views over a file's buffers may be freed too. */
 TD_API void td_chain_free(td_chain *c);
+
+/* Options of td_layer_rewrite; td_rewrite_options_init sets the defaults. */
+typedef struct td_rewrite_options {
+    int clamp;                  /* 0 (default): a rank above its limit is TD_EINVAL; 1: it is
+                                   lowered to the limit and chain.clamped says so */
+    td_tucker_options tucker;   /* Tucker-2: method (default HOOI), tol, max_iter, progress;
+                                   its clamp and truncate fields are ignored */
+    td_cp_options cp;           /* CP-ALS options (defaults of td_cp_options_init) */
+} td_rewrite_options;
+
+TD_API void td_rewrite_options_init(td_rewrite_options *opt);
+
+/* The one entry point of every rewrite: layer d (kernel, optional bias) by method m at ranks
+ * (td_chain's convention: tucker2 (R_out, R_in), cp (R), svd (j), svd-grouped (k, j)); opt NULL
+ * for the defaults. The chain's pieces are td_chain_layout(d, m, ranks) (after clamping), so
+ * td_chain_cost of the result equals td_chain_cost_for. Statuses: TD_EINVAL (NULL, invalid d,
+ * method none or not fitting the geometry, a rank 0, a rank above its limit without clamp, k not
+ * dividing Cin), TD_EUNSUPPORTED (grouped or depthwise convs), TD_ESHAPE, TD_ENOTFINITE,
+ * TD_ENOMEM, TD_ERANGE, TD_ELAPACK, TD_ECANCELED (a progress callback). out is zeroed on
+ * failure. Cost: the method's decomposition (below) plus one composition of the chain for
+ * rel_error. Thread-safe: distinct outputs may be computed concurrently. */
+TD_API TD_WUR td_status td_layer_rewrite(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
+                                         td_method m, const size_t ranks[2], const td_rewrite_options *opt,
+                                         td_chain *out);
 
 /* Tucker-2 of a conv kernel (Kim et al. 2015): W ~= G x_0 U_out x_1 U_in on modes {0, 1} of OIHW
  * (spatial modes kept whole), ranks (r_out, r_in) in mode order; r_out != r_in is fine.

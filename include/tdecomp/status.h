@@ -55,6 +55,10 @@ typedef struct td_error {
     char message[TD_ERROR_MSG_MAX];
 } td_error;
 
+/* The library's version at run time ("0.2.0"), which may differ from TD_VERSION_STRING of the
+ * headers a program was compiled with. Static storage; thread-safe. */
+TD_API const char *td_version(void);
+
 /* Resets a record to TD_OK and an empty message. */
 TD_API void td_error_clear(td_error *err);
 

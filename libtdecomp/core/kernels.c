@@ -335,6 +335,33 @@ double td_norm(const td_tensor *x)
     return amax * sqrt(s);
 }
 
+/* sqrt(sum (x - ref)^2) and sqrt(sum ref^2) by the scaled sums of td_norm, in one pass each. */
+static double diff_norm(const double *x, const double *ref, size_t n)
+{
+    double amax = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(x ? x[i] - ref[i] : ref[i]);
+        if (!(a <= amax)) amax = a;
+    }
+    if (isnan(amax) || isinf(amax) || amax == 0.0) return amax;
+    const double scale = amax > 1e-140 && amax < 1e140 ? 1.0 : amax;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double v = (x ? x[i] - ref[i] : ref[i]) / scale;
+        s += v * v;
+    }
+    return scale * sqrt(s);
+}
+
+td_status td_rel_diff(const td_tensor *x, const td_tensor *ref, double *rel)
+{
+    if (!x || !ref || !rel) return TD_EINVAL;
+    if (x->size != ref->size || (x->size && (!x->data || !ref->data))) return TD_ESHAPE;
+    const double nd = diff_norm(x->data, ref->data, x->size), nr = diff_norm(NULL, ref->data, ref->size);
+    *rel = nr > 0 ? nd / nr : nd;
+    return TD_OK;
+}
+
 td_status td_inner(const td_tensor *a, const td_tensor *b, double *out)
 {
     if (!a || !b || !out) return TD_EINVAL;

@@ -20,3 +20,5 @@ const char *td_status_name(td_status status)
     default: return "TD_UNKNOWN";
     }
 }
+
+const char *td_version(void) { return TD_VERSION_STRING; }

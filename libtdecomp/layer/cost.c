@@ -15,13 +15,18 @@ const char *td_method_name(td_method m)
     }
 }
 
-static int valid(const td_layer_desc *d)
+td_status td_layer_check(const td_layer_desc *d)
 {
-    if (!d || d->cout == 0 || d->cin == 0 || d->kh == 0 || d->kw == 0) return 0;
-    if (d->kind == TD_LAYER_DENSE) return 1;
-    return d->groups >= 1 && d->cin % d->groups == 0 && d->cout % d->groups == 0 && d->stride[0] >= 1 &&
-           d->stride[1] >= 1 && d->dilation[0] >= 1 && d->dilation[1] >= 1;
+    if (!d || d->cout == 0 || d->cin == 0 || d->kh == 0 || d->kw == 0) return TD_EINVAL;
+    if (d->kind == TD_LAYER_DENSE) return d->kh == 1 && d->kw == 1 ? TD_OK : TD_EINVAL;
+    if (d->kind != TD_LAYER_CONV2D || d->groups < 1 || d->cin % d->groups || d->cout % d->groups) return TD_EINVAL;
+    if (d->stride[0] < 1 || d->stride[1] < 1 || d->dilation[0] < 1 || d->dilation[1] < 1) return TD_EINVAL;
+    if (d->pad_mode != TD_PAD_EXPLICIT && d->pad_mode != TD_PAD_SAME && d->pad_mode != TD_PAD_VALID) return TD_EINVAL;
+    if (d->input_known && (d->in_h == 0 || d->in_w == 0)) return TD_EINVAL;
+    return TD_OK;
 }
+
+static int valid(const td_layer_desc *d) { return td_layer_check(d) == TD_OK; }
 
 /* a * b into *out; 0 on uint64 overflow (absurd input sizes from a layer spec). */
 static int mul64(uint64_t a, uint64_t b, uint64_t *out)

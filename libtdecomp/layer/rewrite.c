@@ -36,61 +36,28 @@ static td_status check_layer(const td_layer_desc *d, const td_tensor *kernel, co
     return td_tensor_check_finite(kernel);
 }
 
-/* Output geometry of d as the next piece's input. */
-static void next_input(const td_layer_desc *d, td_layer_desc *n)
-{
-    n->input_known = 0;
-    size_t ho, wo;
-    if (d->input_known && td_layer_output_size(d, d->in_h, d->in_w, &ho, &wo) == TD_OK) {
-        n->input_known = 1;
-        n->in_h = ho;
-        n->in_w = wo;
-    }
-}
-
-static td_status piece_1x1(td_chain_piece *p, size_t cout, size_t cin, const td_layer_desc *in_of,
-                           int after)
-{
-    memset(&p->desc, 0, sizeof p->desc);
-    p->desc.kind = TD_LAYER_CONV2D;
-    p->desc.cout = cout;
-    p->desc.cin = cin;
-    p->desc.kh = p->desc.kw = 1;
-    p->desc.groups = 1;
-    p->desc.stride[0] = p->desc.stride[1] = 1;
-    p->desc.dilation[0] = p->desc.dilation[1] = 1;
-    p->desc.pad_mode = TD_PAD_EXPLICIT;
-    if (after) {
-        next_input(in_of, &p->desc);
-    } else {
-        p->desc.input_known = in_of->input_known;
-        p->desc.in_h = in_of->in_h;
-        p->desc.in_w = in_of->in_w;
-    }
-    size_t shape[4] = {cout, cin, 1, 1};
-    return td_tensor_alloc(&p->kernel, 4, shape);
-}
-
-static td_status set_bias(td_chain_piece *p, const td_tensor *bias)
-{
-    if (!bias || bias->size == 0) return TD_OK;
-    p->desc.has_bias = 1;
-    return td_tensor_copy(&p->bias, bias);
-}
-
 td_status td_chain_rel_error(const td_chain *c, const td_tensor *kernel, double *rel_error)
 {
     if (!c || !kernel || !rel_error) return TD_EINVAL;
     td_tensor w = {0};
     td_status st = td_tensor_alloc(&w, kernel->ndim, kernel->shape);
     if (st == TD_OK) st = td_chain_compose(c, &w);
-    if (st == TD_OK) {
-        const double nk = td_norm(kernel);
-        for (size_t i = 0; i < w.size; i++) w.data[i] -= kernel->data[i];
-        const double nd = td_norm(&w);
-        *rel_error = nk > 0 ? nd / nk : nd;
-    }
+    if (st == TD_OK) st = td_rel_diff(&w, kernel, rel_error);
     td_tensor_free(&w);
+    return st;
+}
+
+/* The shared start of every rewrite: checks, the chain laid out by td_chain_layout (the one
+ * definition of the pieces), storage, and the bias on the last piece. */
+static td_status begin(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, td_method m,
+                       const size_t ranks[2], td_chain *out)
+{
+    td_status st = check_layer(d, kernel, bias);
+    if (st == TD_OK) st = td_chain_layout(d, m, ranks, out);
+    if (st == TD_OK) st = td__chain_alloc(out);
+    td_chain_piece *last = &out->pieces[out->npieces ? out->npieces - 1 : 0];
+    if (st == TD_OK) last->desc.has_bias = bias && bias->size;
+    if (st == TD_OK && last->desc.has_bias) st = td_tensor_copy(&last->bias, bias);
     return st;
 }
 
@@ -101,111 +68,55 @@ static td_status finish(td_chain *c, const td_tensor *kernel, double t0)
     return st;
 }
 
-td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
-                          size_t r_out, size_t r_in, const td_tucker_options *opt, td_chain *out)
+/* dst (rows x cols) = src^T where src is cols x rows, both row-major. */
+static void transpose_into(double *dst, const double *src, size_t rows, size_t cols)
 {
-    if (!out) return TD_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (!d || d->kind != TD_LAYER_CONV2D) return TD_EINVAL;
-    if (d->groups != 1) return TD_EUNSUPPORTED;
-    td_status st = check_layer(d, kernel, bias);
-    if (st != TD_OK) return st;
-    if (r_out == 0 || r_in == 0) return TD_EINVAL;
-    td_tucker_options o;
-    if (opt) o = *opt;
-    else td_tucker_options_init(&o);
-    o.truncate = NULL;
-    int clamped = 0;
-    if (r_out > d->cout) { if (!o.clamp) return TD_EINVAL; r_out = d->cout; clamped = 1; }
-    if (r_in > d->cin) { if (!o.clamp) return TD_EINVAL; r_in = d->cin; clamped = 1; }
+    for (size_t a = 0; a < rows; a++)
+        for (size_t c = 0; c < cols; c++) dst[a * cols + c] = src[c * rows + a];
+}
+
+static td_status tucker2(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, const size_t r[2],
+                         const td_tucker_options *opt, td_chain *out)
+{
     const double t0 = td__now();
+    td_tucker_options o = *opt;
+    o.truncate = NULL;
+    o.clamp = 0;
     int modes[2] = {0, 1};
-    size_t ranks[2] = {r_out, r_in};
     td_tucker_result tr;
-    if ((st = td_tucker(kernel, 2, modes, ranks, &o, &tr)) != TD_OK) return st;
-    out->method = TD_METHOD_TUCKER2;
-    out->npieces = 3;
-    out->ranks[0] = r_out;
-    out->ranks[1] = r_in;
-    out->nranks = 2;
-    out->clamped = clamped;
-    const td_tensor *uo = &tr.factors[0], *ui = &tr.factors[1];
+    memset(&tr, 0, sizeof tr);
+    td_status st = begin(d, kernel, bias, TD_METHOD_TUCKER2, r, out);
+    if (st == TD_OK) st = td_tucker(kernel, 2, modes, r, &o, &tr);
+    if (st != TD_OK) goto done;
     td_chain_piece *p = out->pieces;
-    if ((st = piece_1x1(&p[0], r_in, d->cin, d, 0)) != TD_OK) goto done;
-    for (size_t a = 0; a < r_in; a++)
-        for (size_t c = 0; c < d->cin; c++) p[0].kernel.data[a * d->cin + c] = ui->data[c * r_in + a];
-    p[1].desc = *d;
-    p[1].desc.cout = r_out;
-    p[1].desc.cin = r_in;
-    p[1].desc.has_bias = 0;
-    p[1].kernel = tr.core;
-    memset(&tr.core, 0, sizeof tr.core);
-    if ((st = piece_1x1(&p[2], d->cout, r_out, d, 1)) != TD_OK) goto done;
-    memcpy(p[2].kernel.data, uo->data, d->cout * r_out * sizeof(double));
-    if ((st = set_bias(&p[2], bias)) != TD_OK) goto done;
+    transpose_into(p[0].kernel.data, tr.factors[1].data, r[1], d->cin);   /* U_in^T */
+    memcpy(p[1].kernel.data, tr.core.data, tr.core.size * sizeof(double));
+    memcpy(p[2].kernel.data, tr.factors[0].data, d->cout * r[0] * sizeof(double));
     st = finish(out, kernel, t0);
 done:
     td_tucker_free(&tr);
-    if (st != TD_OK) td_chain_free(out);
     return st;
 }
 
-td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t rank,
-                     const td_cp_options *opt, td_chain *out)
+static td_status cp(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t rank,
+                    const td_cp_options *opt, td_chain *out)
 {
-    if (!out) return TD_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (!d || d->kind != TD_LAYER_CONV2D) return TD_EINVAL;
-    if (d->groups != 1) return TD_EUNSUPPORTED;
-    td_status st = check_layer(d, kernel, bias);
-    if (st != TD_OK) return st;
-    if (rank == 0) return TD_EINVAL;
     const double t0 = td__now();
-    td_cp_result cp;
-    if ((st = td_cp_als(kernel, rank, opt, &cp)) != TD_OK) return st;
-    const size_t r = rank, kh = d->kh, kw = d->kw;
-    out->method = TD_METHOD_CP;
-    out->npieces = 4;
-    out->ranks[0] = r;
-    out->nranks = 1;
+    const size_t r = rank, kh = d->kh, kw = d->kw, ranks[2] = {rank, 0};
+    td_cp_result f;
+    memset(&f, 0, sizeof f);
+    td_status st = begin(d, kernel, bias, TD_METHOD_CP, ranks, out);
+    if (st == TD_OK) st = td_cp_als(kernel, rank, opt, &f);
+    if (st != TD_OK) goto done;
     td_chain_piece *p = out->pieces;
-    if ((st = piece_1x1(&p[0], r, d->cin, d, 0)) != TD_OK) goto done;
-    for (size_t a = 0; a < r; a++)
-        for (size_t c = 0; c < d->cin; c++) p[0].kernel.data[a * d->cin + c] = cp.factors[1].data[c * r + a];
-    /* kh x 1 depthwise: height stride, dilation, padding */
-    p[1].desc = *d;
-    p[1].desc.cout = p[1].desc.cin = p[1].desc.groups = r;
-    p[1].desc.kw = 1;
-    p[1].desc.stride[1] = 1;
-    p[1].desc.dilation[1] = 1;
-    p[1].desc.pad[2] = p[1].desc.pad[3] = 0;
-    p[1].desc.has_bias = 0;
-    size_t s1[4] = {r, 1, kh, 1};
-    if ((st = td_tensor_alloc(&p[1].kernel, 4, s1)) != TD_OK) goto done;
-    for (size_t a = 0; a < r; a++)
-        for (size_t i = 0; i < kh; i++) p[1].kernel.data[a * kh + i] = cp.factors[2].data[i * r + a];
-    /* 1 x kw depthwise: width ones, on the height-reduced input */
-    p[2].desc = *d;
-    p[2].desc.cout = p[2].desc.cin = p[2].desc.groups = r;
-    p[2].desc.kh = 1;
-    p[2].desc.stride[0] = 1;
-    p[2].desc.dilation[0] = 1;
-    p[2].desc.pad[0] = p[2].desc.pad[1] = 0;
-    p[2].desc.has_bias = 0;
-    next_input(&p[1].desc, &p[2].desc);
-    if (p[2].desc.input_known) p[2].desc.in_w = d->in_w;
-    size_t s2[4] = {r, 1, 1, kw};
-    if ((st = td_tensor_alloc(&p[2].kernel, 4, s2)) != TD_OK) goto done;
-    for (size_t a = 0; a < r; a++)
-        for (size_t j = 0; j < kw; j++) p[2].kernel.data[a * kw + j] = cp.factors[3].data[j * r + a];
-    if ((st = piece_1x1(&p[3], d->cout, r, d, 1)) != TD_OK) goto done;
-    for (size_t o = 0; o < d->cout; o++)
-        for (size_t a = 0; a < r; a++) p[3].kernel.data[o * r + a] = cp.factors[0].data[o * r + a] * cp.weights[a];
-    if ((st = set_bias(&p[3], bias)) != TD_OK) goto done;
+    transpose_into(p[0].kernel.data, f.factors[1].data, r, d->cin);
+    transpose_into(p[1].kernel.data, f.factors[2].data, r, kh);
+    transpose_into(p[2].kernel.data, f.factors[3].data, r, kw);
+    for (size_t o = 0; o < d->cout; o++)   /* the weights folded into the last piece */
+        for (size_t a = 0; a < r; a++) p[3].kernel.data[o * r + a] = f.factors[0].data[o * r + a] * f.weights[a];
     st = finish(out, kernel, t0);
 done:
-    td_cp_free(&cp);
-    if (st != TD_OK) td_chain_free(out);
+    td_cp_free(&f);
     return st;
 }
 
@@ -224,60 +135,18 @@ static td_status svd_block(const td_tensor *m, size_t j, td_tensor *us, td_tenso
     return st;
 }
 
-td_status td_layer_svd(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t rank,
-                       int clamp, td_chain *out)
+/* (Grouped) SVD of the lowering: group g's (Cout, Cin/k kh kw) slice gets a rank-j SVD. */
+static td_status svd(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t k, size_t j,
+                     td_chain *out)
 {
-    return td_conv_svd_grouped(d, kernel, bias, 1, rank, clamp, out);
-}
-
-td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
-                              size_t k, size_t j, int clamp, td_chain *out)
-{
-    if (!out) return TD_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (!d) return TD_EINVAL;
-    if (d->kind == TD_LAYER_CONV2D && d->groups != 1) return TD_EUNSUPPORTED;
-    td_status st = check_layer(d, kernel, bias);
-    if (st != TD_OK) return st;
-    const int dense = d->kind == TD_LAYER_DENSE;
-    if (k == 0 || j == 0 || d->cin % k != 0 || (dense && k != 1)) return TD_EINVAL;
-    const size_t cg = d->cin / k, sp = d->kh * d->kw, cols = cg * sp, jmax = d->cout < cols ? d->cout : cols;
-    if (j > jmax) { if (!clamp) return TD_EINVAL; j = jmax; out->clamped = 1; }
     const double t0 = td__now();
-    const size_t kj = k * j;
+    const size_t sp = d->kh * d->kw, cols = d->cin / k * sp, kj = k * j;
+    const size_t ranks[2] = {k > 1 ? k : j, k > 1 ? j : 0};
     td_tensor m = {0}, us = {0}, vt = {0};
-    out->method = k == 1 ? TD_METHOD_SVD : TD_METHOD_SVD_GROUPED;
-    out->npieces = 2;
-    if (k == 1) { out->ranks[0] = j; out->nranks = 1; }
-    else { out->ranks[0] = k; out->ranks[1] = j; out->nranks = 2; }
+    td_status st = begin(d, kernel, bias, k > 1 ? TD_METHOD_SVD_GROUPED : TD_METHOD_SVD, ranks, out);
+    if (st == TD_OK) st = td_matrix_alloc(&m, d->cout, cols);
     td_chain_piece *p = out->pieces;
-    p[0].desc = *d;
-    p[0].desc.cout = kj;
-    p[0].desc.groups = dense ? 1 : k;
-    p[0].desc.has_bias = 0;
-    if (dense) {
-        size_t s0[2] = {j, d->cin};
-        st = td_tensor_alloc(&p[0].kernel, 2, s0);
-    } else {
-        size_t s0[4] = {kj, cg, d->kh, d->kw};
-        st = td_tensor_alloc(&p[0].kernel, 4, s0);
-    }
-    if (st != TD_OK) goto done;
-    if (dense) {
-        p[1].desc = *d;
-        p[1].desc.cin = j;
-        p[1].desc.groups = 1;
-        p[1].desc.has_bias = 0;
-        size_t s1[2] = {d->cout, j};
-        st = td_tensor_alloc(&p[1].kernel, 2, s1);
-    } else {
-        st = piece_1x1(&p[1], d->cout, kj, d, 1);
-    }
-    if (st != TD_OK) goto done;
-    if ((st = set_bias(&p[1], bias)) != TD_OK) goto done;
-    if ((st = td_matrix_alloc(&m, d->cout, cols)) != TD_OK) goto done;
     for (size_t g = 0; g < k && st == TD_OK; g++) {
-        /* group g's slice of the (Cout, Cin kh kw) lowering */
         for (size_t o = 0; o < d->cout; o++)
             memcpy(m.data + o * cols, kernel->data + o * d->cin * sp + g * cols, cols * sizeof(double));
         if ((st = svd_block(&m, j, &us, &vt)) == TD_OK) {
@@ -289,10 +158,109 @@ td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel, c
         td_tensor_free(&vt);
     }
     if (st == TD_OK) st = finish(out, kernel, t0);
-done:
     td_tensor_free(&m);
-    if (st != TD_OK) td_chain_free(out);
     return st;
+}
+
+void td_rewrite_options_init(td_rewrite_options *opt)
+{
+    if (!opt) return;
+    memset(opt, 0, sizeof *opt);
+    td_tucker_options_init(&opt->tucker);
+    td_cp_options_init(&opt->cp);
+}
+
+/* Lowers r to hi when clamping is allowed; 0 (refused) otherwise. */
+static int fit_rank(size_t *r, size_t hi, int clamp, int *clamped)
+{
+    if (*r <= hi) return 1;
+    if (!clamp) return 0;
+    *r = hi;
+    *clamped = 1;
+    return 1;
+}
+
+td_status td_layer_rewrite(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, td_method m,
+                           const size_t ranks[2], const td_rewrite_options *opt, td_chain *out)
+{
+    if (!out) return TD_EINVAL;
+    memset(out, 0, sizeof *out);
+    td_rewrite_options defaults;
+    if (!opt) { td_rewrite_options_init(&defaults); opt = &defaults; }
+    td_admission a;
+    td_status st = td_layer_admission(d, &a);
+    if (st != TD_OK || !ranks) return TD_EINVAL;
+    if (m <= TD_METHOD_NONE || m >= TD_METHOD_COUNT) return TD_EINVAL;
+    if (!(a.mask & TD_METHOD_BIT(m))) return d->kind == TD_LAYER_CONV2D && d->groups > 1 ? TD_EUNSUPPORTED : TD_EINVAL;
+    size_t r0 = ranks[0], r1 = ranks[1];
+    int clamped = 0, ok = r0 >= 1;
+    switch (m) {
+    case TD_METHOD_TUCKER2:
+        ok = ok && r1 >= 1 && fit_rank(&r0, d->cout, opt->clamp, &clamped) && fit_rank(&r1, d->cin, opt->clamp, &clamped);
+        break;
+    case TD_METHOD_SVD: ok = ok && fit_rank(&r0, td__svd_rank_limit(d, 1), opt->clamp, &clamped); break;
+    case TD_METHOD_SVD_GROUPED:
+        ok = ok && r1 >= 1 && d->cin % r0 == 0 && fit_rank(&r1, td__svd_rank_limit(d, r0), opt->clamp, &clamped);
+        break;
+    default: break;
+    }
+    if (!ok) return TD_EINVAL;
+    const size_t r[2] = {r0, r1};
+    switch (m) {
+    case TD_METHOD_TUCKER2: st = tucker2(d, kernel, bias, r, &opt->tucker, out); break;
+    case TD_METHOD_CP: st = cp(d, kernel, bias, r0, &opt->cp, out); break;
+    case TD_METHOD_SVD: st = svd(d, kernel, bias, 1, r0, out); break;
+    default: st = svd(d, kernel, bias, r0, r1, out); break;
+    }
+    if (st != TD_OK) { td_chain_free(out); return st; }
+    out->clamped = clamped;
+    return TD_OK;
+}
+
+td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
+                          size_t r_out, size_t r_in, const td_tucker_options *opt, td_chain *out)
+{
+    if (!out) return TD_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!d || d->kind != TD_LAYER_CONV2D) return TD_EINVAL;
+    td_rewrite_options o;
+    td_rewrite_options_init(&o);
+    if (opt) o.tucker = *opt;
+    o.clamp = o.tucker.clamp;
+    const size_t r[2] = {r_out, r_in};
+    return td_layer_rewrite(d, kernel, bias, TD_METHOD_TUCKER2, r, &o, out);
+}
+
+td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t rank,
+                     const td_cp_options *opt, td_chain *out)
+{
+    if (!out) return TD_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!d || d->kind != TD_LAYER_CONV2D) return TD_EINVAL;
+    td_rewrite_options o;
+    td_rewrite_options_init(&o);
+    if (opt) o.cp = *opt;
+    const size_t r[2] = {rank, 0};
+    return td_layer_rewrite(d, kernel, bias, TD_METHOD_CP, r, &o, out);
+}
+
+td_status td_layer_svd(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t rank,
+                       int clamp, td_chain *out)
+{
+    return td_conv_svd_grouped(d, kernel, bias, 1, rank, clamp, out);
+}
+
+td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
+                              size_t k, size_t j, int clamp, td_chain *out)
+{
+    if (!out) return TD_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!d || k == 0 || j == 0 || (d->kind == TD_LAYER_DENSE && k != 1)) return TD_EINVAL;
+    td_rewrite_options o;
+    td_rewrite_options_init(&o);
+    o.clamp = clamp;
+    const size_t r[2] = {k > 1 ? k : j, k > 1 ? j : 0};
+    return td_layer_rewrite(d, kernel, bias, k > 1 ? TD_METHOD_SVD_GROUPED : TD_METHOD_SVD, r, &o, out);
 }
 
 static int is_shape4(const td_tensor *t, size_t a, size_t b, size_t c, size_t d)
