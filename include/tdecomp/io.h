@@ -130,6 +130,9 @@ typedef struct td_model_layer {
     int kernel;                /* index into tensors */
     int bias;                  /* index into tensors, or -1 */
     int maybe_depthwise;       /* torch (C,1,kh,kw) kernel whose groups nothing states */
+    td_admission admits;       /* methods this layer admits in this file and why not the others:
+                                  td_layer_admission narrowed by the format (Keras has no CP chain
+                                  for stride > 1; Keras 3 weights-only files none at all) */
     int group_pos;             /* keras2: position in layer_names; keras3: -1 */
     char group[512];           /* keras: the layer's group path ("/model_weights/conv2d",
                                   "/layers/conv2d_1"); torch: "" */

@@ -185,6 +185,10 @@ TD_API void td_admission_refuse(td_admission *a, td_method m, const char *why);
  * by d's geometry). c is zeroed on failure and needs no td_chain_free. Thread-safe. */
 TD_API TD_WUR td_status td_chain_layout(const td_layer_desc *d, td_method m, const size_t ranks[2], td_chain *c);
 
+/* min(Cout, (Cin / k) kh kw): the largest useful rank j of a (grouped, k groups) SVD of d's
+ * lowering (dense: min(out, in)). d must be valid and k >= 1. */
+TD_API size_t td_svd_rank_limit(const td_layer_desc *d, size_t k);
+
 /* td_chain_cost of td_chain_layout(d, m, ranks): the cost of the chain a rewrite would write,
  * computed from shapes only; the planner's one cost model. Statuses as td_chain_layout, plus
  * td_chain_cost's TD_EOVERFLOW. Cost: O(1). */

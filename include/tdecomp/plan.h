@@ -30,70 +30,123 @@ typedef struct td_plan_options {
     int method_auto;        /* 1 (default): Tucker-2 for kxk convs, SVD for dense and 1x1 */
     td_method method;       /* the named method when method_auto is 0 */
     td_rule_kind rule;      /* required */
-    size_t rank;
-    size_t ranks[2];
-    double value;
-    int keep_larger;        /* keep chains that do not shrink the layer */
-    size_t svd_groups;      /* svd-grouped: k; 0 = best divisor of Cin up to 8 */
+    size_t rank;            /* TD_RULE_RANK */
+    size_t ranks[2];        /* TD_RULE_RANKS: R_out, R_in */
+    double value;           /* ratio, energy fraction, budget fraction or error bound */
+    int keep_larger;        /* 1: keep chains that do not shrink the layer */
+    size_t svd_groups;      /* svd-grouped: k; 0 = the best divisor of Cin up to TD_PLAN_MAX_GROUPS */
     int min_total_error;    /* global targets: 0 (default) minimise the largest per-layer
                                relative error (ALDS); 1 minimise the sum of squared relative
                                errors (Lagrangian over each layer's Pareto frontier: optimal for
                                the cost it reaches, which is at most the target) */
+    int estimate_errors;    /* 1: compute spectra for every rule, so est_error is known for
+                               fixed ranks too; 0 (default): only rules that need them do */
 } td_plan_options;
 
+/* Largest number of input-channel groups svd-grouped tries (ALDS' k). */
+#define TD_PLAN_MAX_GROUPS 8
+
+/* Defaults above; a rule must still be set. */
 TD_API void td_plan_options_init(td_plan_options *opt);
 
+/* A layer as the planner sees it. admits comes from the layer's description in io (the methods
+ * its geometry and the file format allow, td_model_layer.admits) or td_layer_admission. */
 typedef struct td_plan_layer {
     const char *name;
     td_layer_desc desc;
-    const td_tensor *kernel;   /* OIHW, or (out, in) for dense; double */
-    int excluded;              /* by --layers / --exclude */
-    int maybe_depthwise;       /* (C, 1, kh, kw) kernel whose groups the file does not say */
+    td_admission admits;           /* the planner decides only among these */
+    int excluded;                  /* by --layers / --exclude: skipped with reason "excluded" */
+    const td_layer_stats *stats;   /* calibration statistics (NULL: data-free) */
 } td_plan_layer;
 
 typedef struct td_plan_decision {
     td_method method;          /* TD_METHOD_NONE when skipped */
     size_t ranks[2];           /* tucker2 (R_out, R_in); cp (R); svd (r); svd-grouped (k, j) */
     int nranks;
-    int clamped;
+    int clamped;               /* a requested rank was above its limit and lowered */
     int skipped;
-    char reason[96];           /* why skipped: "excluded", "depthwise", "grouped",
-                                  "method M does not apply", "rank 0 (EVBMF)", "would not shrink" */
-    double est_error;          /* relative error predicted from spectra (bound) */
-    uint64_t params_before, params_after;
-    uint64_t flops_before, flops_after;   /* 0 when the input size is unknown */
+    char reason[96];           /* why skipped, the first that applies, in this order: "excluded",
+                                  the admission's reason ("depthwise", "grouped", "method M does
+                                  not apply", or a file format's), "rank 0 (EVBMF)", "would not
+                                  shrink" */
+    int est_known;             /* 1 when est_error was computed (spectra were needed or asked) */
+    double est_error;          /* relative error predicted from spectra (an upper bound for
+                                  Tucker-2, exact for SVD); of the output when the layer had
+                                  statistics, of the weights otherwise; 0 when skipped */
+    uint64_t params_before, params_after;   /* kernel parameters; after = the chain's, exactly */
+    uint64_t flops_before, flops_after;     /* 0 when the input size is unknown */
 } td_plan_decision;
 
 typedef struct td_plan_summary {
-    uint64_t params_total;     /* whole file (every dataset), before */
-    uint64_t params_after;
-    double target_error;       /* the allocator's common error level (global rules) */
+    uint64_t params_before;    /* kernel parameters of every planned layer */
+    uint64_t params_after;     /* what the chains written from the decisions will have */
+    int flops_known;           /* 1 when every layer's input size is known */
+    uint64_t flops_before, flops_after;
+    double target_error;       /* the allocator's common error level (global rules), else 0 */
 } td_plan_summary;
 
-/* Decides every layer. other_params counts the file's parameters outside these layers' kernels
- * (biases, norms, ...), so that --target-params is a fraction of the whole file. out has n
- * entries. An infeasible target is TD_EINFEASIBLE with a message in err saying what is
- * reachable; --target-flops with an unknown input size is TD_EINVAL naming the layer. */
-TD_API TD_WUR td_status td_plan(const td_plan_layer *layers, size_t n, uint64_t other_params,
-                                const td_plan_options *opt, td_plan_decision *out,
-                                td_plan_summary *summary, td_error *err);
+/* --- what the planner needs of a layer's weights -------------------------------------------
+ * A layer's spectra, computed from its kernel alone (values only: Gram + symmetric eigenvalues
+ * per mode), so that kernels are read one at a time and dropped before the plan is made. */
+typedef struct td_plan_curve td_plan_curve;
+
+/* 1 when td_plan needs a curve of layer l under opt (read its kernel and call td_plan_curve_new
+ * before td_plan); 0 when the layer is skipped whatever its values, or the rule needs no
+ * spectra (fixed ranks and ratios without estimate_errors). */
+TD_API int td_plan_needs_curve(const td_plan_layer *l, const td_plan_options *opt);
+
+/* The spectra of layer l (kernel OIHW or (out, in), double, matching l->desc) for the method
+ * opt chooses, in l->stats' metric when set. *out is NULL (and TD_OK) when no curve is needed.
+ * Statuses: TD_EINVAL (NULL pointers, an invalid description), TD_ESHAPE (kernel not matching),
+ * TD_ENOTFINITE, TD_ENOMEM, TD_ERANGE, TD_ELAPACK, with err naming the layer. Cost: one Gram and
+ * one symmetric eigenvalue problem per mode (svd-grouped: per group and candidate k); memory
+ * O(Cout^2 + Cin^2) while it runs, O(Cout + Cin) kept. Thread-safe for distinct outputs. */
+TD_API TD_WUR td_status td_plan_curve_new(const td_plan_layer *l, const td_tensor *kernel, const td_plan_options *opt,
+                                          td_plan_curve **out, td_error *err);
+
+/* Safe on NULL. */
+TD_API void td_plan_curve_free(td_plan_curve *c);
+
+/* Decides every layer: out[i] for layers[i], curves[i] from td_plan_curve_new (NULL where
+ * td_plan_needs_curve is 0; curves may be NULL when no layer needs one). Budgets are fractions
+ * of the planned layers' kernel parameters (--target-params) or FLOPs (--target-flops), spent only
+ * on what the layers admit, so summary->params_after is what the written chains will have. An
+ * infeasible target is TD_EINFEASIBLE with err saying what is reachable; --target-flops with an
+ * unknown input size is TD_EINVAL naming the layer; a missing curve where one is needed is
+ * TD_EINVAL. Cost: O(sum of the layers' rank pairs) per allocator step, no large allocation.
+ * Thread-safe for distinct outputs. */
+TD_API TD_WUR td_status td_plan(const td_plan_layer *layers, td_plan_curve *const *curves, size_t n,
+                                const td_plan_options *opt, td_plan_decision *out, td_plan_summary *summary,
+                                td_error *err);
+
+/* td_plan for kernels held in memory (kernels[i] for layers[i]): builds and frees the curves
+ * itself. Statuses as td_plan_curve_new and td_plan. */
+TD_API TD_WUR td_status td_plan_kernels(const td_plan_layer *layers, const td_tensor *const *kernels, size_t n,
+                                        const td_plan_options *opt, td_plan_decision *out, td_plan_summary *summary,
+                                        td_error *err);
 
 /* One point of a sweep: the plan at one value of the rule. */
 typedef struct td_plan_point {
     double value;
     int feasible;              /* 0 where the value is below what the layers can reach */
-    uint64_t params_after;     /* whole file */
+    uint64_t params_after;     /* kernel parameters of the planned layers */
     double max_est_error;      /* largest est_error of the decomposed layers */
     size_t layers_decomposed;
 } td_plan_point;
 
 /* td_plan at each of values[0 .. nvalues-1] (opt's rule: one taking a value, i.e. not rank,
- * ranks or vbmf), computing the spectra once: a model-level error-vs-budget curve. scratch has n
+ * ranks or vbmf) from the same curves: a model-level error-vs-budget curve. scratch has n
  * entries (the decisions of the last value are left there). Infeasible values give points with
  * feasible 0; other failures as td_plan. */
-TD_API TD_WUR td_status td_plan_sweep(const td_plan_layer *layers, size_t n, uint64_t other_params,
+TD_API TD_WUR td_status td_plan_sweep(const td_plan_layer *layers, td_plan_curve *const *curves, size_t n,
                                       const td_plan_options *opt, const double *values, size_t nvalues,
                                       td_plan_decision *scratch, td_plan_point *points, td_error *err);
+
+/* The chain decision dec asks for, by td_layer_rewrite with l->stats: its td_chain_cost equals
+ * dec's params_after and flops_after. opt may be NULL (the rewrite's defaults). Statuses as
+ * td_layer_rewrite; TD_EINVAL for a skipped decision. */
+TD_API TD_WUR td_status td_plan_build(const td_plan_layer *l, const td_tensor *kernel, const td_tensor *bias,
+                                      const td_plan_decision *dec, const td_rewrite_options *opt, td_chain *out);
 
 TD_END_DECLS
 

@@ -14,6 +14,11 @@ TD_BEGIN_DECLS
  * 3, 3) kernel at 0.25 gets (64, 32). */
 TD_API size_t td_rank_ratio(double f, size_t c);
 
+/* Spectral tails: tails[r] = sum_{i >= r} s2[i] for r = 0 .. n (tails[n] = 0), negative entries
+ * (from rounding) counted as 0. tails[r] is the squared error of a rank-r truncation (exact for an
+ * SVD, one mode's share of the HOSVD bound). tails has n + 1 entries; no allocation. */
+TD_API void td_rank_tails(const double *s2, size_t n, double *tails);
+
 /* The --energy rule: the smallest r with sum_{i<r} s2[i] >= f * sum_i s2[i], for s2 the n squared
  * singular values in descending order (negative entries, from rounding, count as 0) and
  * 0 < f <= 1. Equivalently the truncation error sqrt(sum_{i>=r} s2[i]) / ||Y||_F is at most

@@ -16,4 +16,7 @@ int td__h5_read_str_attr(hid_t obj, const char *name, char *buf, size_t len);
 /* Writes a list-of-strings attribute as variable-length (vlen) or fixed-length strings. */
 td_status td__h5_write_str_list(hid_t obj, const char *name, char (*list)[256], size_t n, int vlen);
 
+/* Fills every layer's admits (after reading the structure and after a layer spec). */
+td_status td__model_admissions(td_model *m, td_error *err);
+
 #endif

@@ -465,6 +465,23 @@ static td_status read_keras3(td_model *m, td_error *err)
     return TD_OK;
 }
 
+/* What each layer admits: its geometry's methods, narrowed by what the format can store. */
+td_status td__model_admissions(td_model *m, td_error *err)
+{
+    for (size_t i = 0; i < m->nlayers; i++) {
+        td_model_layer *l = &m->layers[i];
+        if (td_layer_admission(&l->desc, &l->admits) != TD_OK)
+            return td__error_set(err, TD_EFORMAT, m->file, l->name, "invalid layer geometry");
+        if (l->maybe_depthwise)
+            for (int k = TD_METHOD_TUCKER2; k < TD_METHOD_COUNT; k++) td_admission_refuse(&l->admits, (td_method)k, "depthwise");
+        if (m->layout == TD_LAYOUT_KERAS3)
+            td_admission_refuse(&l->admits, TD_METHOD_CP, "CP is refused on Keras 3 weights-only files (new DepthwiseConv2D paths cannot be placed)");
+        else if (m->layout == TD_LAYOUT_KERAS2 && (l->desc.stride[0] > 1 || l->desc.stride[1] > 1))
+            td_admission_refuse(&l->admits, TD_METHOD_CP, "cp chain cannot reproduce the padding exactly in Keras (stride > 1)");
+    }
+    return TD_OK;
+}
+
 td_status td_model_open(td_model *m, const char *path, td_layout layout, td_error *err)
 {
     if (!m) return TD_EINVAL;
@@ -496,6 +513,7 @@ td_status td_model_open(td_model *m, const char *path, td_layout layout, td_erro
     if (layout == TD_LAYOUT_TORCH) st = read_torch(m, err);
     else if (layout == TD_LAYOUT_KERAS2) st = read_keras2(m, f, err);
     else st = read_keras3(m, err);
+    if (st == TD_OK) st = td__model_admissions(m, err);
 close:
     H5Fclose(f);
 out:

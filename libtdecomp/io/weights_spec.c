@@ -92,5 +92,5 @@ td_status td_model_apply_spec(td_model *m, const char *spec_path, td_error *err)
     }
 done:
     json_decref(root);
-    return st;
+    return st == TD_OK ? td__model_admissions(m, err) : st;
 }

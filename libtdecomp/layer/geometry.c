@@ -132,7 +132,7 @@ static void layout_svd(const td_layer_desc *d, size_t k, size_t j, td_chain *c)
     c->npieces = 2;
 }
 
-size_t td__svd_rank_limit(const td_layer_desc *d, size_t k)
+size_t td_svd_rank_limit(const td_layer_desc *d, size_t k)
 {
     const size_t cols = (d->cin / (k ? k : 1)) * d->kh * d->kw;
     return d->cout < cols ? d->cout : cols;
@@ -160,12 +160,12 @@ td_status td_chain_layout(const td_layer_desc *d, td_method m, const size_t rank
         c->nranks = 1;
         break;
     case TD_METHOD_SVD:
-        if (r0 < 1 || r0 > td__svd_rank_limit(d, 1)) return TD_EINVAL;
+        if (r0 < 1 || r0 > td_svd_rank_limit(d, 1)) return TD_EINVAL;
         layout_svd(d, 1, r0, c);
         c->nranks = 1;
         break;
     default: /* TD_METHOD_SVD_GROUPED: (k, j) */
-        if (r0 < 2 || d->cin % r0 || r1 < 1 || r1 > td__svd_rank_limit(d, r0)) return TD_EINVAL;
+        if (r0 < 2 || d->cin % r0 || r1 < 1 || r1 > td_svd_rank_limit(d, r0)) return TD_EINVAL;
         layout_svd(d, r0, r1, c);
         c->nranks = 2;
         break;

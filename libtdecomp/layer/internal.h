@@ -10,7 +10,4 @@ int td__kernel_matches(const td_layer_desc *d, const td_tensor *k);
 /* Allocates (zero-filled) the kernel of every piece of a chain laid out by td_chain_layout. */
 td_status td__chain_alloc(td_chain *c);
 
-/* min(Cout, (Cin / k) kh kw): the largest rank of a (grouped) SVD of d's lowering. */
-size_t td__svd_rank_limit(const td_layer_desc *d, size_t k);
-
 #endif

@@ -198,9 +198,9 @@ td_status td_layer_rewrite(const td_layer_desc *d, const td_tensor *kernel, cons
     case TD_METHOD_TUCKER2:
         ok = ok && r1 >= 1 && fit_rank(&r0, d->cout, opt->clamp, &clamped) && fit_rank(&r1, d->cin, opt->clamp, &clamped);
         break;
-    case TD_METHOD_SVD: ok = ok && fit_rank(&r0, td__svd_rank_limit(d, 1), opt->clamp, &clamped); break;
+    case TD_METHOD_SVD: ok = ok && fit_rank(&r0, td_svd_rank_limit(d, 1), opt->clamp, &clamped); break;
     case TD_METHOD_SVD_GROUPED:
-        ok = ok && r1 >= 1 && d->cin % r0 == 0 && fit_rank(&r1, td__svd_rank_limit(d, r0), opt->clamp, &clamped);
+        ok = ok && r1 >= 1 && d->cin % r0 == 0 && fit_rank(&r1, td_svd_rank_limit(d, r0), opt->clamp, &clamped);
         break;
     default: break;
     }

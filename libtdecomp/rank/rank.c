@@ -13,6 +13,13 @@ size_t td_rank_ratio(double f, size_t c)
     return (size_t)r;
 }
 
+void td_rank_tails(const double *s2, size_t n, double *tails)
+{
+    if (!s2 || !tails) return;
+    tails[n] = 0;
+    for (size_t i = n; i-- > 0;) tails[i] = tails[i + 1] + (s2[i] > 0 ? s2[i] : 0);
+}
+
 td_status td_rank_energy(const double *s2, size_t n, double f, size_t *rank)
 {
     if (!s2 || !rank || n == 0 || !(f > 0 && f <= 1)) return TD_EINVAL;

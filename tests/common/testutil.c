@@ -55,3 +55,13 @@ int tt_run(Suite *s)
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+td_plan_layer tt_plan_layer(const char *name, td_layer_desc d)
+{
+    td_plan_layer l;
+    memset(&l, 0, sizeof l);
+    l.name = name;
+    l.desc = d;
+    ck_assert_int_eq(td_layer_admission(&d, &l.admits), TD_OK);
+    return l;
+}

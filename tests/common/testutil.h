@@ -15,6 +15,8 @@ double tt_maxdiff(const td_tensor *a, const td_tensor *b);
 double tt_relerr(const td_tensor *a, const td_tensor *b);
 /* 1 when both tensors are bit-for-bit equal (same shape, same bytes). */
 int tt_bitequal(const td_tensor *a, const td_tensor *b);
+/* The planner's view of a layer: its geometry's admission (td_layer_admission), not excluded. */
+td_plan_layer tt_plan_layer(const char *name, td_layer_desc d);
 /* Runs a suite built by make_suite with CK_NORMAL output; returns the process exit status. */
 int tt_run(Suite *s);
 

@@ -171,8 +171,16 @@ static td_status s_rewrites(void *ctx)
 static td_status s_plan(void *ctx)
 {
     (void)ctx;
-    td_plan_layer l[2] = {{"a", conv(6, 4, 3), &W4, 0, 0}, {"b", {0}, &D2, 0, 0}};
-    l[1].desc.kind = TD_LAYER_DENSE; l[1].desc.cout = 7; l[1].desc.cin = 5; l[1].desc.kh = l[1].desc.kw = 1;
+    td_layer_desc dd;
+    memset(&dd, 0, sizeof dd);
+    dd.kind = TD_LAYER_DENSE; dd.cout = 7; dd.cin = 5; dd.kh = dd.kw = 1;
+    td_plan_layer l[2];
+    memset(l, 0, sizeof l);
+    l[0].name = "a"; l[0].desc = conv(6, 4, 3);
+    l[1].name = "b"; l[1].desc = dd;
+    for (int i = 0; i < 2; i++)
+        if (td_layer_admission(&l[i].desc, &l[i].admits) != TD_OK) return TD_EINVAL;
+    const td_tensor *kernels[2] = {&W4, &D2};
     td_plan_options o;
     td_plan_options_init(&o);
     td_plan_decision d[2];
@@ -182,7 +190,7 @@ static td_status s_plan(void *ctx)
         o.rule = variant == 0 ? TD_RULE_TARGET_PARAMS : (variant == 1 ? TD_RULE_VBMF : TD_RULE_TARGET_PARAMS);
         o.value = 0.6;
         o.min_total_error = variant == 2;
-        st = td_plan(l, 2, 10, &o, d, &s, NULL);
+        st = td_plan_kernels(l, kernels, 2, &o, d, &s, NULL);
     }
     return st;
 }

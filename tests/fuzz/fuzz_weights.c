@@ -146,15 +146,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         td_tensor k[16] = {{0}}, b[16] = {{0}};
         td_plan_layer pl[16];
         td_plan_decision dec[16];
+        const td_tensor *kp[16];
         size_t n = 0;
         for (size_t i = 0; st == TD_OK && i < m.nlayers && i < 16; i++, n++) {
             st = td_model_read_layer(&m, i, &k[i], &b[i], &err);
             memset(&pl[i], 0, sizeof pl[i]);
             pl[i].name = m.layers[i].name;
             pl[i].desc = m.layers[i].desc;
-            pl[i].kernel = &k[i];
-            pl[i].maybe_depthwise = m.layers[i].cls == TD_CLASS_DEPTHWISE;
-            pl[i].excluded = m.layers[i].cls == TD_CLASS_GROUPED;
+            pl[i].admits = m.layers[i].admits;
+            pl[i].excluded = (size >> 3) % 5 == 0;
+            kp[i] = &k[i];
         }
         if (st == TD_OK && n) {
             td_plan_options o;
@@ -164,16 +165,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             o.ranks[0] = o.ranks[1] = 2;
             o.value = 0.5;
             td_plan_summary ps;
-            if (td_plan(pl, n, 0, &o, dec, &ps, &err) == TD_OK) {
+            if (td_plan_kernels(pl, kp, n, &o, dec, &ps, &err) == TD_OK) {
                 td_chain ch[16];
                 td_model_rewrite rw[16];
                 size_t nrw = 0;
                 memset(ch, 0, sizeof ch);
                 for (size_t i = 0; i < n; i++) {
                     if (dec[i].skipped) continue;
-                    td_status s2 = dec[i].method == TD_METHOD_TUCKER2
-                                       ? td_conv_tucker2(&pl[i].desc, &k[i], &b[i], dec[i].ranks[0], dec[i].ranks[1], NULL, &ch[i])
-                                       : td_layer_svd(&pl[i].desc, &k[i], &b[i], dec[i].ranks[0], 1, &ch[i]);
+                    td_status s2 = td_plan_build(&pl[i], &k[i], &b[i], &dec[i], NULL, &ch[i]);
                     if (s2 == TD_OK) { rw[nrw].layer = i; rw[nrw++].chain = &ch[i]; }
                 }
                 td_outfile of;

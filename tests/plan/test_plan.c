@@ -38,6 +38,15 @@ static void realistic_kernel(td_tensor *k, size_t cout, size_t cin, size_t ks, d
 }
 
 static const td_plan_layer *LAYERS;
+static const td_tensor *KP[5];
+
+/* A layer as io would describe it. */
+static td_plan_layer layer(const char *name, td_layer_desc d, int excluded)
+{
+    td_plan_layer l = tt_plan_layer(name, d);
+    l.excluded = excluded;
+    return l;
+}
 
 START_TEST(test_rules_and_reasons)
 {
@@ -50,16 +59,21 @@ START_TEST(test_rules_and_reasons)
     tt_random(&k4, 2, s4, 5);
     td_plan_layer L[6];
     memset(L, 0, sizeof L);
-    L[0] = (td_plan_layer){"conv", conv(256, 128, 3), &k0, 0, 0};
-    L[1] = (td_plan_layer){"dw", conv(8, 8, 3), &k1, 0, 0};
-    L[1].desc.groups = 8;
-    L[2] = (td_plan_layer){"fc", {0}, &k2, 0, 0};
-    L[2].desc.kind = TD_LAYER_DENSE; L[2].desc.cout = 10; L[2].desc.cin = 32; L[2].desc.kh = L[2].desc.kw = 1;
-    L[3] = (td_plan_layer){"excl", conv(16, 8, 3), &k3, 1, 0};
-    L[4] = (td_plan_layer){"tiny", {0}, &k4, 0, 0};
-    L[4].desc.kind = TD_LAYER_DENSE; L[4].desc.cout = 2; L[4].desc.cin = 2; L[4].desc.kh = L[4].desc.kw = 1;
-    L[5] = (td_plan_layer){"maybe_dw", conv(8, 8, 3), &k1, 0, 1};
-    L[5].desc.cin = 1; /* the file says nothing: (C,1,kh,kw) */
+    td_layer_desc dw = conv(8, 8, 3), fc, tiny, mdw = conv(8, 1, 3);
+    dw.groups = 8;
+    memset(&fc, 0, sizeof fc);
+    fc.kind = TD_LAYER_DENSE; fc.cout = 10; fc.cin = 32; fc.kh = fc.kw = 1;
+    tiny = fc;
+    tiny.cout = tiny.cin = 2;
+    L[0] = layer("conv", conv(256, 128, 3), 0);
+    L[1] = layer("dw", dw, 0);
+    L[2] = layer("fc", fc, 0);
+    L[3] = layer("excl", conv(16, 8, 3), 1);
+    L[4] = layer("tiny", tiny, 0);
+    L[5] = layer("maybe_dw", mdw, 0);
+    /* the file says nothing of its groups: (C,1,kh,kw); io refuses every method as depthwise */
+    for (int m = TD_METHOD_TUCKER2; m < TD_METHOD_COUNT; m++) td_admission_refuse(&L[5].admits, (td_method)m, "depthwise");
+    const td_tensor *kp[6] = {&k0, &k1, &k2, &k3, &k4, &k1};
     td_plan_options o;
     td_plan_options_init(&o);
     o.rule = TD_RULE_RATIO;
@@ -67,7 +81,7 @@ START_TEST(test_rules_and_reasons)
     td_plan_decision d[6];
     td_plan_summary sum;
     td_error err;
-    TT_OK(td_plan(L, 6, 1000, &o, d, &sum, &err));
+    TT_OK(td_plan_kernels(L, kp, 6, &o, d, &sum, &err));
     ck_assert_int_eq(d[0].method, TD_METHOD_TUCKER2);
     ck_assert_uint_eq(d[0].ranks[0], 64);
     ck_assert_uint_eq(d[0].ranks[1], 32);
@@ -77,11 +91,11 @@ START_TEST(test_rules_and_reasons)
     ck_assert(d[3].skipped && !strcmp(d[3].reason, "excluded"));
     ck_assert(d[4].skipped && !strcmp(d[4].reason, "would not shrink")); /* 2x2 at rank 1: 4 >= 4 */
     ck_assert(d[5].skipped && !strcmp(d[5].reason, "depthwise"));
-    ck_assert_uint_eq(sum.params_total, 1000 + 294912 + 72 + 320 + 1152 + 4 + 72);
+    ck_assert_uint_eq(sum.params_before, 294912 + 72 + 320 + 1152 + 4 + 72); /* kernels only */
     /* named method that does not apply; keep-larger keeps a chain that does not shrink */
     o.method_auto = 0;
     o.method = TD_METHOD_CP;
-    TT_OK(td_plan(L, 6, 0, &o, d, NULL, &err));
+    TT_OK(td_plan_kernels(L, kp, 6, &o, d, NULL, &err));
     ck_assert(d[2].skipped && !strcmp(d[2].reason, "method cp does not apply"));
     ck_assert(d[3].skipped && !strcmp(d[3].reason, "excluded")); /* excluded comes first */
     ck_assert_int_eq(d[0].method, TD_METHOD_CP);
@@ -90,31 +104,33 @@ START_TEST(test_rules_and_reasons)
     o.rule = TD_RULE_RATIO;
     o.value = 1.0;
     o.keep_larger = 1;
-    TT_OK(td_plan(L, 6, 0, &o, d, NULL, &err));
+    TT_OK(td_plan_kernels(L, kp, 6, &o, d, NULL, &err));
     ck_assert(!d[4].skipped && d[4].params_after >= d[4].params_before);
     /* rank rule clamps; ranks rule in OIHW order */
     o.keep_larger = 0;
     o.rule = TD_RULE_RANKS;
     o.ranks[0] = 300;
     o.ranks[1] = 20;
-    TT_OK(td_plan(L, 6, 0, &o, d, NULL, &err));
+    TT_OK(td_plan_kernels(L, kp, 6, &o, d, NULL, &err));
     ck_assert_uint_eq(d[0].ranks[0], 256);
     ck_assert_uint_eq(d[0].ranks[1], 20);
     ck_assert_int_eq(d[0].clamped, 1);
-    ck_assert_uint_eq(d[2].ranks[0], 10); /* svd: min(300, 20) = 20 clamped to 10 */
+    /* svd: min(300, 20) = 20 clamped to 10, which would not shrink the (10, 32) layer */
+    ck_assert(d[2].skipped && !strcmp(d[2].reason, "would not shrink") && d[2].ranks[0] == 0);
     /* EVBMF: pure noise gives rank 0 and a skip */
     td_tensor noise;
     size_t ns[4] = {32, 16, 3, 3};
     tt_random(&noise, 4, ns, 9);
-    td_plan_layer N = {"noise", conv(32, 16, 3), &noise, 0, 0};
+    td_plan_layer N = layer("noise", conv(32, 16, 3), 0);
+    const td_tensor *np[1] = {&noise};
     o.rule = TD_RULE_VBMF;
-    TT_OK(td_plan(&N, 1, 0, &o, d, NULL, &err));
+    TT_OK(td_plan_kernels(&N, np, 1, &o, d, NULL, &err));
     ck_assert(d[0].skipped && !strcmp(d[0].reason, "rank 0 (EVBMF)"));
     /* energy: est_error from the HOSVD bound <= sqrt(2 (1 - F)) */
     o.rule = TD_RULE_ENERGY;
     o.value = 0.9;
-    TT_OK(td_plan(L, 1, 0, &o, d, NULL, &err));
-    ck_assert(d[0].est_error <= sqrt(2 * 0.1) + 1e-12);
+    TT_OK(td_plan_kernels(L, kp, 1, &o, d, NULL, &err));
+    ck_assert(d[0].est_known && d[0].est_error <= sqrt(2 * 0.1) + 1e-12);
     td_tensor_free(&noise);
     td_tensor_free(&k0); td_tensor_free(&k1); td_tensor_free(&k2); td_tensor_free(&k3); td_tensor_free(&k4);
 }
@@ -130,7 +146,8 @@ static void make_model(void)
     static const char *names[5] = {"c0", "c1", "c2", "c3", "c4"};
     for (int i = 0; i < 5; i++) {
         realistic_kernel(&KS[i], co[i], ci[i], 3, dec[i], 100 + (uint64_t)i);
-        PL[i] = (td_plan_layer){names[i], conv(co[i], ci[i], 3), &KS[i], 0, 0};
+        PL[i] = layer(names[i], conv(co[i], ci[i], 3), 0);
+        KP[i] = &KS[i];
     }
     LAYERS = PL;
 }
@@ -148,12 +165,13 @@ START_TEST(test_allocator_beats_uniform)
     for (int t = 0; t < 3; t++) {
         o.rule = TD_RULE_RATIO;
         o.value = ratios[t];
-        TT_OK(td_plan(LAYERS, 5, 0, &o, u, &su, &err));
+        o.estimate_errors = 1; /* the uniform plan's predicted errors, to compare */
+        TT_OK(td_plan_kernels(LAYERS, KP, 5, &o, u, &su, &err));
         double umax = 0;
         for (int i = 0; i < 5; i++) umax = fmax(umax, u[i].est_error);
         o.rule = TD_RULE_TARGET_PARAMS;
-        o.value = (double)su.params_after / (double)su.params_total;
-        TT_OK(td_plan(LAYERS, 5, 0, &o, a, &sa, &err));
+        o.value = (double)su.params_after / (double)su.params_before;
+        TT_OK(td_plan_kernels(LAYERS, KP, 5, &o, a, &sa, &err));
         ck_assert_msg(sa.params_after <= su.params_after, "budget %llu > %llu",
                       (unsigned long long)sa.params_after, (unsigned long long)su.params_after);
         double amax = 0;
@@ -164,7 +182,7 @@ START_TEST(test_allocator_beats_uniform)
         for (int i = 0; i < 5; i++) {
             if (a[i].skipped) continue;
             td_chain ch;
-            TT_OK(td_conv_tucker2(&LAYERS[i].desc, LAYERS[i].kernel, NULL, a[i].ranks[0], a[i].ranks[1], NULL, &ch));
+            TT_OK(td_conv_tucker2(&LAYERS[i].desc, KP[i], NULL, a[i].ranks[0], a[i].ranks[1], NULL, &ch));
             ck_assert(ch.rel_error <= a[i].est_error * (1 + 1e-9) + 1e-12);
             td_cost c;
             TT_OK(td_chain_cost(&ch, &c));
@@ -183,7 +201,7 @@ END_TEST
 START_TEST(test_sweep_matches_plan)
 {
     make_model();
-    const double values[6] = {0.01, 0.1, 0.3, 0.5, 0.8, 1.0};
+    const double values[6] = {0.001, 0.1, 0.3, 0.5, 0.8, 1.0};
     td_plan_decision one[5], scratch[5];
     td_plan_point pts[6];
     td_error err;
@@ -193,12 +211,15 @@ START_TEST(test_sweep_matches_plan)
         td_plan_options_init(&o);
         o.rule = rules[r % 3];
         o.min_total_error = r == 3;
-        TT_OK(td_plan_sweep(LAYERS, 5, 1000, &o, values, 6, scratch, pts, &err));
+        td_plan_curve *cv[5];
+        o.estimate_errors = 1;
+        for (int i = 0; i < 5; i++) TT_OK(td_plan_curve_new(&LAYERS[i], KP[i], &o, &cv[i], &err));
+        TT_OK(td_plan_sweep(LAYERS, cv, 5, &o, values, 6, scratch, pts, &err));
         int infeasible = 0;
         for (int k = 0; k < 6; k++) {
             o.value = values[k];
             td_plan_summary sum;
-            td_status st = td_plan(LAYERS, 5, 1000, &o, one, &sum, &err);
+            td_status st = td_plan_kernels(LAYERS, KP, 5, &o, one, &sum, &err);
             ck_assert(st == TD_OK || st == TD_EINFEASIBLE);
             ck_assert_int_eq(pts[k].feasible, st == TD_OK);
             ck_assert(pts[k].value == values[k]);
@@ -212,15 +233,16 @@ START_TEST(test_sweep_matches_plan)
             ck_assert(pts[k].max_est_error == maxe);
             ck_assert_uint_eq(pts[k].layers_decomposed, nd);
         }
-        if (o.rule == TD_RULE_TARGET_PARAMS) ck_assert(infeasible >= 1); /* 1 % cannot be reached */
+        if (o.rule == TD_RULE_TARGET_PARAMS) ck_assert(infeasible >= 1); /* 0.1 % cannot be reached */
+        for (int i = 0; i < 5; i++) td_plan_curve_free(cv[i]);
     }
     td_plan_options o;
     td_plan_options_init(&o);
     o.rule = TD_RULE_VBMF;
-    ck_assert_int_eq(td_plan_sweep(LAYERS, 5, 0, &o, values, 6, scratch, pts, &err), TD_EINVAL);
+    ck_assert_int_eq(td_plan_sweep(LAYERS, NULL, 5, &o, values, 6, scratch, pts, &err), TD_EINVAL);
     o.rule = TD_RULE_RATIO;
     const double bad[2] = {0.5, 1.5};
-    ck_assert_int_eq(td_plan_sweep(LAYERS, 5, 0, &o, bad, 2, scratch, pts, &err), TD_EINVAL);
+    ck_assert_int_eq(td_plan_sweep(LAYERS, NULL, 5, &o, bad, 2, scratch, pts, &err), TD_EINVAL);
     free_model();
 }
 END_TEST
@@ -237,40 +259,40 @@ START_TEST(test_targets_and_errors)
     /* --max-error: every layer's predicted (and real) error within the bound */
     o.rule = TD_RULE_MAX_ERROR;
     o.value = 0.3;
-    TT_OK(td_plan(LAYERS, 5, 0, &o, d, &s, &err));
+    TT_OK(td_plan_kernels(LAYERS, KP, 5, &o, d, &s, &err));
     for (int i = 0; i < 5; i++) {
         if (d[i].skipped) continue;
         ck_assert(d[i].est_error <= 0.3 + 1e-12);
         td_chain ch;
-        TT_OK(td_conv_tucker2(&LAYERS[i].desc, LAYERS[i].kernel, NULL, d[i].ranks[0], d[i].ranks[1], NULL, &ch));
+        TT_OK(td_conv_tucker2(&LAYERS[i].desc, KP[i], NULL, d[i].ranks[0], d[i].ranks[1], NULL, &ch));
         ck_assert(ch.rel_error <= 0.3 + 1e-12);
         td_chain_free(&ch);
     }
     /* --target-flops meets its budget */
     o.rule = TD_RULE_TARGET_FLOPS;
     o.value = 0.3;
-    TT_OK(td_plan(LAYERS, 5, 0, &o, d, &s, &err));
+    TT_OK(td_plan_kernels(LAYERS, KP, 5, &o, d, &s, &err));
     uint64_t fb = 0, fa = 0;
     for (int i = 0; i < 5; i++) { fb += d[i].flops_before; fa += d[i].flops_after; }
     ck_assert((double)fa <= 0.3 * (double)fb);
     /* infeasible: says what is reachable */
     o.rule = TD_RULE_TARGET_PARAMS;
     o.value = 0.001;
-    ck_assert_int_eq(td_plan(LAYERS, 5, 5000, &o, d, &s, &err), TD_EINFEASIBLE);
+    ck_assert_int_eq(td_plan_kernels(LAYERS, KP, 5, &o, d, &s, &err), TD_EINFEASIBLE);
     ck_assert(strstr(err.message, "not reachable") && strstr(err.message, "keeps"));
     /* target-flops with an unknown input size is refused, naming the layer */
     td_plan_layer one = PL[2];
     one.desc.input_known = 0;
     o.rule = TD_RULE_TARGET_FLOPS;
     o.value = 0.5;
-    ck_assert_int_eq(td_plan(&one, 1, 0, &o, d, &s, &err), TD_EINVAL);
+    ck_assert_int_eq(td_plan_kernels(&one, &KP[2], 1, &o, d, &s, &err), TD_EINVAL);
     ck_assert(strstr(err.message, "c2") != NULL);
     o.rule = TD_RULE_NONE;
-    ck_assert_int_eq(td_plan(&one, 1, 0, &o, d, &s, &err), TD_EINVAL);
+    ck_assert_int_eq(td_plan_kernels(&one, &KP[2], 1, &o, d, &s, &err), TD_EINVAL);
     /* target 1.0: nothing needs to change, every layer whole or exact */
     o.rule = TD_RULE_TARGET_PARAMS;
     o.value = 1.0;
-    TT_OK(td_plan(LAYERS, 5, 0, &o, d, &s, &err));
+    TT_OK(td_plan_kernels(LAYERS, KP, 5, &o, d, &s, &err));
     ck_assert(s.target_error == 0.0);
     free_model();
 }
@@ -296,13 +318,13 @@ START_TEST(test_min_total_error_variant)
         o.rule = TD_RULE_TARGET_PARAMS;
         o.value = targets[t];
         o.min_total_error = 1;
-        TT_OK(td_plan(LAYERS, 5, 0, &o, m, &sm, &err));
-        ck_assert((double)sm.params_after <= targets[t] * (double)sm.params_total);
+        TT_OK(td_plan_kernels(LAYERS, KP, 5, &o, m, &sm, &err));
+        ck_assert((double)sm.params_after <= targets[t] * (double)sm.params_before);
         /* a Lagrangian point is optimal for the cost it reaches: the min-max allocator at that
          * same budget cannot have a smaller sum of squared errors */
         o.min_total_error = 0;
-        o.value = (double)sm.params_after / (double)sm.params_total;
-        TT_OK(td_plan(LAYERS, 5, 0, &o, x, &sx, &err));
+        o.value = (double)sm.params_after / (double)sm.params_before;
+        TT_OK(td_plan_kernels(LAYERS, KP, 5, &o, x, &sx, &err));
         ck_assert_msg(sum_sq(m, 5) <= sum_sq(x, 5) * (1 + 1e-9) + 1e-15, "target %g: min-sum %g > min-max %g",
                       targets[t], sum_sq(m, 5), sum_sq(x, 5));
     }
@@ -314,7 +336,8 @@ START_TEST(test_svd_grouped_choice)
 {
     td_tensor k;
     realistic_kernel(&k, 32, 16, 3, 0.9, 77);
-    td_plan_layer l = {"g", conv(32, 16, 3), &k, 0, 0};
+    td_plan_layer l = layer("g", conv(32, 16, 3), 0);
+    const td_tensor *kp[1] = {&k};
     td_plan_options o;
     td_plan_options_init(&o);
     o.method_auto = 0;
@@ -323,18 +346,67 @@ START_TEST(test_svd_grouped_choice)
     o.value = 0.25;
     td_plan_decision d;
     td_error err;
-    TT_OK(td_plan(&l, 1, 0, &o, &d, NULL, &err));
-    ck_assert_int_eq(d.method, TD_METHOD_SVD_GROUPED);
-    ck_assert(16 % d.ranks[0] == 0 && d.ranks[0] <= 8);
+    TT_OK(td_plan_kernels(&l, kp, 1, &o, &d, NULL, &err));
+    /* k = 1 is plain SVD */
+    ck_assert(d.method == TD_METHOD_SVD_GROUPED ? 16 % d.ranks[0] == 0 && d.ranks[0] <= 8 : d.method == TD_METHOD_SVD);
     /* the chosen k has the smallest predicted error among the divisors at that budget, and the
      * real grouped SVD has exactly that error (Eckart-Young per group) */
     td_chain ch;
-    TT_OK(td_conv_svd_grouped(&l.desc, &k, NULL, d.ranks[0], d.ranks[1], 0, &ch));
+    TT_OK(td_plan_build(&l, &k, NULL, &d, NULL, &ch));
     ck_assert(fabs(ch.rel_error - d.est_error) < 1e-9);
     td_chain_free(&ch);
     o.svd_groups = 4;
-    TT_OK(td_plan(&l, 1, 0, &o, &d, NULL, &err));
+    TT_OK(td_plan_kernels(&l, kp, 1, &o, &d, NULL, &err));
     ck_assert_uint_eq(d.ranks[0], 4);
+    td_tensor_free(&k);
+}
+END_TEST
+
+/* The planner's predicted cost is the written chain's, for every method, strides 1 and 2 and
+ * explicit and 'same' padding, under fixed ranks and under the global allocators (whose
+ * bilinear cost fits must then be exact). */
+START_TEST(test_costs_are_the_chains)
+{
+    td_tensor k;
+    realistic_kernel(&k, 24, 16, 3, 0.9, 5);
+    const td_tensor *kp[1] = {&k};
+    const td_method methods[4] = {TD_METHOD_TUCKER2, TD_METHOD_CP, TD_METHOD_SVD, TD_METHOD_SVD_GROUPED};
+    int checked = 0;
+    for (int stride = 1; stride <= 2; stride++)
+        for (int same = 0; same <= 1; same++)
+            for (int mi = 0; mi < 4; mi++)
+                for (int rule = 0; rule < 3; rule++) {
+                    td_layer_desc d = conv(24, 16, 3);
+                    d.stride[0] = d.stride[1] = (size_t)stride;
+                    d.in_h = 15; d.in_w = 13;
+                    if (same) d.pad_mode = TD_PAD_SAME;
+                    td_plan_layer l = layer("c", d, 0);
+                    td_plan_options o;
+                    td_plan_options_init(&o);
+                    o.method_auto = 0;
+                    o.method = methods[mi];
+                    o.keep_larger = 1;
+                    o.min_total_error = rule == 2;
+                    o.rule = rule == 0 ? TD_RULE_RANKS : TD_RULE_TARGET_FLOPS;
+                    o.ranks[0] = 5; o.ranks[1] = 7;
+                    o.value = 0.4;
+                    td_plan_decision dec;
+                    td_plan_summary sum;
+                    td_error err;
+                    TT_OK(td_plan_kernels(&l, kp, 1, &o, &dec, &sum, &err));
+                    ck_assert(!dec.skipped);
+                    td_chain ch;
+                    TT_OK(td_plan_build(&l, &k, NULL, &dec, NULL, &ch));
+                    td_cost c;
+                    TT_OK(td_chain_cost(&ch, &c));
+                    ck_assert_uint_eq(c.params, dec.params_after);
+                    ck_assert_uint_eq(c.flops, dec.flops_after);
+                    ck_assert_uint_eq(c.params, sum.params_after);
+                    if (rule) ck_assert((double)c.flops <= 0.4 * (double)dec.flops_before);
+                    td_chain_free(&ch);
+                    checked++;
+                }
+    ck_assert_int_eq(checked, 48);
     td_tensor_free(&k);
 }
 END_TEST
@@ -350,6 +422,7 @@ int main(void)
     tcase_add_test(tc, test_sweep_matches_plan);
     tcase_add_test(tc, test_min_total_error_variant);
     tcase_add_test(tc, test_svd_grouped_choice);
+    tcase_add_test(tc, test_costs_are_the_chains);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }

@@ -45,7 +45,8 @@ static td_status one_layer(const td_model *m, const td_plan_decision *d, size_t 
 {
     const td_model_layer *ml = &m->layers[i];
     td_chain *c = &l->chain;
-    td_status st = tool_build_chain(&ml->desc, &l->kernel, &l->bias, d, c);
+    const td_plan_layer pl = {ml->name, ml->desc, ml->admits, 0, NULL};
+    td_status st = td_plan_build(&pl, &l->kernel, &l->bias, d, NULL, c);
     if (st != TD_OK) return st;
     l->has_chain = 1;
     l->seconds = c->seconds;
@@ -159,7 +160,7 @@ int cmd_decompose(int argc, char **argv)
     free(biases);
     free(before);
     if (code) goto done;
-    const uint64_t total = td_model_total_params(&m);
+    const uint64_t total = sum.params_before;
     tool_core_warning();
     const int tty = isatty(2);
     /* N workers each running multi-threaded BLAS oversubscribe the cores: the tool (never the

@@ -212,7 +212,8 @@ int cmd_latency(int argc, char **argv)
         if (why[i]) continue;
         if (dec[i].skipped) { why[i] = dec[i].reason; continue; }
         T[i].before = before[i]; /* the planner's cost at the timed size */
-        td_status st = tool_build_chain(&ml->desc, &kernels[i], &biases[i], &dec[i], &T[i].chain);
+        const td_plan_layer pl = {ml->name, ml->desc, ml->admits, 0, NULL};
+        td_status st = td_plan_build(&pl, &kernels[i], &biases[i], &dec[i], NULL, &T[i].chain);
         if (st == TD_OK) st = td_chain_cost(&T[i].chain, &T[i].after);
         if (st == TD_OK) st = time_layer(&ml->desc, &kernels[i], &biases[i], &T[i], (int)repeat, 1000 + i);
         if (st != TD_OK) { code = tool_fail(tool_exit_for(st), in, ml->name, "timing failed: %s", td_strerror(st)); goto done; }

@@ -109,7 +109,7 @@ done:
 /* The planner's curves: largest per-layer estimated error against the fraction of the file's
  * parameters kept, by the min-max allocator and by uniform rank ratios. */
 static int write_model_files(const char *dir, const char *in, const td_model *m, td_plan_layer *pl,
-                             td_plan_decision *dec, uint64_t other)
+                             td_plan_curve *const *curves, td_plan_decision *dec, uint64_t total)
 {
     double x[2][NBUDGET], y[2][NBUDGET];
     size_t cnt[2] = {0, 0};
@@ -118,7 +118,6 @@ static int write_model_files(const char *dir, const char *in, const td_model *m,
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     fprintf(f, "rule,value,params_after,params_fraction,max_est_error,layers_decomposed\n");
-    const uint64_t total = td_model_total_params(m);
     double values[NBUDGET];
     td_plan_point pts[NBUDGET];
     for (int b = 0; b < NBUDGET; b++) values[b] = (double)(b + 1) / NBUDGET;
@@ -128,7 +127,7 @@ static int write_model_files(const char *dir, const char *in, const td_model *m,
         po.rule = rule ? TD_RULE_RATIO : TD_RULE_TARGET_PARAMS;
         td_error err;
         td_error_clear(&err);
-        td_status st = td_plan_sweep(pl, m->nlayers, other, &po, values, NBUDGET, dec, pts, &err);
+        td_status st = td_plan_sweep(pl, curves, m->nlayers, &po, values, NBUDGET, dec, pts, &err);
         if (st != TD_OK) { fclose(f); tool_fail_status(st, &err, in, NULL); return -2; }
         for (int b = 0; b < NBUDGET; b++) {
             if (!pts[b].feasible) continue; /* below what the layers can reach */
@@ -225,15 +224,28 @@ int cmd_spectrum(int argc, char **argv)
     td_cost *before = calloc(n ? n : 1, sizeof *before);
     int code = TOOL_OK, made = 0;
     td_status st;
-    uint64_t other = 0;
-    if (!L || !pl || !dec || !kernels || !biases || !before) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    uint64_t total = 0;
+    td_plan_curve **curves = calloc(n ? n : 1, sizeof *curves);
+    if (!L || !pl || !dec || !kernels || !biases || !before || !curves) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
     {
         double all, largest;
         tool_model_sizes(&m, &all, &largest);
         if (tool_memory_check(8.0 * (all + 3.0 * largest), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     }
     tool_core_warning();
-    if ((code = tool_plan_layers(&m, in, &ma, kernels, biases, before, pl, &other)) != TOOL_OK) goto done;
+    if ((code = tool_plan_layers(&m, in, &ma, kernels, biases, before, pl)) != TOOL_OK) goto done;
+    {
+        td_plan_options po;
+        td_plan_options_init(&po);
+        po.rule = TD_RULE_TARGET_PARAMS;
+        po.estimate_errors = 1;
+        td_error err;
+        td_error_clear(&err);
+        for (size_t i = 0; i < n; i++) {
+            total += before[i].params;
+            if ((st = td_plan_curve_new(&pl[i], &kernels[i], &po, &curves[i], &err)) != TD_OK) { code = tool_fail_status(st, &err, in, NULL); goto done; }
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         const td_model_layer *ml = &m.layers[i];
         spec_layer *l = &L[i];
@@ -274,7 +286,7 @@ int cmd_spectrum(int argc, char **argv)
         if (crash && !strcmp(crash, "spectrum-after-layers")) raise(SIGSEGV);
     }
     {
-        int w = write_model_files(tmp, in, &m, pl, dec, other);
+        int w = write_model_files(tmp, in, &m, pl, curves, dec, total);
         if (w == -2) { code = TOOL_EINPUT; goto done; }
         if (w != 0) { code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot write model.csv/model.svg: %s", strerror(errno)); goto done; }
     }
@@ -322,6 +334,8 @@ done:
     free(kernels);
     free(biases);
     free(before);
+    for (size_t i = 0; curves && i < n; i++) td_plan_curve_free(curves[i]);
+    free(curves);
     free(L);
     free(pl);
     free(dec);

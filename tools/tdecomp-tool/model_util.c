@@ -26,17 +26,11 @@ json_t *tool_layer_shape(const td_model_layer *l)
 int tool_layer_methods(const td_model_layer *l, json_t *methods, const char **reason)
 {
     *reason = NULL;
-    if (l->cls == TD_CLASS_DEPTHWISE) { *reason = l->maybe_depthwise ? "depthwise (possibly; a layer spec with groups 1 says otherwise)" : "depthwise"; return 0; }
-    if (l->cls == TD_CLASS_GROUPED) { *reason = "grouped"; return 0; }
-    if (l->desc.kind == TD_LAYER_CONV2D && l->desc.kh * l->desc.kw > 1) {
-        json_array_append_new(methods, json_string("tucker2"));
-        json_array_append_new(methods, json_string("cp"));
-        json_array_append_new(methods, json_string("svd"));
-        json_array_append_new(methods, json_string("svd-grouped"));
-    } else {
-        json_array_append_new(methods, json_string("svd"));
-    }
-    return 1;
+    for (int k = TD_METHOD_TUCKER2; k < TD_METHOD_COUNT; k++)
+        if (l->admits.mask & TD_METHOD_BIT(k)) json_array_append_new(methods, json_string(td_method_name((td_method)k)));
+    if (l->admits.mask) return 1;
+    *reason = l->maybe_depthwise ? "depthwise (possibly; a layer spec with groups 1 says otherwise)" : l->admits.why_not[TD_METHOD_SVD];
+    return 0;
 }
 
 int tool_open_model(td_model *m, const char *in, const char *layout, const char *spec)

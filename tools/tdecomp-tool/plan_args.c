@@ -91,26 +91,25 @@ int tool_plan_args_check(const tool_plan_args *a)
     return TOOL_OK;
 }
 
+td_plan_layer tool_plan_layer(const td_model *m, size_t i, const tool_model_args *sel)
+{
+    const td_model_layer *ml = &m->layers[i];
+    td_plan_layer pl = {ml->name, ml->desc, ml->admits, !tool_layer_selected(sel, ml->name), NULL};
+    return pl;
+}
+
 int tool_plan_layers(const td_model *m, const char *in, const tool_model_args *sel, td_tensor *kernels,
-                     td_tensor *biases, td_cost *before, td_plan_layer *pl, uint64_t *other)
+                     td_tensor *biases, td_cost *before, td_plan_layer *pl)
 {
     td_error err;
     td_error_clear(&err);
     td_status st;
-    uint64_t layer_params = 0;
     for (size_t i = 0; i < m->nlayers; i++) {
         const td_model_layer *ml = &m->layers[i];
         if ((st = td_model_read_layer(m, i, &kernels[i], &biases[i], &err)) != TD_OK) return tool_fail_status(st, &err, in, ml->name);
-        pl[i].name = ml->name;
-        pl[i].desc = ml->desc;
-        pl[i].kernel = &kernels[i];
-        pl[i].excluded = !tool_layer_selected(sel, ml->name);
-        pl[i].maybe_depthwise = ml->maybe_depthwise || ml->cls == TD_CLASS_DEPTHWISE;
-        if (ml->cls == TD_CLASS_GROUPED) pl[i].desc.groups = ml->desc.groups > 1 ? ml->desc.groups : 2;
+        pl[i] = tool_plan_layer(m, i, sel);
         if (td_layer_cost(&ml->desc, &before[i]) != TD_OK) return tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry");
-        layer_params += before[i].params;
     }
-    *other = td_model_total_params(m) - layer_params;
     return TOOL_OK;
 }
 
@@ -119,29 +118,16 @@ int tool_plan_model(const td_model *m, const char *in, const tool_plan_args *a, 
 {
     const size_t n = m->nlayers;
     td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
-    if (!pl) return tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory");
+    const td_tensor **kp = calloc(n ? n : 1, sizeof *kp);
+    if (!pl || !kp) { free(pl); free(kp); return tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); }
     td_error err;
     td_error_clear(&err);
     td_status st;
-    uint64_t other = 0;
-    int code = tool_plan_layers(m, in, &a->model, kernels, biases, before, pl, &other);
-    if (code) goto done;
-    if ((st = td_plan(pl, n, other, &a->po, dec, sum, &err)) != TD_OK) {
-        code = tool_fail_status(st, &err, in, NULL);
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        td_plan_decision *d = &dec[i];
-        const td_model_layer *ml = &m->layers[i];
-        if (!d->skipped && m->layout != TD_LAYOUT_TORCH && d->method == TD_METHOD_CP &&
-            (ml->desc.stride[0] > 1 || ml->desc.stride[1] > 1)) {
-            d->skipped = 1;
-            d->method = TD_METHOD_NONE;
-            snprintf(d->reason, sizeof d->reason, "cp chain cannot reproduce the padding exactly in Keras (stride > 1)");
-        }
-    }
-done:
+    int code = tool_plan_layers(m, in, &a->model, kernels, biases, before, pl);
+    for (size_t i = 0; i < n; i++) kp[i] = &kernels[i];
+    if (!code && (st = td_plan_kernels(pl, kp, n, &a->po, dec, sum, &err)) != TD_OK) code = tool_fail_status(st, &err, in, NULL);
     free(pl);
+    free(kp);
     return code;
 }
 
@@ -158,14 +144,3 @@ json_t *tool_plan_args_json(const tool_plan_args *a)
     return o;
 }
 
-td_status tool_build_chain(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
-                           const td_plan_decision *dec, td_chain *c)
-{
-    switch (dec->method) {
-    case TD_METHOD_TUCKER2: return td_conv_tucker2(d, kernel, bias, dec->ranks[0], dec->ranks[1], NULL, c);
-    case TD_METHOD_CP: return td_conv_cp(d, kernel, bias, dec->ranks[0], NULL, c);
-    case TD_METHOD_SVD: return td_layer_svd(d, kernel, bias, dec->ranks[0], 1, c);
-    case TD_METHOD_SVD_GROUPED: return td_conv_svd_grouped(d, kernel, bias, dec->ranks[0], dec->ranks[1], 1, c);
-    default: return TD_EINVAL;
-    }
-}

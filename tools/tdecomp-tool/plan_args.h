@@ -21,21 +21,19 @@ int tool_plan_option(int argc, char **argv, int *i, tool_plan_args *a);
 /* After parsing: "no rule" and "more than one rule" usage errors (0 when fine, else exit code). */
 int tool_plan_args_check(const tool_plan_args *a);
 
-/* Reads every layer's kernel and bias into kernels/biases, its cost into before, and fills the
- * planner's view pl (selection applied; grouped convs as grouped); *other = the file's parameters
- * outside these layers' kernels. 0 or the exit code (printed). */
-int tool_plan_layers(const td_model *m, const char *in, const tool_model_args *sel, td_tensor *kernels,
-                     td_tensor *biases, td_cost *before, td_plan_layer *pl, uint64_t *other);
+/* The planner's view of layer i (selection applied). */
+td_plan_layer tool_plan_layer(const td_model *m, size_t i, const tool_model_args *sel);
 
-/* Reads every layer's kernel and bias, applies the selection and decides each layer (Keras CP
- * chains with stride > 1 skipped, DESIGN.md). kernels, biases, before and dec have m->nlayers
- * entries; kernels/biases are filled even on failure (free them). 0 or the exit code (printed). */
+/* Reads every layer's kernel and bias into kernels/biases, its cost into before, and fills the
+ * planner's view pl. 0 or the exit code (printed). */
+int tool_plan_layers(const td_model *m, const char *in, const tool_model_args *sel, td_tensor *kernels,
+                     td_tensor *biases, td_cost *before, td_plan_layer *pl);
+
+/* Reads every layer's kernel and bias, applies the selection and decides each layer.
+ * kernels, biases, before and dec have m->nlayers entries; kernels/biases are filled even on
+ * failure (free them). 0 or the exit code (printed). */
 int tool_plan_model(const td_model *m, const char *in, const tool_plan_args *a, td_tensor *kernels, td_tensor *biases,
                     td_cost *before, td_plan_decision *dec, td_plan_summary *sum);
-
-/* The chain a decision asks for (ranks clamped as the planner allows). */
-td_status tool_build_chain(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
-                           const td_plan_decision *dec, td_chain *c);
 
 /* The JSON "options" object of a report. */
 json_t *tool_plan_args_json(const tool_plan_args *a);
