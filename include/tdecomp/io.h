@@ -41,49 +41,86 @@ TD_API TD_WUR td_status td_h5_read_tensor(const char *path, const char *dataset,
 TD_API TD_WUR td_status td_h5_dataset_shape(const char *path, const char *dataset, int *ndim, size_t *shape,
                                             td_dtype *dtype, td_error *err);
 
-/* An output file written atomically: created as a temporary file in the final path's folder,
- * named ".<name>.tdtmp.<pid>.XXXXXX", and renamed into place by td_outfile_commit, so the final
- * path appears complete or not at all. Stack-allocatable; no global state. */
-typedef struct td_outfile {
-    char final_path[4096];
-    char temp_path[4096];
-    int64_t file_id;      /* HDF5 file handle, -1 when closed */
-    int active;           /* 1 between create and commit/abort */
-} td_outfile;
+/* --- outputs ----------------------------------------------------------------------------
+ * Every file or folder the library and the tool create goes through td_outfile: a temporary
+ * beside the final path, created exclusively (O_EXCL | O_NOFOLLOW, a random name
+ * ".<name>.tdtmp.<pid>.<random>", the name part shortened when the whole would pass NAME_MAX),
+ * with the permissions the umask allows, written, flushed to disk (fsync), then renamed into
+ * place, so the final path appears complete or not at all.
+ * Protected paths (the command's inputs: weights, layer spec, statistics) are compared by
+ * identity (device and inode), never by spelling: an output that is one of them is refused, and
+ * a folder replaced with force must not contain one.
+ * Thread-safety: an outfile is used by one thread at a time; distinct outfiles are independent.
+ * HDF5 calls are serialised by the caller (Debian's libhdf5 is not thread-safe); the HDF5 error
+ * printer, process-wide, is saved and restored around every io call, so io calls must not run
+ * concurrently with other HDF5 users in the process. */
+typedef enum td_output_kind {
+    TD_OUTPUT_HDF5 = 0,     /* an HDF5 file (td_outfile_write, td_outfile_attr_*) */
+    TD_OUTPUT_BYTES = 1,    /* any other file: td_outfile_write_bytes or td_outfile_fd */
+    TD_OUTPUT_FOLDER = 2    /* a folder of files: td_outfile_folder_file */
+} td_output_kind;
 
-/* Refusals, checked before any work: the final path's folder missing, not a folder or not
- * writable; the final path the same file as input_path (same device and inode, so also through
- * hard and symbolic links; input_path may be NULL); the final path existing, unless force (a
- * directory is refused even with force). TD_EEXIST, TD_ENOTFOUND, TD_EINVAL or TD_EIO, with err. */
-TD_API TD_WUR td_status td_outfile_check(const char *final_path, const char *input_path, int force,
-                                         td_error *err);
+typedef struct td_outfile td_outfile;   /* opaque */
 
-/* td_outfile_check, then creates the temporary HDF5 file. Also removes stale temporary files of
- * the same name pattern left in that folder by processes that no longer exist. */
-TD_API TD_WUR td_status td_outfile_create(td_outfile *o, const char *final_path,
-                                          const char *input_path, int force, td_error *err);
+/* Refusals, made before any work: the path empty, too long, ending in '/', or naming an existing
+ * device, FIFO, socket or (for files) folder, or a symlink loop (TD_EPATH: a usage error); its
+ * folder missing, not a folder or not writable (TD_ENOTFOUND, TD_EINVAL, TD_EIO); the path one
+ * of the protect[0 .. nprotect-1] paths (TD_EEXIST; entries may be NULL); the path existing,
+ * unless force (TD_EEXIST); with force, an existing folder that contains a protected path
+ * (TD_EEXIST). Only regular files (and, for TD_OUTPUT_FOLDER, folders) are ever replaced. */
+TD_API TD_WUR td_status td_outfile_check(const char *final_path, td_output_kind kind, const char *const *protect,
+                                         size_t nprotect, int force, td_error *err);
 
-/* Writes t as dataset `path` ("/a/b/c": missing groups are created) in the given float type
- * (values converted from double by HDF5). Shape = t's shape (a 0-d tensor gives a scalar). */
+/* td_outfile_check, then creates the temporary (removing stale temporaries of processes that no
+ * longer exist in that folder first). *o is NULL on failure. Statuses as td_outfile_check, plus
+ * TD_EIO (cannot create), TD_ENOMEM. */
+TD_API TD_WUR td_status td_outfile_create(td_outfile **o, const char *final_path, td_output_kind kind,
+                                          const char *const *protect, size_t nprotect, int force, td_error *err);
+
+/* The temporary's path and identity, for a supervisor that removes it if this process dies. */
+TD_API TD_WUR td_status td_outfile_temp(const td_outfile *o, const char **path, uint64_t *dev, uint64_t *ino);
+
+/* The final path. */
+TD_API const char *td_outfile_path(const td_outfile *o);
+
+/* HDF5 outputs: writes t as dataset `path` ("/a/b/c": missing groups are created) in the given
+ * float type, values rounded to it (bfloat16 and float16 to nearest even); a 0-d tensor gives a
+ * scalar. TD_EINVAL (wrong kind, bad path), TD_EIO (write failed: disk full). */
 TD_API TD_WUR td_status td_outfile_write(td_outfile *o, const char *path, const td_tensor *t,
                                          td_dtype dtype, td_error *err);
 
-/* Sets a variable-length UTF-8 string attribute on the object at obj_path ("/" for the root). */
+/* HDF5 outputs: a variable-length UTF-8 string attribute on the object at obj_path ("/" for the
+ * root). Statuses as td_outfile_write. */
 TD_API TD_WUR td_status td_outfile_attr_string(td_outfile *o, const char *obj_path, const char *name,
                                                const char *value, td_error *err);
 
-/* A scalar numeric attribute: int64 when integer (value must be whole), else float64. */
+/* HDF5 outputs: a scalar numeric attribute, int64 when integer (value must be whole), else
+ * float64. Statuses as td_outfile_write. */
 TD_API TD_WUR td_status td_outfile_attr_number(td_outfile *o, const char *obj_path, const char *name,
                                                double value, int integer, td_error *err);
 
-/* The HDF5 file handle (an hid_t) of the temporary file, for io functions that copy objects. */
-TD_API int64_t td_outfile_handle(const td_outfile *o);
+/* Byte outputs: appends n bytes (retrying short writes). TD_EIO names the system error. */
+TD_API TD_WUR td_status td_outfile_write_bytes(td_outfile *o, const void *buf, size_t n, td_error *err);
 
-/* Closes, flushes to disk and renames the temporary file onto the final path. On failure the
- * temporary file is removed. */
+/* Byte outputs: the temporary's file descriptor (positioned writes are fine); -1 otherwise. */
+TD_API int td_outfile_fd(const td_outfile *o);
+
+/* Folder outputs: creates file `name` (a plain name: no '/', not "." or "..") inside the
+ * temporary folder, exclusively, and returns its descriptor in *fd (the caller writes and closes
+ * it). TD_EINVAL (a bad name, wrong kind), TD_EEXIST (twice), TD_EIO. */
+TD_API TD_WUR td_status td_outfile_folder_file(td_outfile *o, const char *name, int *fd, td_error *err);
+
+/* Flushes, closes and renames the temporary into place (a folder replaced with force is swapped
+ * in atomically and the old one removed). On failure the temporary is removed. Either way o is
+ * freed. TD_EIO with err naming the system error (disk full: ENOSPC). */
 TD_API TD_WUR td_status td_outfile_commit(td_outfile *o, td_error *err);
 
-/* Closes and removes the temporary file; safe to call in any state (also after commit). */
+/* Both or neither: every output is flushed and closed first; only when all succeeded are they
+ * renamed into place, in order (a crash between two renames is the only way to see one without
+ * the other). Every outfile is freed. Statuses as td_outfile_commit. */
+TD_API TD_WUR td_status td_outfile_commit_all(td_outfile **o, size_t n, td_error *err);
+
+/* Closes and removes the temporary and frees o; safe on NULL. */
 TD_API void td_outfile_abort(td_outfile *o);
 
 /* ==== End of section A ==== */
@@ -91,40 +128,57 @@ TD_API void td_outfile_abort(td_outfile *o);
 /* ==== Section B: weight files ==== */
 
 typedef enum td_layout {
-    TD_LAYOUT_AUTO = 0,   /* detect: keras2 (layer_names attribute at / or /model_weights),
-                             keras3 (/layers/<name>/vars/<i>), else torch */
+    TD_LAYOUT_AUTO = 0,   /* detect: safetensors by content; HDF5 keras2 (layer_names attribute
+                             at / or /model_weights), keras3 (/layers/<name>/vars/<i>), else torch */
     TD_LAYOUT_TORCH,      /* one dataset per state-dict key (dots in names, or nested groups) */
     TD_LAYOUT_KERAS2,     /* legacy .h5 from save_weights or model.save */
     TD_LAYOUT_KERAS3,     /* .weights.h5 */
     TD_LAYOUT_SAFETENSORS /* a .safetensors file (torch key naming), detected by content */
 } td_layout;
 
-/* "auto", "torch", "keras2", "keras3". */
+/* "auto", "torch", "keras2", "keras3", "safetensors". */
 TD_API const char *td_layout_name(td_layout l);
 /* Parses a layout name; TD_EINVAL for anything else. */
 TD_API TD_WUR td_status td_layout_parse(const char *s, td_layout *l);
 
-/* One dataset of the file (every dataset is listed, whatever its type). */
+/* One tensor of the file (every dataset or safetensors entry is listed, whatever its type). */
 typedef struct td_model_tensor {
-    char path[512];            /* HDF5 path, "/features.0.weight" or "/model_weights/c/c/kernel:0" */
-    char name[512];            /* display name: the torch key (groups joined by '.'), or the path */
-    int ndim;                  /* 0 for scalars */
+    const char *path;          /* where it is: the HDF5 path ("/features.0.weight",
+                                  "/model_weights/c/c/kernel:0") or the safetensors key */
+    const char *name;          /* display name: the torch key (groups joined by '.'), or the path */
+    int ndim;                  /* as stored; above TD_MAX_MODES only the first TD_MAX_MODES extents
+                                  are in shape and the tensor is never read as a float tensor */
     size_t shape[TD_MAX_MODES];
-    td_dtype dtype;            /* TD_DTYPE_OTHER for integers, strings, ... */
-    char dtype_name[32];       /* "float32", "int64", ... */
+    uint64_t elements;         /* product of every extent (saturating at UINT64_MAX) */
+    td_dtype dtype;            /* TD_DTYPE_OTHER for integers, strings, exotic floats, ... */
+    char dtype_name[64];       /* "float32", "int64", "bfloat16", ... */
 } td_model_tensor;
 
 typedef enum td_layer_class {
     TD_CLASS_CONV2D = 0,       /* ordinary conv, groups 1 */
     TD_CLASS_DENSE,
-    TD_CLASS_DEPTHWISE,        /* known depthwise, or a (C,1,kh,kw) torch kernel without a spec */
+    TD_CLASS_DEPTHWISE,        /* known depthwise, or a (C,1,kh,kw) torch kernel without geometry */
     TD_CLASS_GROUPED           /* 1 < groups < Cin */
 } td_layer_class;
 
-/* A decomposable-looking layer: a conv or dense kernel with an optional bias. Shapes in desc are
- * OIHW / (out, in) whatever the file stores. */
+/* Where a layer's geometry came from, as inspect reports it. */
+typedef enum td_geometry_source {
+    TD_GEOMETRY_ASSUMED = 0,   /* the contract's defaults: groups 1, stride 1, dilation 1, padding 0;
+                                  for the input size: unknown */
+    TD_GEOMETRY_FILE,          /* the file's own geometry record (tdecomp_geometry, docs/formats.md) */
+    TD_GEOMETRY_CONFIG,        /* a Keras model config stored in the file */
+    TD_GEOMETRY_SPEC           /* a --layer-spec file */
+} td_geometry_source;
+
+/* "assumed", "file", "model config", "spec". */
+TD_API const char *td_geometry_source_name(td_geometry_source s);
+
+/* A conv or dense layer: a kernel with an optional bias. Shapes in desc are OIHW / (out, in)
+ * whatever the file stores. Layers are in model order: the geometry record's order, the Keras
+ * layer_names order, else key order with numbers compared as numbers ("features.10" after
+ * "features.9"). */
 typedef struct td_model_layer {
-    char name[256];            /* Keras layer name or torch module path (key without .weight) */
+    const char *name;          /* Keras layer name or torch module path (key without .weight) */
     td_layer_class cls;
     td_layer_desc desc;
     int kernel;                /* index into tensors */
@@ -133,68 +187,173 @@ typedef struct td_model_layer {
     td_admission admits;       /* methods this layer admits in this file and why not the others:
                                   td_layer_admission narrowed by the format (Keras has no CP chain
                                   for stride > 1; Keras 3 weights-only files none at all) */
-    int group_pos;             /* keras2: position in layer_names; keras3: -1 */
-    char group[512];           /* keras: the layer's group path ("/model_weights/conv2d",
-                                  "/layers/conv2d_1"); torch: "" */
+    td_geometry_source geometry;   /* of stride, padding, dilation and groups */
+    td_geometry_source input_size; /* of desc.in_h / in_w (ASSUMED: unknown) */
+    const char *padding_mode;  /* "zeros", or the geometry record's ("reflect", "replicate",
+                                  "circular"): the spatial pieces of a rewrite keep it */
+    int bn_scale, bn_var;      /* tensors of the BatchNorm the geometry record says follows
+                                  (gamma, running_var), or -1 */
+    double bn_eps;
 } td_model_layer;
 
-/* A weight file as read: its tensors and layers. Free with td_model_free. */
+/* A weight file as read: its tensors and layers. The file stays open (read-only) until
+ * td_model_free: every read goes through that one handle, and each read checks that the tensor
+ * still has the shape and type recorded at open. Free with td_model_free. */
 typedef struct td_model {
-    char file[1024];
+    const char *file;
     td_layout layout;
     td_model_tensor *tensors;
     size_t ntensors;
     td_model_layer *layers;
     size_t nlayers;
-    char weights_root[256];    /* keras2: "/" or "/model_weights"; keras3: "/layers" */
-    int keras_vlen_names;      /* keras2: layer_names stored as variable-length strings */
-    int keras_colon_names;     /* keras2: weight names in the "kernel:0" style */
-    char (*keras_layer_names)[256]; /* keras2: layer_names in file order */
-    size_t keras_nlayer_names;
+    int has_geometry;           /* the file carries a geometry record */
+    struct td_model_impl *impl; /* private */
 } td_model;
 
-/* Reads the structure of a weight file (no weight values yet), opened read-only. Refuses soft
- * and external links, non-HDF5 files, malformed Keras attributes, with err naming the file and
- * the dataset. */
+/* Reads the structure of a weight file (no weight values yet): HDF5 (torch, Keras 2, Keras 3) or
+ * safetensors (a file, or a sharded set through its model.safetensors.index.json), detected by
+ * content unless layout forces one. Refused, with err naming the file and dataset: non-regular
+ * files; a PyTorch pickle or torch.save zip (the message names the export command); soft and
+ * external links, external storage and virtual datasets (HDF5); malformed Keras attributes,
+ * geometry records and safetensors headers. Statuses: TD_ENOTFOUND, TD_EFORMAT, TD_EDTYPE,
+ * TD_EOVERFLOW, TD_ENOMEM, TD_EIO. *m is zeroed on failure. Not thread-safe with other HDF5 use. */
 TD_API TD_WUR td_status td_model_open(td_model *m, const char *path, td_layout layout, td_error *err);
 
 /* Applies a layer spec (JSON object keyed by layer name; values with optional "stride",
- * "padding" ([t,b,l,r], "same" or "valid"), "dilation", "groups", "input_size"). Unknown
- * layer names and malformed values are TD_EFORMAT naming the spec file and the key. */
+ * "padding" ([t,b,l,r], "same" or "valid"), "dilation", "groups", "input_size"); it overrides the
+ * file's geometry field by field. Unknown layer names and malformed values are TD_EFORMAT naming
+ * the spec file and the key; TD_ENOTFOUND for a missing file. */
 TD_API TD_WUR td_status td_model_apply_spec(td_model *m, const char *spec_path, td_error *err);
 
 /* Reads a layer's kernel as an OIHW (or (out, in)) double tensor and its bias (empty when the
- * layer has none). NaN/Inf values are TD_ENOTFINITE naming the dataset. */
+ * layer has none). Statuses: TD_ENOTFINITE (NaN/Inf values, naming the dataset), TD_EFORMAT (the
+ * file changed since it was opened, or unreadable data), TD_ENOMEM, TD_EINVAL. Reads only that
+ * layer's bytes. */
 TD_API TD_WUR td_status td_model_read_layer(const td_model *m, size_t layer, td_tensor *kernel,
                                             td_tensor *bias, td_error *err);
 
-/* Number of elements of every dataset, the whole file's "parameters". */
-TD_API uint64_t td_model_total_params(const td_model *m);
+/* Reads tensor i (a float tensor) in its stored shape as double. Statuses as td_model_read_layer,
+ * plus TD_EDTYPE for a non-float tensor. */
+TD_API TD_WUR td_status td_model_read_tensor(const td_model *m, size_t i, td_tensor *out, td_error *err);
 
+/* Kernel parameters of every layer (what --target-params and the report's totals count), and
+ * every element of every tensor (the difference is the report's other_elements). */
+TD_API uint64_t td_model_kernel_params(const td_model *m);
+TD_API uint64_t td_model_total_elements(const td_model *m);
+
+/* Closes the file and frees everything; safe on a zeroed model. */
 TD_API void td_model_free(td_model *m);
 
-/* One layer replaced by a chain, for td_model_write. */
+/* --- writing a decomposed file -------------------------------------------------------------
+ * Streaming: td_model_writer_open copies everything that stays and lays out the new layers (from
+ * chains laid out by td_chain_layout or td_plan), then each layer's chain is put as soon as it is
+ * computed, so only the layers being worked on are in memory; td_model_writer_finish writes the
+ * self-description (tdecomp_layers, docs/formats.md section 2). Formats: HDF5 in the input's
+ * layout (torch: <name>.<i>.weight / .bias; Keras 2: <L>_t2_in/_core/_out, <L>_svd_0/1,
+ * <L>_cp_0..3 at the old position in layer_names, HWIO kernels, weight_names in the input's style,
+ * /optimizer_weights and model_config dropped; Keras 3 the same under /layers with later
+ * same-class paths renumbered), or safetensors (torch naming; the input's __metadata__ kept and
+ * extended). Kernels keep the file's float dtype; tensors not rewritten are copied unchanged (byte
+ * for byte where both sides are the same format). */
+typedef enum td_format {
+    TD_FORMAT_AUTO = 0,        /* the input's format */
+    TD_FORMAT_HDF5 = 1,
+    TD_FORMAT_SAFETENSORS = 2
+} td_format;
+
+/* "auto", "h5", "safetensors". */
+TD_API const char *td_format_name(td_format f);
+
+/* The output format for path: explicit (not AUTO) wins; else ".safetensors" gives safetensors,
+ * ".h5"/".hdf5" HDF5, anything else the input model's format. */
+TD_API td_format td_format_choose(td_format explicit_format, const char *path, const td_model *input);
+
+/* The td_output_kind an output of format f needs. */
+TD_API td_output_kind td_format_output_kind(td_format f);
+
+/* One layer to be replaced: its index and its chain's layout (pieces' descs and kernel shapes;
+ * data not needed). The same layout must be put later. */
 typedef struct td_model_rewrite {
-    size_t layer;              /* index into m->layers */
-    td_chain *chain;           /* rounded to the file's dtype in place by td_model_write */
+    size_t layer;
+    const td_chain *layout;
 } td_model_rewrite;
 
-/* Copies the input file into o (dtype, attributes and group structure of everything not
- * rewritten), replacing each rewritten layer by its chain's pieces in the layer's own float
- * dtype: torch keys <name>.<i>.weight / .bias; Keras 2 layers <L>_t2_in/_core/_out,
- * <L>_svd_0/1, <L>_cp_0..3 at the old position in layer_names, HWIO kernels, weight_names in
- * the input's style, /optimizer_weights dropped; Keras 3 the same under /layers with later
- * same-class paths renumbered (CP refused). The chains' kernels are rounded to that dtype in
- * place (so a caller can measure the error of what was written). */
-/* Rounds every piece's kernel to dtype and its bias to bias_dtype (through HDF5's conversion,
- * float16 included), in place: what td_model_write stores. */
-TD_API TD_WUR td_status td_chain_round(td_chain *c, td_dtype dtype, td_dtype bias_dtype);
+typedef struct td_model_writer td_model_writer;   /* opaque */
 
-TD_API TD_WUR td_status td_model_write(const td_model *m, td_outfile *o, td_model_rewrite *rw,
-                                       size_t nrw, td_error *err);
+/* Starts the output o (created with td_format_output_kind(fmt)). Statuses: TD_EINVAL (bad
+ * arguments), TD_EUNSUPPORTED (a rewrite the layout cannot store: a method the layer does not
+ * admit; safetensors output from a Keras file), TD_EFORMAT (an output name that already exists in
+ * the input), TD_EIO, TD_ENOMEM. *w is NULL on failure. */
+TD_API TD_WUR td_status td_model_writer_open(td_model_writer **w, const td_model *m, td_outfile *o, td_format fmt,
+                                             const td_model_rewrite *rw, size_t nrw, td_error *err);
 
-/* Rounds t to dtype (float16/32/64) through HDF5's conversion, in place. */
+/* Writes layer's chain (its pieces as they are: round them first with td_model_round_chain, so
+ * what is measured is what is written). The chain must match the layout given at open
+ * (TD_ESHAPE). TD_EIO when the write fails. */
+TD_API TD_WUR td_status td_model_writer_put(td_model_writer *w, size_t layer, const td_chain *chain, td_error *err);
+
+/* A string attribute of the output: an HDF5 root attribute, or a safetensors __metadata__ entry. */
+TD_API TD_WUR td_status td_model_writer_attr(td_model_writer *w, const char *key, const char *value, td_error *err);
+
+/* What the self-description says of each layer: every layer of the input, rewritten or not. */
+typedef struct td_layer_record {
+    size_t layer;
+    const char *reason;        /* why it was left alone (NULL for rewritten layers) */
+    double rel_error;          /* of what was written */
+    int has_output_error;
+    double output_rel_error;
+} td_layer_record;
+
+/* Writes tdecomp_layers (records for the layers; rewritten ones take method, ranks and pieces from
+ * their chains) and completes the file. Every rewritten layer must have been put (TD_EINVAL).
+ * The outfile is not committed here (the caller commits it, possibly with others). */
+TD_API TD_WUR td_status td_model_writer_finish(td_model_writer *w, const td_layer_record *rec, size_t n,
+                                               td_error *err);
+
+/* Safe on NULL; does not touch the outfile. */
+TD_API void td_model_writer_free(td_model_writer *w);
+
+/* The whole write at once, for chains held in memory: td_model_writer_open with rw (whose
+ * layouts are the complete chains, written as they are: round them first), a put of each, and
+ * finish with records saying each other layer was "not rewritten". Statuses as those calls. */
+TD_API TD_WUR td_status td_model_write(const td_model *m, td_outfile *o, td_format fmt, const td_model_rewrite *rw,
+                                       size_t n, td_error *err);
+
+/* Rounds every piece of a chain for layer to the file's dtypes (the kernel's for kernels, the
+ * bias's for the bias), in place: what the writer stores. */
+TD_API TD_WUR td_status td_model_round_chain(const td_model *m, size_t layer, td_chain *c);
+
+/* Rounds t to dtype (float16/32/64, bfloat16; to nearest even) in place. */
 TD_API TD_WUR td_status td_tensor_round(td_tensor *t, td_dtype dtype);
+
+/* --- reading a decomposed file back ------------------------------------------------------- */
+
+/* One entry of a decomposed file's tdecomp_layers. */
+typedef struct td_model_record {
+    char *name;                /* the original layer */
+    td_method method;          /* TD_METHOD_NONE: left alone */
+    size_t ranks[2];
+    int nranks;
+    char *target;              /* left alone: its name in the output */
+    td_chain layout;           /* rewritten: method, pieces' descs and kernel shapes (no data) */
+    char *piece_layer[TD_CHAIN_MAX];
+    double rel_error;
+    int has_output_error;
+    double output_rel_error;
+} td_model_record;
+
+/* Parses the file's tdecomp_layers. TD_ENOTFOUND when it has none (not written by decompose),
+ * TD_EFORMAT for a malformed or unknown-version record naming the key. Free with
+ * td_model_records_free. */
+TD_API TD_WUR td_status td_model_records(const td_model *m, td_model_record **out, size_t *n, td_error *err);
+TD_API void td_model_records_free(td_model_record *r, size_t n);
+
+/* Reads a rewritten record's pieces from the decomposed model m into out (descs from the record,
+ * kernels and biases from the file, shapes checked against the record: TD_EFORMAT naming the
+ * piece). For td_chain_compose, td_chain_rel_error and td_chain_apply. */
+TD_API TD_WUR td_status td_model_read_chain(const td_model *m, const td_model_record *r, td_chain *out, td_error *err);
+
+/* --- LoRA adapters ------------------------------------------------------------------------ */
 
 /* One layer given a LoRA adapter, for td_model_write_adapters. */
 typedef struct td_model_adapter {
@@ -202,13 +361,37 @@ typedef struct td_model_adapter {
     td_adapter *adapter;       /* rounded to the layer's dtype in place */
 } td_model_adapter;
 
-/* Copies the input file into o, replacing each adapted layer's kernel by the adapter's frozen
- * part (same path, shape, dtype and attributes: the file loads as before) and adding the factors
- * in PyTorch's LoRA layout, in the kernel's dtype: torch <name>.lora_A and <name>.lora_B beside
- * <name>.weight; Keras 2 and 3 (whose kernel keeps its HWIO layout) /tdecomp_adapters/<name>.lora_A
- * and .lora_B. */
-TD_API TD_WUR td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_model_adapter *ad,
+/* Copies the input into o (an HDF5 or byte output as td_format_output_kind(fmt)), replacing each
+ * adapted layer's kernel by the adapter's frozen part (same path, shape, dtype and attributes:
+ * the file loads as before) and adding the factors in PyTorch's LoRA layout, in the kernel's
+ * dtype: torch and safetensors <name>.lora_A and <name>.lora_B beside <name>.weight; Keras 2 and 3
+ * (whose kernel keeps its HWIO layout) /tdecomp_adapters/<name>.lora_A and .lora_B. Statuses as
+ * td_model_writer_open and _put. */
+TD_API TD_WUR td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_format fmt, td_model_adapter *ad,
                                                 size_t n, td_error *err);
+
+/* --- calibration statistics (docs/formats.md section 3) ----------------------------------- */
+
+typedef struct td_calibration td_calibration;   /* opaque: the open statistics file */
+
+/* Opens and checks the root (version 1). TD_ENOTFOUND, TD_EFORMAT naming the file and problem. */
+TD_API TD_WUR td_status td_calibration_open(td_calibration **c, const char *path, td_error *err);
+TD_API void td_calibration_free(td_calibration *c);
+
+/* One layer's statistics, read and validated (td_layer_stats_check), with its BatchNorm's
+ * per-channel scale when the model's geometry names one. */
+typedef struct td_layer_calibration {
+    td_layer_stats stats;      /* views into the tensors below */
+    td_tensor input_cov, output_cov, patch_cov;
+    double *out_scale;
+} td_layer_calibration;
+
+/* *found = 0 (and TD_OK) when the file has no group for the layer. Statuses: TD_EFORMAT (a shape
+ * that does not fit the layer, a missing dataset, NaN, a negative diagonal, count 0, ...: err
+ * names the file, the layer and the problem), TD_ENOMEM. Free with td_layer_calibration_free. */
+TD_API TD_WUR td_status td_calibration_read(const td_calibration *c, const td_model *m, size_t layer,
+                                            td_layer_calibration *out, int *found, td_error *err);
+TD_API void td_layer_calibration_free(td_layer_calibration *lc);
 
 /* ==== End of section B ==== */
 

@@ -30,7 +30,8 @@ TD_BEGIN_DECLS
     X(TD_EINFEASIBLE,    14,  "target cannot be reached")                                      \
     X(TD_EUNSUPPORTED,   15,  "operation does not apply to this layer")                        \
     X(TD_ELIMIT,         16,  "request exceeds the configured memory limit")                   \
-    X(TD_EINTERNAL,      17,  "internal error")
+    X(TD_EINTERNAL,      17,  "internal error")                                              \
+    X(TD_EPATH,          18,  "unusable output path")
 
 typedef enum td_status {
 #define TD__STATUS_ENUM(name, num, msg) name = num,

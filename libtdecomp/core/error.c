@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -48,3 +49,14 @@ double td__now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+char *td__strndup(const char *s, size_t n)
+{
+    if (!s) return NULL;
+    const size_t len = strnlen(s, n);
+    char *d = malloc(len + 1);
+    if (d) { memcpy(d, s, len); d[len] = '\0'; }
+    return d;
+}
+
+char *td__strdup(const char *s) { return s ? td__strndup(s, strlen(s)) : NULL; }

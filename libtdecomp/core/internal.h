@@ -17,6 +17,11 @@ static inline int td__mul_ok(size_t a, size_t b, size_t *out)
     return 1;
 }
 
+/* strdup / strndup through malloc (so allocation-failure tests see every allocation); NULL s
+ * gives NULL. */
+char *td__strdup(const char *s);
+char *td__strndup(const char *s, size_t n);
+
 /* Fills err (may be NULL) with "file: dataset: problem" (file/dataset may be NULL or empty and
  * are then left out) and returns status. Never allocates. */
 td_status td__error_set(td_error *err, td_status status, const char *file, const char *dataset,

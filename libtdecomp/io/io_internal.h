@@ -37,6 +37,9 @@ td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dse
 td_status td__h5_check_extent(hid_t dset, const char *file_name, const char *dset_name, int nd, const hsize_t *dims,
                               hid_t type, size_t *count_out, td_error *err);
 
+/* The HDF5 handle of an HDF5 output (H5I_INVALID_HID for other kinds). */
+hid_t td__outfile_h5(const td_outfile *o);
+
 /* Creates the groups of an absolute path's parent ("/a/b" for "/a/b/c"). */
 td_status td__h5_make_parents(hid_t file, const char *path);
 

@@ -88,7 +88,8 @@ sl = os.path.join(W, "symlink.h5"); os.symlink(cp3, sl)
 err_case("cp output symlink to input", ["cp", cp3, "--dataset", "/tensor", "--rank", 2, "-o", sl, "--force"], 1, ["input"], [cp3])
 err_case("cp input through symlink, output == target", ["cp", sl, "--dataset", "/tensor", "--rank", 2, "-o", cp3, "--force"], 1, ["input"], [cp3])
 err_case("cp output in a missing folder", ["cp", cp3, "--dataset", "/tensor", "--rank", 2, "-o", os.path.join(W, "nope", "x.h5")], 1, ["does not exist"], [cp3])
-err_case("cp output is a directory", ["cp", cp3, "--dataset", "/tensor", "--rank", 2, "-o", W, "--force"], 1, [], [cp3])
+# a folder (like a device or FIFO) is never an output file: a usage error
+err_case("cp output is a directory", ["cp", cp3, "--dataset", "/tensor", "--rank", 2, "-o", W, "--force"], 2, [], [cp3])
 ro = os.path.join(W, "ro"); os.mkdir(ro); os.chmod(ro, 0o555)
 if os.access(ro, os.W_OK):
     print("skipped: read-only output folder (running as root, where a 0555 folder is still writable)")

@@ -93,6 +93,13 @@ for trial in range(8):
 print(f"SIGKILL trials (run time {T:.2f} s): {complete} complete outputs, {absent} absent, "
       f"{len(temps(W))} temporary files of killed processes")
 check(digest(big) == hb, "SIGKILL: input changed")
+# a SIGKILLed worker may take a moment to exit (freeing its memory): wait for the pids the
+# temporary names carry, so "gone" is true when the next run looks
+for name in temps(W):
+    pid = int(name.split(".tdtmp.")[1].split(".")[0])
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{pid}"): break
+        time.sleep(0.05)
 # a later run in the same folder removes temporary files whose process is gone (one planted
 # with a pid that cannot exist, beyond pid_max), and keeps those of live processes
 open(os.path.join(W, ".old.h5.tdtmp.4194305.AbCdEf"), "w").write("partial")

@@ -209,19 +209,19 @@ static td_status s_file(void *ctx)
     td_adapter a;
     memset(&c, 0, sizeof c);
     memset(&a, 0, sizeof a);
-    td_outfile of;
-    memset(&of, 0, sizeof of);
-    of.file_id = -1;
+    td_outfile *of = NULL;
+    const char *protect[1] = {in_path};
     if ((st = td_model_read_layer(&m, 0, &k, &b, &err)) != TD_OK) goto done;
     st = ctx ? td_layer_adapter(&m.layers[0].desc, &k, 1, TD_ADAPTER_PRINCIPAL, 1.0, &a)
              : td_conv_tucker2(&m.layers[0].desc, &k, &b, 2, 2, NULL, &c);
     if (st != TD_OK) goto done;
-    if ((st = td_outfile_create(&of, out_path, in_path, 1, &err)) != TD_OK) goto done;
+    if ((st = td_outfile_create(&of, out_path, TD_OUTPUT_HDF5, protect, 1, 1, &err)) != TD_OK) goto done;
     td_model_rewrite rw = {0, &c};
     td_model_adapter ma = {0, &a};
-    st = ctx ? td_model_write_adapters(&m, &of, &ma, 1, &err) : td_model_write(&m, &of, &rw, 1, &err);
-    if (st == TD_OK) st = td_outfile_commit(&of, &err);
-    else td_outfile_abort(&of);
+    if (!ctx) st = td_model_round_chain(&m, 0, &c);
+    if (st == TD_OK) st = ctx ? td_model_write_adapters(&m, of, TD_FORMAT_HDF5, &ma, 1, &err) : td_model_write(&m, of, TD_FORMAT_HDF5, &rw, 1, &err);
+    if (st == TD_OK) st = td_outfile_commit(of, &err);
+    else td_outfile_abort(of);
 done:
     td_chain_free(&c);
     td_adapter_free(&a);
@@ -272,13 +272,13 @@ int main(void)
     /* a small torch-style weight file, then a whole rewrite of it */
     snprintf(in_path, sizeof in_path, "/tmp/tdalloc-%ld-in.h5", (long)getpid());
     snprintf(out_path, sizeof out_path, "/tmp/tdalloc-%ld-out.h5", (long)getpid());
-    td_outfile of;
+    td_outfile *of;
     td_error err;
     td_tensor bias;
     size_t bs[1] = {6};
-    if (td_outfile_create(&of, in_path, NULL, 1, &err) || td_outfile_write(&of, "/conv.weight", &W4, TD_DTYPE_F32, &err) ||
-        td_tensor_alloc(&bias, 1, bs) || td_outfile_write(&of, "/conv.bias", &bias, TD_DTYPE_F32, &err) ||
-        td_outfile_write(&of, "/bn.running_mean", &bias, TD_DTYPE_F32, &err) || td_outfile_commit(&of, &err)) {
+    if (td_outfile_create(&of, in_path, TD_OUTPUT_HDF5, NULL, 0, 1, &err) || td_outfile_write(of, "/conv.weight", &W4, TD_DTYPE_F32, &err) ||
+        td_tensor_alloc(&bias, 1, bs) || td_outfile_write(of, "/conv.bias", &bias, TD_DTYPE_F32, &err) ||
+        td_outfile_write(of, "/bn.running_mean", &bias, TD_DTYPE_F32, &err) || td_outfile_commit(of, &err)) {
         fprintf(stderr, "cannot create the input file: %s\n", err.message);
         return 99;
     }

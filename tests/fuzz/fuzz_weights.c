@@ -175,12 +175,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     td_status s2 = td_plan_build(&pl[i], &k[i], &b[i], &dec[i], NULL, &ch[i]);
                     if (s2 == TD_OK) { rw[nrw].layer = i; rw[nrw++].chain = &ch[i]; }
                 }
-                td_outfile of;
-                if (td_outfile_create(&of, out, NULL, 1, &err) == TD_OK) {
-                    if (td_model_write(&m, &of, rw, nrw, &err) == TD_OK) {
-                        if (td_outfile_commit(&of, &err) != TD_OK) td_outfile_abort(&of);
+                td_outfile *of;
+                for (size_t i = 0; i < nrw; i++)
+                    if (td_model_round_chain(&m, rw[i].layer, &ch[rw[i].layer]) != TD_OK) nrw = i;
+                if (td_outfile_create(&of, out, TD_OUTPUT_HDF5, NULL, 0, 1, &err) == TD_OK) {
+                    if (td_model_write(&m, of, TD_FORMAT_HDF5, rw, nrw, &err) == TD_OK) {
+                        if (td_outfile_commit(of, &err) != TD_OK) { /* freed either way */ }
                     } else {
-                        td_outfile_abort(&of);
+                        td_outfile_abort(of);
                     }
                 }
                 for (size_t i = 0; i < n; i++) td_chain_free(&ch[i]);
@@ -198,12 +200,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     ma[na].layer = i;
                     ma[na++].adapter = &ad[i];
                 }
-            td_outfile of;
-            if (td_outfile_create(&of, out, NULL, 1, &err) == TD_OK) {
-                if (td_model_write_adapters(&m, &of, ma, na, &err) == TD_OK) {
-                    if (td_outfile_commit(&of, &err) != TD_OK) td_outfile_abort(&of);
+            td_outfile *of;
+            if (td_outfile_create(&of, out, TD_OUTPUT_HDF5, NULL, 0, 1, &err) == TD_OK) {
+                if (td_model_write_adapters(&m, of, TD_FORMAT_HDF5, ma, na, &err) == TD_OK) {
+                    if (td_outfile_commit(of, &err) != TD_OK) { /* freed either way */ }
                 } else {
-                    td_outfile_abort(&of);
+                    td_outfile_abort(of);
                 }
             }
             for (size_t i = 0; i < n; i++) td_adapter_free(&ad[i]);

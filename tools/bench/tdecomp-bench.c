@@ -318,9 +318,9 @@ int main(int argc, char **argv)
         if (!mkdtemp(dir)) { fprintf(stderr, "tdecomp-bench: cannot create a temporary folder\n"); return 3; }
         char in[256], out[256], cmd[1024];
         snprintf(in, sizeof in, "%s/model.h5", dir);
-        td_outfile of;
+        td_outfile *of;
         td_error err;
-        CHECK(td_outfile_create(&of, in, NULL, 0, &err));
+        CHECK(td_outfile_create(&of, in, TD_OUTPUT_HDF5, NULL, 0, 0, &err));
         const int nconv = quick ? 4 : 8;
         const size_t ch = quick ? 128 : 256;
         for (int l = 0; l < nconv; l++) {
@@ -330,10 +330,10 @@ int main(int argc, char **argv)
             fill(&w, 100 + (uint64_t)l);
             char path[64];
             snprintf(path, sizeof path, "/features.%d.weight", 2 * l);
-            CHECK(td_outfile_write(&of, path, &w, TD_DTYPE_F32, &err));
+            CHECK(td_outfile_write(of, path, &w, TD_DTYPE_F32, &err));
             td_tensor_free(&w);
         }
-        CHECK(td_outfile_commit(&of, &err));
+        CHECK(td_outfile_commit(of, &err));
         double t_serial = 0, t_jobs = 0;
         for (int j = 1; j <= 2; j++) {
             snprintf(out, sizeof out, "%s/out%d.h5", dir, j);

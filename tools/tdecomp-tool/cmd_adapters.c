@@ -22,6 +22,23 @@ const char cmd_adapters_usage[] =
 
 static json_t *pair(const size_t s[2]) { return tool_json_sizes(s, 2); }
 
+/* Every adapter is kept until the file is written (frozen part + factors), plus the largest
+ * layer's SVD workspace (its matrix, U, V^T and a copy: 4 kernels). Checked before any split, so
+ * an absurd rank is refused by size. */
+static double memory_need(const td_model *m, size_t rank)
+{
+    double kept = 0, largest = 0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        td_cost c;
+        size_t as[2], bs[2];
+        if (td_layer_cost(&m->layers[i].desc, &c) != TD_OK) continue;
+        const int fits = td_adapter_shapes(&m->layers[i].desc, rank, as, bs) == TD_OK;
+        kept += (double)c.params + (fits ? (double)as[0] * (double)as[1] + (double)bs[0] * (double)bs[1] : 0);
+        if ((double)c.params > largest) largest = (double)c.params;
+    }
+    return 8.0 * (kept + 4.0 * largest);
+}
+
 int cmd_adapters(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *v;
@@ -64,9 +81,15 @@ int cmd_adapters(int argc, char **argv)
     td_error err;
     td_error_clear(&err);
     td_status st;
-    if ((st = td_outfile_check(out, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, out, NULL);
+    tool_outputs g;
+    memset(&g, 0, sizeof g);
+    g.force = force;
+    tool_protect(&g, in);
+    tool_protect(&g, ma.spec);
+    int rc = tool_output_check(&g, out, TD_OUTPUT_HDF5);
+    if (rc) return rc;
     td_model m;
-    int rc = tool_open_model(&m, in, ma.layout, ma.spec);
+    rc = tool_open_model(&m, in, &ma, &g);
     if (rc) return rc;
     const size_t n = m.nlayers;
     if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
@@ -78,13 +101,7 @@ int cmd_adapters(int argc, char **argv)
     int code = TOOL_OK;
     size_t nad = 0;
     if (!ad || !list || !reason || !lparams) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
-    {
-        /* every adapter is kept until the file is written: frozen part + factors, plus the
-         * largest layer's SVD workspace */
-        double all, largest;
-        tool_model_sizes(&m, &all, &largest);
-        if (tool_memory_check(8.0 * (3.0 * all + 6.0 * largest), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
-    }
+    if (tool_memory_check(memory_need(&m, rank), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     tool_core_warning();
     for (size_t i = 0; i < n; i++) {
         const td_model_layer *ml = &m.layers[i];
@@ -110,21 +127,19 @@ int cmd_adapters(int argc, char **argv)
         list[nad++].adapter = &ad[i];
     }
     {
-        td_outfile of;
-        if ((st = td_outfile_create(&of, out, in, force, &err)) != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
-        tool_track_outfile(&of);
-        st = td_model_write_adapters(&m, &of, list, nad, &err);
-        if (st == TD_OK) st = tool_stamp(&of, &err);
-        if (st == TD_OK) st = td_outfile_attr_number(&of, "/", "tdecomp_adapters_rank", (double)rank, 1, &err);
-        if (st == TD_OK) st = td_outfile_attr_number(&of, "/", "tdecomp_adapters_alpha", alpha, 0, &err);
-        if (st == TD_OK) st = td_outfile_attr_string(&of, "/", "tdecomp_adapters_mode", mode ? "residual" : "principal", &err);
-        if (st == TD_OK) st = td_outfile_commit(&of, &err);
-        else td_outfile_abort(&of);
-        tool_untrack_outfile();
+        td_outfile *of;
+        if ((code = tool_output_open(&g, out, TD_OUTPUT_HDF5, &of))) goto done;
+        tool_set_phase(TOOL_PHASE_WRITING);
+        st = td_model_write_adapters(&m, of, TD_FORMAT_HDF5, list, nad, &err);
+        if (st == TD_OK) st = tool_stamp(of, &err);
+        if (st == TD_OK) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_rank", (double)rank, 1, &err);
+        if (st == TD_OK) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_alpha", alpha, 0, &err);
+        if (st == TD_OK) st = td_outfile_attr_string(of, "/", "tdecomp_adapters_mode", mode ? "residual" : "principal", &err);
         if (st != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
+        if ((code = tool_outputs_commit(&g))) goto done;
     }
     /* report */
-    const uint64_t total = td_model_total_params(&m);
+    const uint64_t total = td_model_total_elements(&m); /* the model's parameters, biases included (BRIEF's count) */
     uint64_t added = 0;
     size_t nskip = 0;
     json_t *layers = json_array();
@@ -185,7 +200,7 @@ int cmd_adapters(int argc, char **argv)
     json_object_set_new(tot, "layers_adapted", json_integer((json_int_t)nad));
     json_object_set_new(tot, "layers_skipped", json_integer((json_int_t)nskip));
     json_object_set_new(rep, "tdecomp_adapters", json_integer(1));
-    json_object_set_new(rep, "version", json_string(TD_VERSION_STRING));
+    json_object_set_new(rep, "version", json_string(td_version()));
     json_object_set_new(rep, "input", json_string(in));
     json_object_set_new(rep, "output", json_string(out));
     json_object_set_new(rep, "layout", json_string(td_layout_name(m.layout)));
@@ -194,6 +209,7 @@ int cmd_adapters(int argc, char **argv)
     json_object_set_new(rep, "totals", tot);
     if (json) { tool_print_json(rep); rep = NULL; }
 done:
+    tool_outputs_abort(&g);
     json_decref(rep);
     for (size_t i = 0; ad && i < n; i++) td_adapter_free(&ad[i]);
     free(ad);

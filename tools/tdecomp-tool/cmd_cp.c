@@ -11,6 +11,15 @@ const char cmd_cp_usage[] =
     "of the relative error between sweeps; 0 runs exactly --max-iter sweeps), --max-iter 100.\n"
     "-o writes float64 /weights (R) and /factors/0 .. /factors/{N-1} (I_n x R).\n";
 
+/* The tensor, the partial product of the dimension tree and the exact residual. */
+static double need(int nd, const size_t *sh, void *ctx)
+{
+    const double rank = (double)*(const size_t *)ctx;
+    double elems = 1, imin = 1e300;
+    for (int k = 0; k < nd; k++) { elems *= (double)sh[k]; if ((double)sh[k] < imin) imin = (double)sh[k]; }
+    return 8.0 * elems * (2.0 + 2.0 * rank / (imin >= 1 ? imin : 1));
+}
+
 int cmd_cp(int argc, char **argv)
 {
     tool_plain pl = {.cmd = "cp", .tol = -1};
@@ -45,15 +54,13 @@ int cmd_cp(int argc, char **argv)
     if (pl.tol >= 0) opt.tol = pl.tol;
     if (pl.max_iter) opt.max_iter = (int)pl.max_iter;
     const char *in = pl.in, *dataset = pl.dataset, *out = pl.out;
-    const int force = pl.force, json = pl.json;
+    const int json = pl.json;
 
-    td_error err;
-    td_error_clear(&err);
     td_status st;
     td_tensor x;
     td_dtype dt;
-    /* memory: the tensor, the partial product of the dimension tree and the exact residual */
-    int code = tool_plain_read(&pl, 2.0, 2.0 * (double)rank, &x, &dt);
+    tool_outputs g = {0};
+    int code = tool_plain_read(&pl, &g, need, &rank, &x, &dt);
     if (code) return code;
     td_cp_result res;
     memset(&res, 0, sizeof res);
@@ -63,23 +70,20 @@ int cmd_cp(int argc, char **argv)
         goto done;
     }
     if (out) {
-        td_outfile of;
-        if ((st = td_outfile_create(&of, out, in, force, &err)) != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
-        tool_track_outfile(&of);
         td_tensor w;
         size_t rs[1] = {rank};
-        st = td_tensor_view(&w, 1, rs, res.weights);
-        if (st == TD_OK) st = td_outfile_write(&of, "/weights", &w, TD_DTYPE_F64, &err);
-        for (int k = 0; st == TD_OK && k < x.ndim; k++) {
-            char p[64];
-            snprintf(p, sizeof p, "/factors/%d", k);
-            st = td_outfile_write(&of, p, &res.factors[k], TD_DTYPE_F64, &err);
+        char names[TD_MAX_MODES + 1][32];
+        const char *np[TD_MAX_MODES + 1];
+        const td_tensor *tp[TD_MAX_MODES + 1];
+        if ((st = td_tensor_view(&w, 1, rs, res.weights)) != TD_OK) { code = tool_fail_status(st, NULL, in, dataset); goto done; }
+        np[0] = "/weights";
+        tp[0] = &w;
+        for (int k = 0; k < x.ndim; k++) {
+            snprintf(names[k], sizeof names[k], "/factors/%d", k);
+            np[k + 1] = names[k];
+            tp[k + 1] = &res.factors[k];
         }
-        if (st == TD_OK) st = tool_stamp(&of, &err);
-        if (st == TD_OK) st = td_outfile_commit(&of, &err);
-        else td_outfile_abort(&of);
-        tool_untrack_outfile();
-        if (st != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
+        if ((code = tool_plain_write(&pl, &g, np, tp, (size_t)x.ndim + 1)) != TOOL_OK) goto done;
     }
     if (json) {
         json_t *o = json_object();
@@ -103,6 +107,7 @@ int cmd_cp(int argc, char **argv)
         if (out) printf("wrote %s\n", out);
     }
 done:
+    tool_outputs_abort(&g);
     td_cp_free(&res);
     td_tensor_free(&x);
     return code;

@@ -1,7 +1,7 @@
-/* tdecomp-tool decompose: plan, rewrite and write a whole weight file. */
+/* tdecomp-tool decompose: plan, rewrite and write a whole weight file, layer by layer. */
 #include <cblas.h>
-#include <pthread.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,273 +13,396 @@ const char cmd_decompose_usage[] =
     "         (--rank N | --ranks R_OUT,R_IN | --rank-ratio F | --energy F | --vbmf |\n"
     "          --target-params F | --target-flops F | --max-error E)\n"
     "         [--layers GLOB]... [--exclude GLOB]... [--keep-larger] [--dry-run] [--svd-groups K]\n"
-    "         [--objective minmax|sum] [--jobs N] [--max-memory SIZE] [--layout L] [--layer-spec SPEC.json] [--report REPORT.json] [--force]\n"
+    "         [--objective minmax|sum] [--jobs N] [--max-memory SIZE] [--layout L] [--layer-spec SPEC.json]\n"
+    "         [--format h5|safetensors] [--report REPORT.json] [--force]\n"
     "Decomposes every conv and dense layer the method applies to, with exactly one rank rule, and\n"
-    "writes a loadable file of the same layout. --dry-run plans and reports without writing.\n"
-    "--objective sum (global targets) minimises the sum of squared errors instead of the largest.\n"
-    "--jobs N decomposes N layers at a time, each with one BLAS thread; the output is byte-identical\n"
-    "for every N >= 2 and to a serial run with OPENBLAS_NUM_THREADS=1.\n";
+    "writes a loadable file of the same layout (or --format; by default the output's extension).\n"
+    "Rank rules (docs/rank-rules.md):\n"
+    "  --rank N           Tucker-2 (N, N), CP rank N, SVD rank N; ranks above a mode are clamped\n"
+    "  --ranks R_OUT,R_IN Tucker-2 ranks in OIHW order; SVD min of the two, CP max\n"
+    "  --rank-ratio F     per mode max(1, round(F * channels)); SVD F * min(rows, cols)\n"
+    "  --energy F         per mode the smallest rank keeping fraction F of the squared singular values\n"
+    "  --vbmf             EVBMF's rank per mode (rank 0 skips the layer)\n"
+    "  --target-params F  keep at most F of the kernel parameters, smallest largest per-layer error\n"
+    "  --target-flops F   the same for FLOPs (needs every conv's input size)\n"
+    "  --max-error E      the smallest model whose every decomposed layer has rel_error <= E\n"
+    "--keep-larger keeps chains that have more parameters than their layer (otherwise skipped: \"would\n"
+    "not shrink\"). --objective sum (global targets) minimises the sum of squared errors instead of the\n"
+    "largest. --dry-run plans and reports without writing. --jobs N decomposes N layers at a time with\n"
+    "one BLAS thread each; the output is byte-identical for every N.\n";
 
 typedef struct lay {
     td_tensor kernel, bias;
     td_chain chain;
-    int has_chain;
-    double rel_error, seconds;
-    td_cost before, after;
+    td_status st;
+    int done;
+    td_cost after;
+    double rel_error;
 } lay;
 
-/* Layers are independent and the library keeps no global state, so workers take layers from a
- * shared counter; every result depends only on its layer, hence --jobs gives the serial output. */
-typedef struct work {
-    const td_model *m;
-    const td_plan_decision *dec;
-    lay *L;
-    size_t n, next, done_count;
-    int tty;
-    td_status st;
-    size_t failed;
-    pthread_mutex_t mu;
-} work;
+typedef struct options {
+    const char *in, *out, *report, *format;
+    int dry, jobs;
+    double maxmem;
+    tool_plan_args plan;
+    tool_outputs g;
+} options;
 
-static td_status one_layer(const td_model *m, const td_plan_decision *d, size_t i, lay *l)
+static int parse(int argc, char **argv, options *o)
 {
-    const td_model_layer *ml = &m->layers[i];
-    td_chain *c = &l->chain;
-    const td_plan_layer pl = {ml->name, ml->desc, ml->admits, 0, NULL};
-    td_status st = td_plan_build(&pl, &l->kernel, &l->bias, d, NULL, c);
-    if (st != TD_OK) return st;
-    l->has_chain = 1;
-    l->seconds = c->seconds;
-    const td_dtype kd = m->tensors[ml->kernel].dtype, bd = ml->bias >= 0 ? m->tensors[ml->bias].dtype : kd;
-    if ((st = td_chain_round(c, kd, bd)) != TD_OK) return st;
-    /* the error of what is written: the rounded pieces composed back */
-    if ((st = td_chain_rel_error(c, &l->kernel, &l->rel_error)) != TD_OK) return st;
-    return td_chain_cost(c, &l->after);
+    const char *v;
+    int r;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--force")) { o->g.force = 1; continue; }
+        if (!strcmp(a, "--dry-run")) { o->dry = 1; continue; }
+        if ((r = tool_plan_option(argc, argv, &i, &o->plan))) {
+            if (r < 0) return TOOL_EUSAGE;
+        } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
+            if (r < 0) return tool_usage_error("decompose: -o needs a file name");
+            o->out = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--jobs", &v)) || (r = tool_opt_value(argc, argv, &i, "-j", &v))) {
+            long j;
+            if (r < 0 || tool_parse_int(v, 1, 64, &j)) return tool_usage_error("decompose: --jobs needs a whole number from 1 to 64");
+            o->jobs = (int)j;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
+            if (r < 0 || tool_parse_memsize(v, &o->maxmem)) return tool_usage_error("decompose: --max-memory needs a size such as 512M or 4G");
+        } else if ((r = tool_opt_value(argc, argv, &i, "--report", &v))) {
+            if (r < 0) return tool_usage_error("decompose: --report needs a file");
+            o->report = v;
+        } else if ((r = tool_opt_value(argc, argv, &i, "--format", &v))) {
+            if (r < 0 || (strcmp(v, "h5") && strcmp(v, "safetensors"))) return tool_usage_error("decompose: --format must be h5 or safetensors");
+            o->format = v;
+        } else if (a[0] == '-' && a[1]) {
+            return tool_usage_error("decompose: unknown option '%s' (see 'tdecomp-tool decompose --help')", a);
+        } else if (!o->in) o->in = a;
+        else return tool_usage_error("decompose: unexpected argument '%s'", a);
+    }
+    if (!o->in) return tool_usage_error("decompose: missing input file");
+    if ((r = tool_plan_args_check(&o->plan)) != TOOL_OK) return r;
+    if (!o->out && !o->dry) return tool_usage_error("decompose: missing -o OUT (or --dry-run)");
+    return TOOL_OK;
 }
+
+/* --- running the chains: kernels are read, decomposed and written a batch of `jobs` at a time;
+ * HDF5 calls stay on this thread, the decompositions run on `jobs` threads ------------------- */
+
+typedef struct batch {
+    const tool_plan *p;
+    lay *L;
+    const size_t *idx;
+    size_t n, next;
+    pthread_mutex_t mu;
+} batch;
 
 static void *worker(void *arg)
 {
-    work *w = arg;
+    batch *b = arg;
     for (;;) {
-        pthread_mutex_lock(&w->mu);
-        size_t i = w->next++;
-        int stop = w->st != TD_OK;
-        pthread_mutex_unlock(&w->mu);
-        if (stop || i >= w->n) return NULL;
-        if (w->dec[i].skipped) continue;
-        td_status st = one_layer(w->m, &w->dec[i], i, &w->L[i]);
-        pthread_mutex_lock(&w->mu);
-        w->done_count++;
-        if (w->tty) fprintf(stderr, "\rtdecomp-tool: [%zu/%zu] %-40.40s", w->done_count, w->n, w->m->layers[i].name);
-        if (st != TD_OK && w->st == TD_OK) { w->st = st; w->failed = i; }
-        pthread_mutex_unlock(&w->mu);
+        pthread_mutex_lock(&b->mu);
+        const size_t k = b->next++;
+        pthread_mutex_unlock(&b->mu);
+        if (k >= b->n) return NULL;
+        const size_t i = b->idx[k];
+        lay *l = &b->L[i];
+        l->st = td_plan_build(&b->p->layers[i], &l->kernel, &l->bias, &b->p->dec[i], NULL, &l->chain);
     }
 }
 
-static json_t *cost_json(const td_cost *c, int after, json_t *o)
+static void run_batch(batch *b, int jobs)
 {
-    json_object_set_new(o, after ? "params_after" : "params_before", json_integer((json_int_t)c->params));
-    json_object_set_new(o, after ? "macs_after" : "macs_before", c->known ? json_integer((json_int_t)c->macs) : json_null());
-    json_object_set_new(o, after ? "flops_after" : "flops_before", c->known ? json_integer((json_int_t)c->flops) : json_null());
-    if (!c->known)
-        json_object_set_new(o, after ? "flops_per_pixel_after" : "flops_per_pixel_before", json_real(c->flops_per_pixel));
-    return o;
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 1; t < jobs && (size_t)t < b->n; t++)
+        if (pthread_create(&th[started], NULL, worker, b) == 0) started++;
+    worker(b);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+}
+
+/* After the decomposition: rounded to the file's dtype, measured, written, freed. */
+static int finish_layer(const td_model *m, size_t i, lay *l, td_model_writer *w, td_error *err)
+{
+    td_status st = l->st;
+    if (st == TD_OK) st = td_model_round_chain(m, i, &l->chain);
+    /* the error of what is written: the rounded pieces composed back */
+    if (st == TD_OK) st = td_chain_rel_error(&l->chain, &l->kernel, &l->rel_error);
+    if (st == TD_OK) st = td_chain_cost(&l->chain, &l->after);
+    td_tensor_free(&l->kernel);
+    td_tensor_free(&l->bias);
+    if (st != TD_OK) return tool_fail(tool_exit_for(st), m->file, m->layers[i].name, "decomposition failed: %s", td_strerror(st));
+    if (w) {
+        tool_set_phase(TOOL_PHASE_WRITING);
+        st = td_model_writer_put(w, i, &l->chain, err);
+        tool_set_phase(TOOL_PHASE_READING);
+        if (st != TD_OK) return tool_fail_status(st, err, NULL, NULL);
+    }
+    l->done = 1;
+    /* only the metadata stays: the pieces are in the file */
+    for (int q = 0; q < l->chain.npieces; q++) { td_tensor_free(&l->chain.pieces[q].kernel); td_tensor_free(&l->chain.pieces[q].bias); }
+    return TOOL_OK;
+}
+
+static int run(const td_model *m, const tool_plan *p, lay *L, int jobs, td_model_writer *w)
+{
+    size_t *idx = malloc((m->nlayers ? m->nlayers : 1) * sizeof *idx), n = 0;
+    if (!idx) return tool_fail(TOOL_ERESOURCE, m->file, NULL, "out of memory");
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (!p->dec[i].skipped) idx[n++] = i;
+    td_error err;
+    td_error_clear(&err);
+    int code = TOOL_OK;
+    const int tty = isatty(2);
+    for (size_t s = 0; s < n && code == TOOL_OK; s += (size_t)jobs) {
+        const size_t e = s + (size_t)jobs < n ? s + (size_t)jobs : n;
+        for (size_t k = s; k < e && code == TOOL_OK; k++) {
+            td_status st = td_model_read_layer(m, idx[k], &L[idx[k]].kernel, &L[idx[k]].bias, &err);
+            if (st != TD_OK) code = tool_fail_status(st, &err, m->file, m->layers[idx[k]].name);
+        }
+        if (code) break;
+        batch b = {p, L, idx + s, e - s, 0, PTHREAD_MUTEX_INITIALIZER};
+        run_batch(&b, jobs);
+        for (size_t k = s; k < e && code == TOOL_OK; k++) code = finish_layer(m, idx[k], &L[idx[k]], w, &err);
+        if (tty) fprintf(stderr, "\rtdecomp-tool: [%zu/%zu] %-40.40s", e, n, m->layers[idx[e - 1]].name);
+    }
+    if (tty) fprintf(stderr, "\r%-70s\r", "");
+    free(idx);
+    return code;
+}
+
+/* --- the report: one structure, rendered as text or JSON -------------------------------------- */
+
+typedef struct totals {
+    uint64_t params_before, params_after, other, flops_before, flops_after;
+    int flops_known;
+    size_t decomposed, skipped;
+    double max_rel_error;
+} totals;
+
+static totals sum_up(const td_model *m, const tool_plan *p, const lay *L)
+{
+    totals t = {0, 0, td_model_total_elements(m) - td_model_kernel_params(m), 0, 0, 1, 0, 0, 0};
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const td_plan_decision *d = &p->dec[i];
+        const int ok = L[i].done;
+        t.params_before += d->params_before;
+        t.params_after += ok ? L[i].after.params : d->params_before;
+        t.flops_before += d->flops_before;
+        t.flops_after += ok ? L[i].after.flops : d->flops_before;
+        td_cost c;
+        t.flops_known &= td_layer_cost(&m->layers[i].desc, &c) == TD_OK && c.known;
+        if (ok) { t.decomposed++; if (L[i].rel_error > t.max_rel_error) t.max_rel_error = L[i].rel_error; }
+        else t.skipped++;
+    }
+    return t;
+}
+
+static void cost_json(json_t *o, const td_cost *c, const char *when)
+{
+    char k[32];
+    snprintf(k, sizeof k, "params_%s", when);
+    json_object_set_new(o, k, json_integer((json_int_t)c->params));
+    snprintf(k, sizeof k, "macs_%s", when);
+    json_object_set_new(o, k, c->known ? json_integer((json_int_t)c->macs) : json_null());
+    snprintf(k, sizeof k, "flops_%s", when);
+    json_object_set_new(o, k, c->known ? json_integer((json_int_t)c->flops) : json_null());
+    snprintf(k, sizeof k, "flops_per_pixel_%s", when);
+    if (!c->known) json_object_set_new(o, k, json_real(c->flops_per_pixel));
+}
+
+static json_t *layer_json(const td_model *m, size_t i, const tool_plan *p, const lay *l)
+{
+    const td_model_layer *ml = &m->layers[i];
+    const td_plan_decision *d = &p->dec[i];
+    const int ok = l->done;
+    td_cost before;
+    if (td_layer_cost(&ml->desc, &before) != TD_OK) memset(&before, 0, sizeof before);
+    json_t *x = json_object();
+    json_object_set_new(x, "name", json_string(ml->name));
+    json_object_set_new(x, "kind", json_string(tool_kind_name(ml)));
+    json_object_set_new(x, "shape", tool_layer_shape(ml));
+    json_object_set_new(x, "dtype", json_string(m->tensors[ml->kernel].dtype_name));
+    json_object_set_new(x, "method", json_string(ok ? td_method_name(l->chain.method) : "none"));
+    json_object_set_new(x, "ranks", ok ? tool_json_sizes(l->chain.ranks, l->chain.nranks) : json_null());
+    json_object_set_new(x, "clamped", json_boolean(ok && (l->chain.clamped || d->clamped)));
+    cost_json(x, &before, "before");
+    cost_json(x, ok ? &l->after : &before, "after");
+    json_object_set_new(x, "rel_error", json_real(ok ? l->rel_error : 0.0));
+    json_object_set_new(x, "est_error", ok && d->est_known ? json_real(d->est_error) : json_null());
+    json_object_set_new(x, "seconds", json_real(ok ? l->chain.seconds : 0.0));
+    json_object_set_new(x, "skipped", json_boolean(!ok));
+    json_object_set_new(x, "reason", ok ? json_null() : json_string(d->reason));
+    json_object_set_new(x, "geometry", json_string(td_geometry_source_name(ml->geometry)));
+    return x;
+}
+
+static json_t *report_json(const options *o, const td_model *m, const tool_plan *p, const lay *L, const totals *t)
+{
+    json_t *rep = json_object(), *layers = json_array(), *opts = tool_plan_args_json(&o->plan), *tot = json_object();
+    for (size_t i = 0; i < m->nlayers; i++) json_array_append_new(layers, layer_json(m, i, p, &L[i]));
+    json_object_set_new(opts, "dry_run", json_boolean(o->dry));
+    json_object_set_new(tot, "params_before", json_integer((json_int_t)t->params_before));
+    json_object_set_new(tot, "params_after", json_integer((json_int_t)t->params_after));
+    json_object_set_new(tot, "other_elements", json_integer((json_int_t)t->other));
+    json_object_set_new(tot, "flops_before", t->flops_known ? json_integer((json_int_t)t->flops_before) : json_null());
+    json_object_set_new(tot, "flops_after", t->flops_known ? json_integer((json_int_t)t->flops_after) : json_null());
+    json_object_set_new(tot, "layers_decomposed", json_integer((json_int_t)t->decomposed));
+    json_object_set_new(tot, "layers_skipped", json_integer((json_int_t)t->skipped));
+    json_object_set_new(tot, "max_rel_error", json_real(t->max_rel_error));
+    json_object_set_new(rep, "tdecomp_report", json_integer(1));
+    json_object_set_new(rep, "version", json_string(td_version()));
+    json_object_set_new(rep, "input", json_string(o->in));
+    json_object_set_new(rep, "output", o->out && !o->dry ? json_string(o->out) : json_null());
+    json_object_set_new(rep, "layout", json_string(td_layout_name(m->layout)));
+    json_object_set_new(rep, "options", opts);
+    json_object_set_new(rep, "layers", layers);
+    json_object_set_new(rep, "totals", tot);
+    return rep;
+}
+
+/* The text table renders the JSON report, so no figure is computed twice. */
+static void report_text(const json_t *rep, int only_selected)
+{
+    printf("%-28s %-11s %-12s %10s %10s %12s %12s %9s  %s\n", "layer", "method", "ranks", "params", "after", "MFLOPs", "after",
+           "rel_err", "note");
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(rep, "layers"), i, x) {
+        const char *reason = json_string_value(json_object_get(x, "reason"));
+        if (only_selected && reason && !strcmp(reason, "excluded")) continue;
+        json_t *rk = json_object_get(x, "ranks"), *fb = json_object_get(x, "flops_before"), *fa = json_object_get(x, "flops_after");
+        char rs[32] = "-", fbs[24] = "?", fas[24] = "?";
+        if (json_array_size(rk) == 2) snprintf(rs, sizeof rs, "%lld,%lld", (long long)json_integer_value(json_array_get(rk, 0)), (long long)json_integer_value(json_array_get(rk, 1)));
+        else if (json_array_size(rk) == 1) snprintf(rs, sizeof rs, "%lld", (long long)json_integer_value(json_array_get(rk, 0)));
+        if (json_is_integer(fb)) snprintf(fbs, sizeof fbs, "%.3f", (double)json_integer_value(fb) / 1e6);
+        if (json_is_integer(fa)) snprintf(fas, sizeof fas, "%.3f", (double)json_integer_value(fa) / 1e6);
+        printf("%-28.28s %-11s %-12s %10lld %10lld %12s %12s %9.4g  %s\n", json_string_value(json_object_get(x, "name")),
+               json_string_value(json_object_get(x, "method")), rs, (long long)json_integer_value(json_object_get(x, "params_before")),
+               (long long)json_integer_value(json_object_get(x, "params_after")), fbs, fas,
+               json_real_value(json_object_get(x, "rel_error")),
+               reason ? reason : json_is_true(json_object_get(x, "clamped")) ? "clamped" : "");
+    }
+    json_t *t = json_object_get(rep, "totals");
+    const double pb = (double)json_integer_value(json_object_get(t, "params_before")), pa = (double)json_integer_value(json_object_get(t, "params_after"));
+    printf("total: %.0f -> %.0f kernel parameters (%.1f%%)", pb, pa, 100.0 * pa / (pb > 0 ? pb : 1));
+    if (json_is_integer(json_object_get(t, "flops_before"))) {
+        const double fb = (double)json_integer_value(json_object_get(t, "flops_before")), fa = (double)json_integer_value(json_object_get(t, "flops_after"));
+        printf(", %.3f -> %.3f MFLOPs (%.1f%%)", fb / 1e6, fa / 1e6, 100.0 * fa / (fb > 0 ? fb : 1));
+    }
+    printf("; %lld layers decomposed, %lld skipped, max rel_error %.4g%s\n", (long long)json_integer_value(json_object_get(t, "layers_decomposed")),
+           (long long)json_integer_value(json_object_get(t, "layers_skipped")), json_real_value(json_object_get(t, "max_rel_error")),
+           json_is_true(json_object_get(json_object_get(rep, "options"), "dry_run")) ? " (dry run: nothing written)" : "");
+}
+
+/* --- the command ------------------------------------------------------------------------------ */
+
+/* Every kernel is read, decomposed and dropped a batch at a time: the need is the largest batch's
+ * working set (kernel, Grams, projections, chain, composed kernel: < 6 kernels each). */
+static double memory_need(const td_model *m, int jobs)
+{
+    double largest = 0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        td_cost c;
+        if (td_layer_cost(&m->layers[i].desc, &c) == TD_OK && (double)c.params > largest) largest = (double)c.params;
+    }
+    return 8.0 * 6.0 * largest * jobs;
+}
+
+static int open_writer(const options *o, const td_model *m, const tool_plan *p, tool_outputs *g, td_chain *layouts,
+                       td_model_writer **w)
+{
+    td_model_rewrite *rw = calloc(m->nlayers ? m->nlayers : 1, sizeof *rw);
+    size_t nrw = 0;
+    td_error err;
+    td_error_clear(&err);
+    td_status st = rw ? TD_OK : TD_ENOMEM;
+    for (size_t i = 0; i < m->nlayers && st == TD_OK; i++) {
+        if (p->dec[i].skipped) continue;
+        st = td_chain_layout(&p->layers[i].desc, p->dec[i].method, p->dec[i].ranks, &layouts[i]);
+        rw[nrw].layer = i;
+        rw[nrw++].layout = &layouts[i];
+    }
+    const td_format fmt = td_format_choose(o->format && !strcmp(o->format, "safetensors") ? TD_FORMAT_SAFETENSORS
+                                           : o->format ? TD_FORMAT_HDF5 : TD_FORMAT_AUTO, o->out, m);
+    td_outfile *of = NULL;
+    int code = st == TD_OK ? tool_output_open(g, o->out, td_format_output_kind(fmt), &of) : tool_fail_status(st, &err, m->file, NULL);
+    if (!code) {
+        tool_set_phase(TOOL_PHASE_WRITING);
+        st = td_model_writer_open(w, m, of, fmt, rw, nrw, &err);
+        if (st == TD_OK) st = td_model_writer_attr(*w, "tdecomp_version", td_version(), &err);
+        if (st == TD_OK) st = td_model_writer_attr(*w, "tdecomp_command", tool_command_line, &err);
+        tool_set_phase(TOOL_PHASE_READING);
+        if (st != TD_OK) code = tool_fail_status(st, &err, o->out, NULL);
+    }
+    free(rw);
+    return code;
+}
+
+static int finish_writer(const td_model *m, const tool_plan *p, const lay *L, td_model_writer *w)
+{
+    td_layer_record *rec = calloc(m->nlayers ? m->nlayers : 1, sizeof *rec);
+    if (!rec) return tool_fail(TOOL_ERESOURCE, m->file, NULL, "out of memory");
+    for (size_t i = 0; i < m->nlayers; i++)
+        rec[i] = (td_layer_record){i, L[i].done ? NULL : p->dec[i].reason, L[i].rel_error, 0, 0};
+    td_error err;
+    td_error_clear(&err);
+    tool_set_phase(TOOL_PHASE_WRITING);
+    td_status st = td_model_writer_finish(w, rec, m->nlayers, &err);
+    free(rec);
+    return st == TD_OK ? TOOL_OK : tool_fail_status(st, &err, NULL, NULL);
 }
 
 int cmd_decompose(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL, *report = NULL, *v;
-    int force = 0, dry = 0, r, jobs = 1;
-    double maxmem = 0;
-    tool_plan_args args;
-    tool_plan_args_init(&args, "decompose");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_decompose_usage, stdout); return TOOL_OK; }
-        if (!strcmp(a, "--force")) { force = 1; continue; }
-        if (!strcmp(a, "--dry-run")) { dry = 1; continue; }
-        if ((r = tool_plan_option(argc, argv, &i, &args))) {
-            if (r < 0) return TOOL_EUSAGE;
-        } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
-            if (r < 0) return tool_usage_error("decompose: -o needs a file name");
-            out = v;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--jobs", &v)) || (r = tool_opt_value(argc, argv, &i, "-j", &v))) {
-            long j;
-            if (r < 0 || tool_parse_int(v, 1, 64, &j)) return tool_usage_error("decompose: --jobs needs a whole number from 1 to 64");
-            jobs = (int)j;
-        } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
-            if (r < 0 || tool_parse_memsize(v, &maxmem)) return tool_usage_error("decompose: --max-memory needs a size such as 512M or 4G");
-        } else if ((r = tool_opt_value(argc, argv, &i, "--report", &v))) {
-            if (r < 0) return tool_usage_error("decompose: --report needs a file");
-            report = v;
-        } else if (a[0] == '-' && a[1]) {
-            return tool_usage_error("decompose: unknown option '%s' (see 'tdecomp-tool decompose --help')", a);
-        } else if (!in) in = a;
-        else return tool_usage_error("decompose: unexpected argument '%s'", a);
-    }
-    if (!in) return tool_usage_error("decompose: missing input file");
-    if ((r = tool_plan_args_check(&args)) != TOOL_OK) return r;
-    if (!out && !dry) return tool_usage_error("decompose: missing -o OUT (or --dry-run)");
-
-    td_error err;
-    td_error_clear(&err);
-    td_status st;
-    if (out && !dry && (st = td_outfile_check(out, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, out, NULL);
-    if (report && (st = td_outfile_check(report, in, force, &err)) != TD_OK) return tool_fail_status(st, &err, report, NULL);
-    if (report && out && !strcmp(report, out)) return tool_usage_error("decompose: --report and -o name the same file");
-
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(cmd_decompose_usage, stdout); return TOOL_OK; }
+    options o;
+    memset(&o, 0, sizeof o);
+    o.jobs = 1;
+    tool_plan_args_init(&o.plan, "decompose");
+    int code = parse(argc, argv, &o);
+    if (code) return code;
+    tool_protect(&o.g, o.in);
+    tool_protect(&o.g, o.plan.model.spec);
+    if (o.out && !o.dry && (code = tool_output_check(&o.g, o.out, TD_OUTPUT_HDF5))) return code;
+    if (o.report && (code = tool_output_check(&o.g, o.report, TD_OUTPUT_BYTES))) return code;
     td_model m;
-    int rc = tool_open_model(&m, in, args.model.layout, args.model.spec);
-    if (rc) return rc;
-    const size_t n = m.nlayers;
-    lay *L = calloc(n ? n : 1, sizeof *L);
-    td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
-    td_model_rewrite *rw = calloc(n ? n : 1, sizeof *rw);
+    if ((code = tool_open_model(&m, o.in, &o.plan.model, &o.g))) return code;
+    tool_plan p;
+    lay *L = calloc(m.nlayers ? m.nlayers : 1, sizeof *L);
+    td_chain *layouts = calloc(m.nlayers ? m.nlayers : 1, sizeof *layouts);
+    td_model_writer *w = NULL;
     json_t *rep = NULL;
-    int code = TOOL_OK;
-    if (!L || !dec || !rw) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
-    {
-        /* memory, checked before reading any kernel: every kernel in double, plus per running job
-         * the largest layer's workspace (Grams, projections, chain, composed kernel: < 5 kernels) */
-        double all, largest;
-        tool_model_sizes(&m, &all, &largest);
-        if (maxmem <= 0) maxmem = tool_memory_default();
-        if (tool_memory_check(8.0 * (all + 5.0 * largest * jobs), maxmem, in, NULL)) { code = TOOL_ERESOURCE; goto done; }
-    }
-    td_tensor *kernels = calloc(n ? n : 1, sizeof *kernels), *biases = calloc(n ? n : 1, sizeof *biases);
-    td_cost *before = calloc(n ? n : 1, sizeof *before);
-    td_plan_summary sum;
-    if (!kernels || !biases || !before) code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory");
-    else code = tool_plan_model(&m, in, &args, kernels, biases, before, dec, &sum);
-    for (size_t i = 0; kernels && biases && before && i < n; i++) {
-        L[i].kernel = kernels[i];   /* ownership moves to L */
-        L[i].bias = biases[i];
-        L[i].before = before[i];
-    }
-    free(kernels);
-    free(biases);
-    free(before);
-    if (code) goto done;
-    const uint64_t total = sum.params_before;
+    memset(&p, 0, sizeof p);
+    if (!L || !layouts) { code = tool_fail(TOOL_ERESOURCE, o.in, NULL, "out of memory"); goto done; }
+    if (tool_memory_check(memory_need(&m, o.jobs), o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
+    tool_warn_assumed(&m);
     tool_core_warning();
-    const int tty = isatty(2);
+    if ((code = tool_plan_model(&m, &o.plan, &p))) goto done;
+    if (!o.dry && (code = open_writer(&o, &m, &p, &o.g, layouts, &w))) goto done;
     /* N workers each running multi-threaded BLAS oversubscribe the cores: the tool (never the
      * library) gives each worker one BLAS thread */
-    if (jobs > 1) openblas_set_num_threads(1);
-    work w = {&m, dec, L, n, 0, 0, tty, TD_OK, 0, PTHREAD_MUTEX_INITIALIZER};
-    pthread_t th[64];
-    int started = 0;
-    for (int t = 1; t < jobs; t++)
-        if (pthread_create(&th[started], NULL, worker, &w) == 0) started++;
-    worker(&w);
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
-    if (w.st != TD_OK) {
-        code = tool_fail(tool_exit_for(w.st), in, m.layers[w.failed].name, "decomposition failed: %s", td_strerror(w.st));
-        goto done;
-    }
-    size_t nrw = 0;
-    for (size_t i = 0; i < n; i++)
-        if (L[i].has_chain) { rw[nrw].layer = i; rw[nrw++].chain = &L[i].chain; }
-    if (tty) fprintf(stderr, "\r%-70s\r", "");
-    if (!dry) {
-        td_outfile of;
-        if ((st = td_outfile_create(&of, out, in, force, &err)) != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
-        tool_track_outfile(&of);
-        st = td_model_write(&m, &of, rw, nrw, &err);
-        if (st == TD_OK) st = tool_stamp(&of, &err);
-        if (st == TD_OK) st = td_outfile_commit(&of, &err);
-        else td_outfile_abort(&of);
-        tool_untrack_outfile();
-        if (st != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
-    }
-    /* report */
-    rep = json_object();
-    json_t *layers = json_array(), *opts = tool_plan_args_json(&args);
-    uint64_t pa = total, fb = 0, fa = 0;
-    int fknown = 1;
-    size_t ndec = 0, nskip = 0;
-    double maxe = 0;
-    printf("%-28s %-11s %-12s %10s %10s %12s %12s %9s  %s\n", "layer", "method", "ranks", "params", "after", "MFLOPs", "after", "rel_err", "note");
-    for (size_t i = 0; i < n; i++) {
-        const td_model_layer *ml = &m.layers[i];
-        const td_plan_decision *d = &dec[i];
-        const int ok = L[i].has_chain;
-        const td_cost *after = ok ? &L[i].after : &L[i].before;
-        json_t *x = json_object();
-        json_object_set_new(x, "name", json_string(ml->name));
-        json_object_set_new(x, "kind", json_string(tool_kind_name(ml)));
-        json_object_set_new(x, "shape", tool_layer_shape(ml));
-        json_object_set_new(x, "dtype", json_string(m.tensors[ml->kernel].dtype_name));
-        json_object_set_new(x, "method", json_string(ok ? td_method_name(L[i].chain.method) : "none"));
-        json_object_set_new(x, "ranks", ok ? tool_json_sizes(L[i].chain.ranks, L[i].chain.nranks) : json_null());
-        json_object_set_new(x, "clamped", json_boolean(ok && (L[i].chain.clamped || d->clamped)));
-        cost_json(&L[i].before, 0, x);
-        cost_json(after, 1, x);
-        json_object_set_new(x, "rel_error", json_real(ok ? L[i].rel_error : 0.0));
-        json_object_set_new(x, "est_error", json_real(ok ? d->est_error : 0.0));
-        json_object_set_new(x, "seconds", json_real(ok ? L[i].seconds : 0.0));
-        json_object_set_new(x, "skipped", json_boolean(!ok));
-        json_object_set_new(x, "reason", ok ? json_null() : json_string(d->reason));
-        json_array_append_new(layers, x);
-        pa -= L[i].before.params - after->params;
-        fknown &= L[i].before.known;
-        fb += L[i].before.flops;
-        fa += after->flops;
-        if (ok) { ndec++; if (L[i].rel_error > maxe) maxe = L[i].rel_error; } else nskip++;
-        char rk[32] = "-";
-        if (ok && L[i].chain.nranks == 2) snprintf(rk, sizeof rk, "%zu,%zu", L[i].chain.ranks[0], L[i].chain.ranks[1]);
-        else if (ok) snprintf(rk, sizeof rk, "%zu", L[i].chain.ranks[0]);
-        char fbs[24] = "?", fas[24] = "?";
-        if (L[i].before.known) snprintf(fbs, sizeof fbs, "%.3f", L[i].before.flops / 1e6);
-        if (after->known) snprintf(fas, sizeof fas, "%.3f", after->flops / 1e6);
-        printf("%-28.28s %-11s %-12s %10llu %10llu %12s %12s %9.4g  %s\n", ml->name, ok ? td_method_name(L[i].chain.method) : "none", rk,
-               (unsigned long long)L[i].before.params, (unsigned long long)after->params, fbs, fas, ok ? L[i].rel_error : 0.0,
-               ok ? (L[i].chain.clamped ? "clamped" : "") : d->reason);
-    }
-    printf("total: %llu -> %llu parameters (%.1f%%)", (unsigned long long)total, (unsigned long long)pa, 100.0 * (double)pa / (double)(total ? total : 1));
-    if (fknown && n) printf(", %.3f -> %.3f MFLOPs (%.1f%%)", fb / 1e6, fa / 1e6, 100.0 * (double)fa / (double)(fb ? fb : 1));
-    printf("; %zu layers decomposed, %zu skipped, max rel_error %.4g%s\n", ndec, nskip, maxe, dry ? " (dry run: nothing written)" : "");
-    json_object_set_new(opts, "dry_run", json_boolean(dry));
-    json_t *tot = json_object();
-    json_object_set_new(tot, "params_before", json_integer((json_int_t)total));
-    json_object_set_new(tot, "params_after", json_integer((json_int_t)pa));
-    json_object_set_new(tot, "flops_before", fknown ? json_integer((json_int_t)fb) : json_null());
-    json_object_set_new(tot, "flops_after", fknown ? json_integer((json_int_t)fa) : json_null());
-    json_object_set_new(tot, "layers_decomposed", json_integer((json_int_t)ndec));
-    json_object_set_new(tot, "layers_skipped", json_integer((json_int_t)nskip));
-    json_object_set_new(tot, "max_rel_error", json_real(maxe));
-    json_object_set_new(rep, "tdecomp_report", json_integer(1));
-    json_object_set_new(rep, "version", json_string(TD_VERSION_STRING));
-    json_object_set_new(rep, "input", json_string(in));
-    json_object_set_new(rep, "output", out && !dry ? json_string(out) : json_null());
-    json_object_set_new(rep, "layout", json_string(td_layout_name(m.layout)));
-    json_object_set_new(rep, "options", opts);
-    json_object_set_new(rep, "layers", layers);
-    json_object_set_new(rep, "totals", tot);
-    if (report) {
-        char *s = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(17));
-        /* the report is an output like any other: written to a temporary file, then renamed */
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tdtmp.%ld", report, (long)getpid());
-        FILE *f = s ? fopen(tmp, "w") : NULL;
-        int okw = f && fputs(s, f) >= 0 && fputc('\n', f) != EOF;
-        if (f && fclose(f) != 0) okw = 0;
-        if (!okw || rename(tmp, report) != 0) {
-            unlink(tmp);
-            code = tool_fail(TOOL_ERESOURCE, report, NULL, "cannot write the report");
-        }
-        free(s);
-    }
+    if (o.jobs > 1) openblas_set_num_threads(1);
+    if ((code = run(&m, &p, L, o.jobs, w))) goto done;
+    const totals t = sum_up(&m, &p, L);
+    if (t.params_after != p.sum.params_after) { code = tool_fail(TOOL_ERESOURCE, o.in, NULL, "internal error: the chains' parameters differ from the plan's"); goto done; }
+    if (w && (code = finish_writer(&m, &p, L, w))) goto done;
+    rep = report_json(&o, &m, &p, L, &t);
+    if (o.report && (code = tool_output_json(&o.g, o.report, rep))) goto done;
+    if ((code = tool_outputs_commit(&o.g))) goto done;
+    if (!t.decomposed && m.nlayers) tool_warn("no layer was decomposed (see each layer's reason); the output is a faithful copy");
+    report_text(rep, o.plan.model.nglobs > 0);
 done:
     json_decref(rep);
-    for (size_t i = 0; L && i < n; i++) {
+    td_model_writer_free(w);
+    tool_outputs_abort(&o.g);
+    for (size_t i = 0; L && i < m.nlayers; i++) {
         td_tensor_free(&L[i].kernel);
         td_tensor_free(&L[i].bias);
         td_chain_free(&L[i].chain);
     }
     free(L);
-    free(dec);
-    free(rw);
+    free(layouts);
+    tool_plan_free(&p);
     td_model_free(&m);
     return code;
 }

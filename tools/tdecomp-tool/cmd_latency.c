@@ -155,7 +155,7 @@ int cmd_latency(int argc, char **argv)
     if (threads > 0) openblas_set_num_threads((int)threads);
 
     td_model m;
-    int rc = tool_open_model(&m, in, args.model.layout, args.model.spec);
+    int rc = tool_open_model(&m, in, &args.model, NULL);
     if (rc) return rc;
     const size_t n = m.nlayers;
     if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
@@ -168,13 +168,12 @@ int cmd_latency(int argc, char **argv)
         if (d->in_w > maxw) maxw = d->in_w;
     }
     timing *T = calloc(n ? n : 1, sizeof *T);
-    td_tensor *kernels = calloc(n ? n : 1, sizeof *kernels), *biases = calloc(n ? n : 1, sizeof *biases);
-    td_cost *before = calloc(n ? n : 1, sizeof *before);
-    td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
+    tool_plan P;
+    memset(&P, 0, sizeof P);
     const char **why = calloc(n ? n : 1, sizeof *why);
     json_t *rep = NULL;
     int code = TOOL_OK;
-    if (!T || !kernels || !biases || !before || !dec || !why) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    if (!T || !why) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
     for (size_t i = 0; i < n; i++) {
         td_layer_desc *d = &m.layers[i].desc;
         if (d->kind == TD_LAYER_DENSE) { T[i].h = T[i].w = 1; continue; }
@@ -204,18 +203,24 @@ int cmd_latency(int argc, char **argv)
         }
         if (tool_memory_check(8.0 * (all + 4.0 * largest), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     }
-    td_plan_summary sum;
-    if ((code = tool_plan_model(&m, in, &args, kernels, biases, before, dec, &sum)) != TOOL_OK) goto done;
+    if ((code = tool_plan_model(&m, &args, &P)) != TOOL_OK) goto done;
+    const td_plan_decision *dec = P.dec;
     tool_core_warning();
     for (size_t i = 0; i < n; i++) {
         const td_model_layer *ml = &m.layers[i];
         if (why[i]) continue;
         if (dec[i].skipped) { why[i] = dec[i].reason; continue; }
-        T[i].before = before[i]; /* the planner's cost at the timed size */
-        const td_plan_layer pl = {ml->name, ml->desc, ml->admits, 0, NULL};
-        td_status st = td_plan_build(&pl, &kernels[i], &biases[i], &dec[i], NULL, &T[i].chain);
+        /* the planner's cost at the timed size */
+        td_status st = td_layer_cost(&ml->desc, &T[i].before);
+        td_tensor k = {0}, b = {0};
+        td_error err;
+        td_error_clear(&err);
+        if (st == TD_OK && (st = td_model_read_layer(&m, i, &k, &b, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, ml->name); goto done; }
+        if (st == TD_OK) st = td_plan_build(&P.layers[i], &k, &b, &dec[i], NULL, &T[i].chain);
         if (st == TD_OK) st = td_chain_cost(&T[i].chain, &T[i].after);
-        if (st == TD_OK) st = time_layer(&ml->desc, &kernels[i], &biases[i], &T[i], (int)repeat, 1000 + i);
+        if (st == TD_OK) st = time_layer(&ml->desc, &k, &b, &T[i], (int)repeat, 1000 + i);
+        td_tensor_free(&k);
+        td_tensor_free(&b);
         if (st != TD_OK) { code = tool_fail(tool_exit_for(st), in, ml->name, "timing failed: %s", td_strerror(st)); goto done; }
         T[i].rel_error = T[i].chain.rel_error;
         T[i].done = 1;
@@ -292,7 +297,7 @@ int cmd_latency(int argc, char **argv)
     json_object_set_new(tot, "speedup", jnum_or_null(sa > 0, sa > 0 ? sb / sa : 0));
     size_t hw[2] = {H, Wd};
     json_object_set_new(rep, "tdecomp_latency", json_integer(1));
-    json_object_set_new(rep, "version", json_string(TD_VERSION_STRING));
+    json_object_set_new(rep, "version", json_string(td_version()));
     json_object_set_new(rep, "input", json_string(in));
     json_object_set_new(rep, "layout", json_string(td_layout_name(m.layout)));
     json_object_set_new(rep, "input_size", tool_json_sizes(hw, 2));
@@ -305,15 +310,10 @@ int cmd_latency(int argc, char **argv)
 done:
     json_decref(rep);
     for (size_t i = 0; i < n; i++) {
-        if (kernels) td_tensor_free(&kernels[i]);
-        if (biases) td_tensor_free(&biases[i]);
         if (T) td_chain_free(&T[i].chain);
     }
     free(T);
-    free(kernels);
-    free(biases);
-    free(before);
-    free(dec);
+    tool_plan_free(&P);
     free(why);
     td_model_free(&m);
     return code;

@@ -38,12 +38,22 @@ typedef struct spec_layer {
 static double *suffix_tail(const double *s2, size_t n)
 {
     double *t = calloc(n + 1, sizeof *t);
-    if (!t) return NULL;
-    for (size_t i = n; i-- > 0;) t[i] = t[i + 1] + s2[i];
+    if (t) td_rank_tails(s2, n, t);
     return t;
 }
 
-static int write_layer_files(const char *dir, const td_model_layer *ml, spec_layer *L)
+/* A new file in the output folder, as a stdio stream. */
+static FILE *folder_file(td_outfile *o, const char *name)
+{
+    int fd;
+    td_error err;
+    if (td_outfile_folder_file(o, name, &fd, &err) != TD_OK) return NULL;
+    FILE *f = fdopen(fd, "w");
+    if (!f) close(fd);
+    return f;
+}
+
+static int write_layer_files(td_outfile *dir, const td_model_layer *ml, spec_layer *L)
 {
     const size_t n0 = L->n[0], n1 = L->n[1], nmax = n0 > n1 ? n0 : n1;
     double *t0 = suffix_tail(L->s2[0], n0), *t1 = suffix_tail(L->s2[1], n1);
@@ -52,9 +62,9 @@ static int write_layer_files(const char *dir, const td_model_layer *ml, spec_lay
     if (!t0 || !t1 || !buf) goto done;
     double *x = buf, *sv0 = buf + nmax, *sv1 = buf + 2 * nmax, *e0 = buf + 3 * nmax, *e1 = buf + 4 * nmax, *ea = buf + 5 * nmax;
     const double nw2 = t0[0] > 0 ? t0[0] : 1.0;
-    char path[2 * PATH_MAX + 400];
-    snprintf(path, sizeof path, "%s/%s.csv", dir, L->file);
-    FILE *f = fopen(path, "w");
+    char path[400];
+    snprintf(path, sizeof path, "%s.csv", L->file);
+    FILE *f = folder_file(dir, path);
     if (!f) goto done;
     fprintf(f, "rank,sv_mode0,sv_mode1,rel_error_mode0,rel_error_mode1,rel_error_auto,params_auto\n");
     const td_layer_desc *d = &ml->desc;
@@ -69,10 +79,14 @@ static int write_layer_files(const char *dir, const td_model_layer *ml, spec_lay
         ea[i] = NAN;
         if (L->auto_kind == 1) {
             ea[i] = sqrt(fmin(1.0, (t0[r0] + t1[r1]) / nw2));
-            pa = (double)(d->cin * r1 + r0 * r1 * d->kh * d->kw + r0 * d->cout);
+            const size_t rk[2] = {r0, r1};
+            td_cost cc;
+            pa = td_chain_cost_for(d, TD_METHOD_TUCKER2, rk, &cc) == TD_OK ? (double)cc.params : NAN;
         } else if (L->auto_kind == 2 && r <= n0) {
             ea[i] = e0[i];
-            pa = (double)(r * (d->cout + d->cin));
+            const size_t rk[2] = {r, 0};
+            td_cost cc;
+            pa = td_chain_cost_for(d, TD_METHOD_SVD, rk, &cc) == TD_OK ? (double)cc.params : NAN;
         }
         fprintf(f, "%zu,", r);
         const double cols[5] = {sv0[i], sv1[i], e0[i], e1[i], ea[i]};
@@ -84,8 +98,8 @@ static int write_layer_files(const char *dir, const td_model_layer *ml, spec_lay
         fputc('\n', f);
     }
     if (fclose(f) != 0) goto done;
-    snprintf(path, sizeof path, "%s/%s.svg", dir, L->file);
-    if (!(f = fopen(path, "w"))) goto done;
+    snprintf(path, sizeof path, "%s.svg", L->file);
+    if (!(f = folder_file(dir, path))) goto done;
     svg_series sv[2] = {{"mode 0 (Cout)", x, sv0, n0}, {"mode 1 (Cin)", x, sv1, n1}};
     if (d->kind == TD_LAYER_DENSE) { sv[0].label = "mode 0 (out)"; sv[1].label = "mode 1 (in)"; }
     svg_series er[3] = {{"mode 0 truncation", x, e0, n0}, {"mode 1 truncation", x, e1, n1},
@@ -108,14 +122,12 @@ done:
 
 /* The planner's curves: largest per-layer estimated error against the fraction of the file's
  * parameters kept, by the min-max allocator and by uniform rank ratios. */
-static int write_model_files(const char *dir, const char *in, const td_model *m, td_plan_layer *pl,
+static int write_model_files(td_outfile *dir, const char *in, const td_model *m, td_plan_layer *pl,
                              td_plan_curve *const *curves, td_plan_decision *dec, uint64_t total)
 {
     double x[2][NBUDGET], y[2][NBUDGET];
     size_t cnt[2] = {0, 0};
-    char path[2 * PATH_MAX + 400];
-    snprintf(path, sizeof path, "%s/model.csv", dir);
-    FILE *f = fopen(path, "w");
+    FILE *f = folder_file(dir, "model.csv");
     if (!f) return -1;
     fprintf(f, "rule,value,params_after,params_fraction,max_est_error,layers_decomposed\n");
     double values[NBUDGET];
@@ -141,8 +153,7 @@ static int write_model_files(const char *dir, const char *in, const td_model *m,
         }
     }
     if (fclose(f) != 0) return -1;
-    snprintf(path, sizeof path, "%s/model.svg", dir);
-    if (!(f = fopen(path, "w"))) return -1;
+    if (!(f = folder_file(dir, "model.svg"))) return -1;
     svg_series s[2] = {{"min-max allocator (--target-params)", x[0], y[0], cnt[0]},
                        {"uniform (--rank-ratio)", x[1], y[1], cnt[1]}};
     svg_panel p = {"largest per-layer error (spectral bound) vs size", "fraction of the file's parameters kept",
@@ -163,15 +174,91 @@ static void safe_name(const char *name, char *out, size_t cap)
     if (!j || !strcmp(out, ".") || !strcmp(out, "..")) snprintf(out, cap, "layer");
 }
 
+/* File names: file-safe, unique, never "model". */
+static void name_files(const td_model *m, spec_layer *L, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!L[i].selected) continue;
+        char nm[256];
+        safe_name(m->layers[i].name, nm, sizeof nm);
+        snprintf(L[i].file, sizeof L[i].file, "%s", nm);
+        for (int k = 2;; k++) {
+            int clash = !strcmp(L[i].file, "model");
+            for (size_t j = 0; j < i && !clash; j++) clash = L[j].selected && !strcmp(L[j].file, L[i].file);
+            if (!clash) break;
+            snprintf(L[i].file, sizeof L[i].file, "%.250s_%d", nm, k);
+        }
+        if (strcmp(L[i].file, m->layers[i].name)) tool_warn("layer %s is written as %s.csv and %s.svg", m->layers[i].name, L[i].file, L[i].file);
+    }
+}
+
+/* One layer: its two mode spectra for the CSV and its planner curve, from the kernel read once. */
+static int layer_spectra(const td_model *m, size_t i, const td_plan_layer *pl, const td_plan_options *po, spec_layer *l,
+                         td_plan_curve **curve)
+{
+    const td_model_layer *ml = &m->layers[i];
+    td_error err;
+    td_error_clear(&err);
+    td_tensor k = {0}, b = {0};
+    td_status st = td_model_read_layer(m, i, &k, &b, &err);
+    for (int md = 0; md < 2 && st == TD_OK; md++) {
+        l->n[md] = k.shape[md];
+        if (!(l->s2[md] = calloc(l->n[md] ? l->n[md] : 1, sizeof(double)))) st = TD_ENOMEM;
+        else st = td_mode_spectrum(&k, md, 0, NULL, l->s2[md]);
+    }
+    if (st == TD_OK) st = td_plan_curve_new(pl, &k, po, curve, &err);
+    td_tensor_free(&k);
+    td_tensor_free(&b);
+    if (st != TD_OK) return tool_fail_status(st, &err, m->file, ml->name);
+    const int kxk = ml->desc.kind == TD_LAYER_CONV2D && ml->desc.kh * ml->desc.kw > 1;
+    l->auto_kind = (ml->admits.mask & TD_METHOD_BIT(kxk ? TD_METHOD_TUCKER2 : TD_METHOD_SVD)) ? (kxk ? 1 : 2) : 0;
+    return TOOL_OK;
+}
+
+static void print_summary(const td_model *m, const spec_layer *L, const char *dir)
+{
+    size_t nsel = 0;
+    printf("%-28s %-9s %8s %8s %12s %12s  %s\n", "layer", "kind", "I_0", "I_1", "R_0 @90%", "R_1 @90%", "files");
+    for (size_t i = 0; i < m->nlayers; i++) {
+        if (!L[i].selected) continue;
+        nsel++;
+        size_t r90[2];
+        for (int md = 0; md < 2; md++)
+            if (td_rank_energy(L[i].s2[md], L[i].n[md], 0.9, &r90[md]) != TD_OK) r90[md] = L[i].n[md];
+        printf("%-28.28s %-9s %8zu %8zu %12zu %12zu  %s.csv, %s.svg\n", m->layers[i].name, tool_kind_name(&m->layers[i]), L[i].n[0],
+               L[i].n[1], r90[0], r90[1], L[i].file, L[i].file);
+    }
+    printf("spectrum: %zu layers and model.csv, model.svg written to %s (R @90%%: smallest rank keeping 90%% of the squared singular values)\n", nsel, dir);
+}
+
+static int write_all(td_outfile *dir, const char *in, const td_model *m, spec_layer *L, td_plan_layer *pl, td_plan_curve **curves,
+                     td_plan_decision *dec, uint64_t total)
+{
+    tool_set_phase(TOOL_PHASE_WRITING);
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (L[i].selected && write_layer_files(dir, &m->layers[i], &L[i]) != 0)
+            return tool_fail(TOOL_ERESOURCE, td_outfile_path(dir), m->layers[i].name, "cannot write the layer's files: %s", strerror(errno));
+    /* test hook: a crash with a half-written temporary folder (tests/cli/test_spectrum.py) */
+    const char *crash = getenv("TDECOMP_TEST_CRASH");
+    if (crash && !strcmp(crash, "spectrum-after-layers")) raise(SIGSEGV);
+    const int w = write_model_files(dir, in, m, pl, curves, dec, total);
+    if (w == -2) return TOOL_EINPUT;
+    if (w != 0) return tool_fail(TOOL_ERESOURCE, td_outfile_path(dir), NULL, "cannot write model.csv/model.svg: %s", strerror(errno));
+    return TOOL_OK;
+}
+
 int cmd_spectrum(int argc, char **argv)
 {
     const char *in = NULL, *dir = NULL, *v;
-    int force = 0, r;
-    tool_model_args ma = {0};
+    int r;
+    tool_model_args ma;
+    tool_outputs g;
+    memset(&ma, 0, sizeof ma);
+    memset(&g, 0, sizeof g);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_spectrum_usage, stdout); return TOOL_OK; }
-        if (!strcmp(a, "--force")) { force = 1; continue; }
+        if (!strcmp(a, "--force")) { g.force = 1; continue; }
         if ((r = tool_model_option(argc, argv, &i, "spectrum", &ma))) {
             if (r < 0) return TOOL_EUSAGE;
         } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
@@ -184,156 +271,40 @@ int cmd_spectrum(int argc, char **argv)
     }
     if (!in) return tool_usage_error("spectrum: missing input file");
     if (!dir) return tool_usage_error("spectrum: missing -o DIR");
-
-    /* the output folder, checked before any work */
-    char parent[PATH_MAX], base[PATH_MAX], tmp[2 * PATH_MAX + 64];
-    {
-        size_t len = strlen(dir);
-        while (len > 1 && dir[len - 1] == '/') len--;
-        if (len >= sizeof parent) return tool_fail(TOOL_EINPUT, dir, NULL, "path too long");
-        memcpy(parent, dir, len);
-        parent[len] = '\0';
-        char *slash = strrchr(parent, '/');
-        snprintf(base, sizeof base, "%s", slash ? slash + 1 : parent);
-        if (slash == parent) parent[1] = '\0';
-        else if (slash) *slash = '\0';
-        else snprintf(parent, sizeof parent, ".");
-        if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) return tool_fail(TOOL_EINPUT, dir, NULL, "not a usable folder name");
-        struct stat ps, ds, is;
-        if (stat(parent, &ps) != 0 || !S_ISDIR(ps.st_mode)) return tool_fail(TOOL_EINPUT, dir, NULL, "its parent folder %s does not exist", parent);
-        if (access(parent, W_OK | X_OK) != 0) return tool_fail(TOOL_EINPUT, dir, NULL, "its parent folder %s is not writable", parent);
-        if (lstat(dir, &ds) == 0) {
-            if (!force) return tool_fail(TOOL_EINPUT, dir, NULL, "already exists (use --force to replace it)");
-            if (!S_ISDIR(ds.st_mode)) return tool_fail(TOOL_EINPUT, dir, NULL, "exists and is not a folder; not replaced");
-            char rd[PATH_MAX], ri[PATH_MAX];
-            if (stat(in, &is) == 0 && realpath(dir, rd) && realpath(in, ri) && !strncmp(ri, rd, strlen(rd)) && ri[strlen(rd)] == '/')
-                return tool_fail(TOOL_EINPUT, dir, NULL, "contains the input file; not replaced");
-        }
-        snprintf(tmp, sizeof tmp, "%s/.%s.tdtmp.%ld", parent, base, (long)getpid());
-    }
-
+    tool_protect(&g, in);
+    tool_protect(&g, ma.spec);
+    int code = tool_output_check(&g, dir, TD_OUTPUT_FOLDER);
+    if (code) return code;
     td_model m;
-    int rc = tool_open_model(&m, in, ma.layout, ma.spec);
-    if (rc) return rc;
+    if ((code = tool_open_model(&m, in, &ma, &g))) return code;
     const size_t n = m.nlayers;
     if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
     spec_layer *L = calloc(n ? n : 1, sizeof *L);
     td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
     td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
-    td_tensor *kernels = calloc(n ? n : 1, sizeof *kernels), *biases = calloc(n ? n : 1, sizeof *biases);
-    td_cost *before = calloc(n ? n : 1, sizeof *before);
-    int code = TOOL_OK, made = 0;
-    td_status st;
-    uint64_t total = 0;
     td_plan_curve **curves = calloc(n ? n : 1, sizeof *curves);
-    if (!L || !pl || !dec || !kernels || !biases || !before || !curves) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
-    {
-        double all, largest;
-        tool_model_sizes(&m, &all, &largest);
-        if (tool_memory_check(8.0 * (all + 3.0 * largest), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
-    }
+    td_plan_options po;
+    td_plan_options_init(&po);
+    po.rule = TD_RULE_TARGET_PARAMS;
+    po.estimate_errors = 1;
+    if (!L || !pl || !dec || !curves) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    uint64_t total = td_model_kernel_params(&m);
     tool_core_warning();
-    if ((code = tool_plan_layers(&m, in, &ma, kernels, biases, before, pl)) != TOOL_OK) goto done;
-    {
-        td_plan_options po;
-        td_plan_options_init(&po);
-        po.rule = TD_RULE_TARGET_PARAMS;
-        po.estimate_errors = 1;
-        td_error err;
-        td_error_clear(&err);
-        for (size_t i = 0; i < n; i++) {
-            total += before[i].params;
-            if ((st = td_plan_curve_new(&pl[i], &kernels[i], &po, &curves[i], &err)) != TD_OK) { code = tool_fail_status(st, &err, in, NULL); goto done; }
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && code == TOOL_OK; i++) {
         const td_model_layer *ml = &m.layers[i];
-        spec_layer *l = &L[i];
-        if (!(l->selected = !pl[i].excluded)) continue;
-        for (int md = 0; md < 2; md++) {
-            l->n[md] = kernels[i].shape[md];
-            if (!(l->s2[md] = calloc(l->n[md] ? l->n[md] : 1, sizeof(double)))) { code = tool_fail(TOOL_ERESOURCE, in, ml->name, "out of memory"); goto done; }
-            if ((st = td_mode_spectrum(&kernels[i], md, 0, NULL, l->s2[md])) != TD_OK) {
-                code = tool_fail(tool_exit_for(st), in, ml->name, "spectrum failed: %s", td_strerror(st));
-                goto done;
-            }
-        }
-        const int plain = ml->cls == TD_CLASS_CONV2D || ml->cls == TD_CLASS_DENSE;
-        l->auto_kind = !plain ? 0 : (ml->desc.kind == TD_LAYER_CONV2D && ml->desc.kh * ml->desc.kw > 1) ? 1 : 2;
-        /* file names: file-safe, unique, never "model" */
-        char nm[256];
-        safe_name(ml->name, nm, sizeof nm);
-        snprintf(l->file, sizeof l->file, "%s", nm);
-        for (int k = 2;; k++) {
-            int clash = !strcmp(l->file, "model");
-            for (size_t j = 0; j < i && !clash; j++) clash = L[j].selected && !strcmp(L[j].file, l->file);
-            if (!clash) break;
-            snprintf(l->file, sizeof l->file, "%s_%d", nm, k);
-        }
-        if (strcmp(l->file, ml->name)) tool_warn("layer %s is written as %s.csv and %s.svg", ml->name, l->file, l->file);
+        pl[i] = (td_plan_layer){ml->name, ml->desc, ml->admits, !tool_layer_selected(&ma, ml->name), NULL};
+        if ((L[i].selected = !pl[i].excluded)) code = layer_spectra(&m, i, &pl[i], &po, &L[i], &curves[i]);
     }
-    if (mkdir(tmp, 0777) != 0) { code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot create a temporary folder: %s", strerror(errno)); goto done; }
-    made = 1;
-    tool_announce_temp(tmp);
-    for (size_t i = 0; i < n; i++)
-        if (L[i].selected && write_layer_files(tmp, &m.layers[i], &L[i]) != 0) {
-            code = tool_fail(TOOL_ERESOURCE, dir, m.layers[i].name, "cannot write the layer's files: %s", strerror(errno));
-            goto done;
-        }
-    {
-        /* test hook: a crash with a half-written temporary folder (tests/cli/test_spectrum.py) */
-        const char *crash = getenv("TDECOMP_TEST_CRASH");
-        if (crash && !strcmp(crash, "spectrum-after-layers")) raise(SIGSEGV);
-    }
-    {
-        int w = write_model_files(tmp, in, &m, pl, curves, dec, total);
-        if (w == -2) { code = TOOL_EINPUT; goto done; }
-        if (w != 0) { code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot write model.csv/model.svg: %s", strerror(errno)); goto done; }
-    }
-    /* into place: a new folder is renamed, an existing one (--force) swapped atomically, then removed */
-    struct stat ds;
-    if (lstat(dir, &ds) == 0) {
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
-            code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot replace the folder: %s", strerror(errno));
-            goto done;
-        }
-        /* tmp now holds the old folder: removed below */
-    } else if (rename(tmp, dir) != 0) {
-        code = tool_fail(TOOL_ERESOURCE, dir, NULL, "cannot create the folder: %s", strerror(errno));
-        goto done;
-    } else made = 0;
-    size_t nsel = 0;
-    for (size_t i = 0; i < n; i++) nsel += L[i].selected;
-    printf("%-28s %-9s %8s %8s %12s %12s  %s\n", "layer", "kind", "I_0", "I_1", "R_0 @90%", "R_1 @90%", "files");
-    for (size_t i = 0; i < n; i++) {
-        if (!L[i].selected) continue;
-        size_t r90[2];
-        for (int md = 0; md < 2; md++) {
-            double tot = 0, acc = 0;
-            for (size_t k = 0; k < L[i].n[md]; k++) tot += L[i].s2[md][k];
-            r90[md] = L[i].n[md];
-            for (size_t k = 0; k < L[i].n[md]; k++) {
-                acc += L[i].s2[md][k];
-                if (acc >= 0.9 * tot) { r90[md] = k + 1; break; }
-            }
-        }
-        printf("%-28.28s %-9s %8zu %8zu %12zu %12zu  %s.csv, %s.svg\n", m.layers[i].name, tool_kind_name(&m.layers[i]), L[i].n[0],
-               L[i].n[1], r90[0], r90[1], L[i].file, L[i].file);
-    }
-    printf("spectrum: %zu layers and model.csv, model.svg written to %s (R @90%%: smallest rank keeping 90%% of the squared singular values)\n", nsel, dir);
+    if (code) goto done;
+    name_files(&m, L, n);
+    td_outfile *o;
+    if ((code = tool_output_open(&g, dir, TD_OUTPUT_FOLDER, &o))) goto done;
+    if ((code = write_all(o, in, &m, L, pl, curves, dec, total))) goto done;
+    if ((code = tool_outputs_commit(&g))) goto done;
+    print_summary(&m, L, dir);
 done:
-    if (made) tool_remove_tree(tmp);
-    for (size_t i = 0; L && i < n; i++) {
-        free(L[i].s2[0]);
-        free(L[i].s2[1]);
-    }
-    for (size_t i = 0; kernels && biases && i < n; i++) {
-        td_tensor_free(&kernels[i]);
-        td_tensor_free(&biases[i]);
-    }
-    free(kernels);
-    free(biases);
-    free(before);
+    tool_outputs_abort(&g);
+    for (size_t i = 0; L && i < n; i++) { free(L[i].s2[0]); free(L[i].s2[1]); }
     for (size_t i = 0; curves && i < n; i++) td_plan_curve_free(curves[i]);
     free(curves);
     free(L);

@@ -12,6 +12,15 @@ const char cmd_tucker_usage[] =
     "per mode. Defaults: --method hooi, --tol 1e-4, --max-iter 100. -o writes float64 /core and\n"
     "/factors/<mode> (I_mode x R_mode) for each decomposed mode.\n";
 
+/* The tensor, its projections (bounded by it) and a reconstruction for the error. */
+static double need(int nd, const size_t *sh, void *ctx)
+{
+    (void)ctx;
+    double elems = 1;
+    for (int k = 0; k < nd; k++) elems *= (double)sh[k];
+    return 8.0 * elems * 3.0;
+}
+
 int cmd_tucker(int argc, char **argv)
 {
     tool_plain pl = {.cmd = "tucker", .tol = -1};
@@ -55,15 +64,13 @@ int cmd_tucker(int argc, char **argv)
     if (pl.tol >= 0) opt.tol = pl.tol;
     if (pl.max_iter) opt.max_iter = (int)pl.max_iter;
     const char *in = pl.in, *dataset = pl.dataset, *out = pl.out;
-    const int force = pl.force, json = pl.json;
+    const int json = pl.json;
 
-    td_error err;
-    td_error_clear(&err);
     td_status st;
     td_tensor x;
     td_dtype dt;
-    /* memory: the tensor, its projections (bounded by it) and a reconstruction for the error */
-    int code = tool_plain_read(&pl, 3.0, 0.0, &x, &dt);
+    tool_outputs g = {0};
+    int code = tool_plain_read(&pl, &g, need, NULL, &x, &dt);
     if (code) return code;
     int modes[TD_MAX_MODES];
     td_tucker_result res;
@@ -96,20 +103,15 @@ int cmd_tucker(int argc, char **argv)
         goto done;
     }
     if (out) {
-        td_outfile of;
-        if ((st = td_outfile_create(&of, out, in, force, &err)) != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
-        tool_track_outfile(&of);
-        st = td_outfile_write(&of, "/core", &res.core, TD_DTYPE_F64, &err);
-        for (int k = 0; st == TD_OK && k < res.nmodes; k++) {
-            char p[64];
-            snprintf(p, sizeof p, "/factors/%d", res.modes[k]);
-            st = td_outfile_write(&of, p, &res.factors[k], TD_DTYPE_F64, &err);
+        char names[TD_MAX_MODES][32];
+        const char *np[TD_MAX_MODES + 1] = {"/core"};
+        const td_tensor *tp[TD_MAX_MODES + 1] = {&res.core};
+        for (int k = 0; k < res.nmodes; k++) {
+            snprintf(names[k], sizeof names[k], "/factors/%d", res.modes[k]);
+            np[k + 1] = names[k];
+            tp[k + 1] = &res.factors[k];
         }
-        if (st == TD_OK) st = tool_stamp(&of, &err);
-        if (st == TD_OK) st = td_outfile_commit(&of, &err);
-        else td_outfile_abort(&of);
-        tool_untrack_outfile();
-        if (st != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
+        if ((code = tool_plain_write(&pl, &g, np, tp, (size_t)res.nmodes + 1)) != TOOL_OK) goto done;
     }
     if (json) {
         json_t *o = json_object(), *ms = json_array(), *cl = json_array();
@@ -137,6 +139,7 @@ int cmd_tucker(int argc, char **argv)
         if (out) printf("wrote %s\n", out);
     }
 done:
+    tool_outputs_abort(&g);
     td_tucker_free(&res);
     td_tensor_free(&x);
     return code;

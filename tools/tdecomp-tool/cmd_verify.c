@@ -1,5 +1,5 @@
-/* tdecomp-tool verify: recompose every chain found in the decomposed file and measure it
- * against the original kernels, independently of any report. */
+/* tdecomp-tool verify: every layer of the original against what the decomposed file says it wrote
+ * (its tdecomp_layers record), recomposed from the file itself, independently of any report. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +8,16 @@
 
 const char cmd_verify_usage[] =
     "usage: tdecomp-tool verify ORIGINAL DECOMPOSED [--json] [--max-error E]\n"
-    "For every layer of ORIGINAL, finds its chain (or the unchanged layer) in DECOMPOSED, composes the\n"
-    "chain back and prints the relative Frobenius error; exit 1 if any exceeds --max-error.\n";
+    "For every layer of ORIGINAL, reads its chain (or the unchanged layer) from DECOMPOSED as the\n"
+    "file's own record describes it, composes the chain back and prints the relative Frobenius\n"
+    "error; exit 1 if any exceeds --max-error.\n";
+
+static const td_model_record *find_record(const td_model_record *r, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(r[i].name, name)) return &r[i];
+    return NULL;
+}
 
 static int find_layer(const td_model *m, const char *name)
 {
@@ -18,104 +26,64 @@ static int find_layer(const td_model *m, const char *name)
     return -1;
 }
 
-/* Keras 3: "conv2d_3" -> class "conv2d", index 3. */
-static void split_name(const char *name, char *cls, size_t len, long *idx)
+/* W_hat of one original layer: the composed chain, or the layer as it stands in the output. */
+static td_status recompose(const td_model *md, const td_model_record *r, const td_tensor *w, td_tensor *what, td_error *err)
 {
-    snprintf(cls, len, "%s", name);
-    *idx = 0;
-    char *us = strrchr(cls, '_');
-    if (us && us[1]) {
-        char *end;
-        long v = strtol(us + 1, &end, 10);
-        if (!*end && v > 0) { *us = '\0'; *idx = v; }
+    td_tensor b = {0};
+    td_status st;
+    if (r->method == TD_METHOD_NONE) {
+        const int k = find_layer(md, r->target);
+        if (k < 0) {
+            if (err) {
+                err->status = TD_EFORMAT;
+                snprintf(err->message, sizeof err->message, "%s: %s: layer named by the record is missing", md->file, r->target);
+            }
+            return TD_EFORMAT;
+        }
+        st = td_model_read_layer(md, (size_t)k, what, &b, err);
+        td_tensor_free(&b);
+        return st == TD_OK && !td_tensor_same_shape(what, w) ? TD_ESHAPE : st;
     }
+    td_chain c;
+    if ((st = td_model_read_chain(md, r, &c, err)) != TD_OK) return st;
+    if ((st = td_tensor_alloc(what, w->ndim, w->shape)) == TD_OK) st = td_chain_compose(&c, what);
+    td_chain_free(&c);
+    return st;
 }
 
-/* Layers of m with class cls, in numeric order: index list into m->layers. */
-static size_t class_seq(const td_model *m, const char *cls, int *out, size_t cap)
-{
-    size_t n = 0;
-    for (long want = 0; want < 100000 && n < cap; want++) {
-        int found = -1;
-        for (size_t i = 0; i < m->nlayers; i++) {
-            char c[256];
-            long idx;
-            split_name(m->layers[i].name, c, sizeof c, &idx);
-            if (!strcmp(c, cls) && idx == want) found = (int)i;
-        }
-        if (found < 0) break;
-        out[n++] = found;
-    }
-    return n;
-}
+typedef struct verdict {
+    json_t *layers;
+    double worst;
+    int over;
+} verdict;
 
-/* Pieces of layer `i` of the original in the decomposed model, as indices; returns the count
- * (0 when not found). For Keras 3, *cursor walks the class sequence. */
-static int find_pieces(const td_model *o, size_t i, const td_model *d, int *pieces, int *unchanged, size_t *cursor)
+static int verify_layer(const td_model *mo, size_t i, const td_model *md, const td_model_record *recs, size_t nrec,
+                        int json, int have_max, double maxerr, verdict *v)
 {
-    const td_model_layer *l = &o->layers[i];
-    char nm[600];
-    *unchanged = 0;
-    if (o->layout == TD_LAYOUT_TORCH || o->layout == TD_LAYOUT_KERAS2) {
-        static const char *const t2[] = {"t2_in", "t2_core", "t2_out"}, *const cp[] = {"cp_0", "cp_1", "cp_2", "cp_3"},
-                                 *const sv[] = {"svd_0", "svd_1"};
-        if (o->layout == TD_LAYOUT_TORCH) {
-            int n = 0;
-            for (int p = 0; p < 4; p++) {
-                snprintf(nm, sizeof nm, "%s.%d", l->name, p);
-                int k = find_layer(d, nm);
-                if (k < 0) break;
-                pieces[n++] = k;
-            }
-            if (n >= 2) return n;
-        } else {
-            const char *const *sets[3] = {t2, cp, sv};
-            const int counts[3] = {3, 4, 2};
-            for (int s = 0; s < 3; s++) {
-                int n = 0;
-                for (int p = 0; p < counts[s]; p++) {
-                    snprintf(nm, sizeof nm, "%s_%s", l->name, sets[s][p]);
-                    int k = find_layer(d, nm);
-                    if (k < 0) break;
-                    pieces[n++] = k;
-                }
-                if (n == counts[s]) return n;
-            }
-        }
-        int k = find_layer(d, l->name);
-        if (k >= 0) { *unchanged = 1; pieces[0] = k; return 1; }
-        return 0;
-    }
-    /* Keras 3: walk this class's sequence in the decomposed file */
-    char cls[256];
-    long idx;
-    split_name(l->name, cls, sizeof cls, &idx);
-    int seq[4096];
-    size_t ns = class_seq(d, cls, seq, 4096);
-    if (*cursor >= ns) return 0;
-    const td_model_layer *a = &d->layers[seq[*cursor]];
-    if (a->desc.cout == l->desc.cout && a->desc.cin == l->desc.cin && a->desc.kh == l->desc.kh && a->desc.kw == l->desc.kw) {
-        *unchanged = 1;
-        pieces[0] = seq[(*cursor)++];
-        return 1;
-    }
-    /* tucker2: 1x1 Cin->a, kxk, 1x1 ->Cout; svd: kxk (or dense) then 1x1 (or dense) ->Cout */
-    if (*cursor + 2 < ns) {
-        const td_model_layer *b = &d->layers[seq[*cursor + 1]], *c = &d->layers[seq[*cursor + 2]];
-        if (a->desc.kh == 1 && a->desc.kw == 1 && a->desc.cin == l->desc.cin && b->desc.kh == l->desc.kh &&
-            b->desc.kw == l->desc.kw && c->desc.cout == l->desc.cout && l->desc.kh * l->desc.kw > 1) {
-            for (int p = 0; p < 3; p++) pieces[p] = seq[(*cursor)++];
-            return 3;
-        }
-    }
-    if (*cursor + 1 < ns) {
-        const td_model_layer *b = &d->layers[seq[*cursor + 1]];
-        if (b->desc.cout == l->desc.cout && a->desc.kh == l->desc.kh && a->desc.kw == l->desc.kw) {
-            for (int p = 0; p < 2; p++) pieces[p] = seq[(*cursor)++];
-            return 2;
-        }
-    }
-    return 0;
+    const td_model_layer *l = &mo->layers[i];
+    const td_model_record *r = find_record(recs, nrec, l->name);
+    if (!r) return tool_fail(TOOL_EINPUT, md->file, l->name, "layer not in the file's tdecomp_layers record");
+    td_error err;
+    td_error_clear(&err);
+    td_tensor w = {0}, b = {0}, what = {0};
+    td_status st = td_model_read_layer(mo, i, &w, &b, &err);
+    td_tensor_free(&b);
+    if (st != TD_OK) return tool_fail_status(st, &err, mo->file, l->name);
+    double e = 0;
+    if ((st = recompose(md, r, &w, &what, &err)) == TD_OK) st = td_rel_diff(&what, &w, &e);
+    td_tensor_free(&w);
+    td_tensor_free(&what);
+    if (st != TD_OK)
+        return tool_fail(TOOL_EINPUT, md->file, l->name, "chain cannot be composed back: %s", err.message[0] ? err.message : td_strerror(st));
+    if (e > v->worst) v->worst = e;
+    if (have_max && e > maxerr) v->over = 1;
+    json_t *x = json_object();
+    json_object_set_new(x, "name", json_string(l->name));
+    json_object_set_new(x, "method", json_string(td_method_name(r->method)));
+    json_object_set_new(x, "rel_error", json_real(e));
+    json_array_append_new(v->layers, x);
+    if (!json) printf("%-32s %-12s %12.6g%s\n", l->name, td_method_name(r->method), e, have_max && e > maxerr ? "  > max-error" : "");
+    return TOOL_OK;
 }
 
 int cmd_verify(int argc, char **argv)
@@ -138,100 +106,36 @@ int cmd_verify(int argc, char **argv)
     }
     if (!orig || !dec) return tool_usage_error("verify: needs ORIGINAL and DECOMPOSED files");
     td_model mo, md;
-    int rc = tool_open_model(&mo, orig, NULL, NULL);
-    if (rc) return rc;
+    tool_model_args none;
+    memset(&none, 0, sizeof none);
+    int code = tool_open_model(&mo, orig, &none, NULL);
+    if (code) return code;
+    if ((code = tool_open_model(&md, dec, &none, NULL))) { td_model_free(&mo); return code; }
     td_error err;
     td_error_clear(&err);
-    tool_deadline_begin();
-    td_status st = td_model_open(&md, dec, mo.layout, &err);
-    tool_deadline_end();
-    if (st != TD_OK) { td_model_free(&mo); return tool_fail_status(st, &err, dec, NULL); }
-    json_t *layers = json_array();
-    double worst = 0;
-    int code = TOOL_OK, over = 0;
-    char cursor_cls[64][256];
-    size_t cursors[64] = {0};
-    int ncls = 0;
-    if (!json) printf("%-32s %-12s %12s\n", "layer", "method", "rel_error");
-    for (size_t i = 0; i < mo.nlayers && code == TOOL_OK; i++) {
-        const td_model_layer *l = &mo.layers[i];
-        size_t *cur = &cursors[0];
-        if (mo.layout == TD_LAYOUT_KERAS3) {
-            char cls[256];
-            long idx;
-            split_name(l->name, cls, sizeof cls, &idx);
-            int c = -1;
-            for (int k = 0; k < ncls; k++) if (!strcmp(cursor_cls[k], cls)) c = k;
-            if (c < 0 && ncls < 64) { c = ncls++; snprintf(cursor_cls[c], 256, "%s", cls); }
-            cur = &cursors[c < 0 ? 0 : c];
-        }
-        int pieces[4], unchanged;
-        int np = find_pieces(&mo, i, &md, pieces, &unchanged, cur);
-        if (np == 0) { code = tool_fail(TOOL_EINPUT, dec, l->name, "layer not found (neither unchanged nor as a chain)"); break; }
-        td_tensor w = {0}, b = {0}, what = {0};
-        if ((st = td_model_read_layer(&mo, i, &w, &b, &err)) != TD_OK) { code = tool_fail_status(st, &err, orig, l->name); break; }
-        td_tensor_free(&b);
-        td_chain c;
-        memset(&c, 0, sizeof c);
-        const char *method = "none";
-        if (unchanged) {
-            st = td_model_read_layer(&md, (size_t)pieces[0], &what, &b, &err);
-            td_tensor_free(&b);
-            if (st == TD_OK && !td_tensor_same_shape(&what, &w)) st = TD_ESHAPE;
-        } else {
-            c.npieces = np;
-            for (int p = 0; p < np && st == TD_OK; p++) {
-                st = td_model_read_layer(&md, (size_t)pieces[p], &c.pieces[p].kernel, &b, &err);
-                td_tensor_free(&b);
-            }
-            if (st == TD_OK) {
-                if (np == 3) c.method = TD_METHOD_TUCKER2;
-                else if (np == 4) c.method = TD_METHOD_CP;
-                else {
-                    size_t k = l->desc.kind == TD_LAYER_CONV2D && c.pieces[0].kernel.ndim == 4 && c.pieces[0].kernel.shape[1]
-                                   ? l->desc.cin / c.pieces[0].kernel.shape[1] : 1;
-                    c.method = k > 1 ? TD_METHOD_SVD_GROUPED : TD_METHOD_SVD;
-                    c.ranks[0] = k;
-                }
-                method = td_method_name(c.method);
-                if ((st = td_tensor_alloc(&what, w.ndim, w.shape)) == TD_OK) st = td_chain_compose(&c, &what);
-            }
-        }
-        if (st != TD_OK) {
-            code = tool_fail(TOOL_EINPUT, dec, l->name, "chain cannot be composed back: %s", err.message[0] ? err.message : td_strerror(st));
-        } else {
-            double nw = td_norm(&w);
-            for (size_t k = 0; k < w.size; k++) what.data[k] -= w.data[k];
-            double e = nw > 0 ? td_norm(&what) / nw : td_norm(&what);
-            if (e > worst) worst = e;
-            if (have_max && e > maxerr) over = 1;
-            json_t *x = json_object();
-            json_object_set_new(x, "name", json_string(l->name));
-            json_object_set_new(x, "method", json_string(method));
-            json_object_set_new(x, "rel_error", json_real(e));
-            json_array_append_new(layers, x);
-            if (!json) printf("%-32s %-12s %12.6g%s\n", l->name, method, e, have_max && e > maxerr ? "  > max-error" : "");
-        }
-        td_chain_free(&c);
-        td_tensor_free(&w);
-        td_tensor_free(&what);
-    }
+    td_model_record *recs = NULL;
+    size_t nrec = 0;
+    verdict vd = {json_array(), 0, 0};
+    td_status st = td_model_records(&md, &recs, &nrec, &err);
+    if (st != TD_OK) code = tool_fail_status(st, &err, dec, NULL);
+    if (!code && !json) printf("%-32s %-12s %12s\n", "layer", "method", "rel_error");
+    for (size_t i = 0; i < mo.nlayers && code == TOOL_OK; i++) code = verify_layer(&mo, i, &md, recs, nrec, json, have_max, maxerr, &vd);
     if (code == TOOL_OK) {
         if (json) {
             json_t *o = json_object();
             json_object_set_new(o, "tdecomp_verify", json_integer(1));
             json_object_set_new(o, "original", json_string(orig));
             json_object_set_new(o, "decomposed", json_string(dec));
-            json_object_set_new(o, "layers", layers);
-            json_object_set_new(o, "max_rel_error", json_real(worst));
+            json_object_set_new(o, "layers", json_incref(vd.layers));
+            json_object_set_new(o, "max_rel_error", json_real(vd.worst));
             tool_print_json(o);
-            layers = NULL;
         } else {
-            printf("max rel_error %.6g\n", worst);
+            printf("max rel_error %.6g\n", vd.worst);
         }
-        if (over) code = tool_fail(TOOL_EINPUT, dec, NULL, "a layer's relative error exceeds --max-error %g (largest %.6g)", maxerr, worst);
+        if (vd.over) code = tool_fail(TOOL_EINPUT, dec, NULL, "a layer's relative error exceeds --max-error %g (largest %.6g)", maxerr, vd.worst);
     }
-    json_decref(layers);
+    json_decref(vd.layers);
+    td_model_records_free(recs, nrec);
     td_model_free(&mo);
     td_model_free(&md);
     return code;

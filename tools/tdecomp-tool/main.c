@@ -1,11 +1,13 @@
-/* tdecomp-tool: dispatch. One file per subcommand (cmd_*.c). */
+/* tdecomp-tool: dispatch, and the supervisor every subcommand runs under. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "channel.h"
 #include "tool.h"
 
 int cmd_cp(int argc, char **argv);
@@ -16,9 +18,9 @@ int cmd_verify(int argc, char **argv);
 int cmd_adapters(int argc, char **argv);
 int cmd_spectrum(int argc, char **argv);
 int cmd_latency(int argc, char **argv);
-extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[], cmd_adapters_usage[], cmd_spectrum_usage[], cmd_latency_usage[];
+extern const char cmd_cp_usage[], cmd_tucker_usage[], cmd_inspect_usage[], cmd_decompose_usage[], cmd_verify_usage[],
+    cmd_adapters_usage[], cmd_spectrum_usage[], cmd_latency_usage[];
 
-/* Subcommands that exist; `X --help` exits 0 only for these. */
 static const tool_cmd commands[] = {
     {"cp", cmd_cp, "CP-ALS of one dataset", cmd_cp_usage},
     {"tucker", cmd_tucker, "Tucker (HOSVD, ST-HOSVD, HOOI) of one dataset on chosen modes", cmd_tucker_usage},
@@ -30,6 +32,8 @@ static const tool_cmd commands[] = {
     {"latency", cmd_latency, "time each layer and its rewritten chain on the CPU beside the FLOP ratio", cmd_latency_usage},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+const char *tool_command_line = "";
 
 static void help(void)
 {
@@ -45,46 +49,82 @@ static char *join_args(int argc, char **argv)
 {
     size_t n = 1;
     for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 1;
-    char *s = malloc(n);
-    if (!s) return NULL;
-    s[0] = '\0';
-    for (int i = 0; i < argc; i++) {
-        if (i) strcat(s, " ");
-        strcat(s, argv[i]);
-    }
+    char *s = malloc(n), *p = s;
+    for (int i = 0; s && i < argc; i++) p += sprintf(p, "%s%s", i ? " " : "", argv[i]);
     return s;
 }
 
-/* Malformed files can crash libhdf5 in ways no caller can prevent in-process, so the command
- * runs in a forked child: a crash there becomes exit status 1 and one line, never a signal, and
- * the temporary output the child announced through a pipe is removed. */
-static pid_t child_pid;
+/* Under an address-space or data limit, multi-threaded OpenBLAS spins forever retrying its
+ * buffers (even at exit): such runs re-execute themselves with one BLAS thread, set before the
+ * library initialises. */
+static void limit_blas_threads(char **argv)
+{
+    struct rlimit as, data;
+    const int limited = (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) ||
+                        (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
+    if (!limited || getenv("OPENBLAS_NUM_THREADS") || getenv("TDECOMP_LIMITED")) return;
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    setenv("TDECOMP_LIMITED", "1", 1);
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    /* no /proc: go on with what we have */
+}
+
+static pid_t worker_pid;
 
 static void forward(int sig)
 {
-    if (child_pid > 0) kill(child_pid, sig);
+    if (worker_pid > 0) kill(worker_pid, sig);
 }
 
+/* The input a subcommand names first: for messages about a worker that died reading it. */
+static const char *first_input(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (argv[i][0] != '-') return argv[i];
+    return NULL;
+}
+
+/* One line for a worker killed by sig, by what it was doing: reading is the input's fault,
+ * anything later a resource's (a full disk, a file size limit, a closed pipe, the OOM killer). */
+static int report_signal(int sig, const tool_report *r, const char *in)
+{
+    if (sig == SIGALRM)
+        return tool_fail(TOOL_EINPUT, in, NULL, "malformed input: reading its structure did not finish within "
+                         "TDECOMP_OPEN_TIMEOUT (%ld s); nothing was written", tool_open_timeout());
+    if (r->phase == TOOL_PHASE_COMMITTED)
+        return tool_fail(TOOL_ERESOURCE, NULL, NULL, "the output was written completely, then the process was killed by "
+                         "signal %d (%s)%s", sig, strsignal(sig), sig == SIGPIPE ? ": standard output was closed" : "");
+    if (r->phase == TOOL_PHASE_WRITING || sig == SIGKILL || sig == SIGXFSZ || sig == SIGPIPE)
+        return tool_fail(TOOL_ERESOURCE, in, NULL, "killed by signal %d (%s)%s; the output was not written", sig, strsignal(sig),
+                         sig == SIGKILL ? " (out of memory?)" : sig == SIGXFSZ ? " (file size limit)" :
+                         r->phase == TOOL_PHASE_WRITING ? " while writing (disk full?)" : "");
+    return tool_fail(TOOL_EINPUT, in, NULL, "malformed input: the process working on it was killed by signal %d (%s); "
+                     "nothing was written", sig, strsignal(sig));
+}
+
+/* Malformed files can crash libhdf5 in ways no caller can prevent in-process, so the command
+ * runs in a forked worker: a crash there becomes one line and an exit status, never a signal,
+ * and the temporaries it announced are removed. */
 static int run_contained(const tool_cmd *cmd, int argc, char **argv)
 {
     int fds[2];
     if (pipe(fds) != 0) return tool_fail(TOOL_ERESOURCE, NULL, NULL, "cannot create a pipe: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
+    fflush(NULL);
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
     if (pid < 0) return tool_fail(TOOL_ERESOURCE, NULL, NULL, "cannot fork: %s", strerror(errno));
     if (pid == 0) {
         close(fds[0]);
-        tool_temp_report_fd = fds[1];
         char *line = join_args(argc, argv);
         tool_command_line = line ? line : "tdecomp-tool";
-        tool_install_signal_handlers();
-        int rc = cmd->run(argc - 1, argv + 1);
-        free(line);
-        exit(rc);
+        tool_worker_init(fds[1], parent);
+        const int rc = cmd->run(argc - 1, argv + 1);
+        fflush(NULL);
+        _exit(rc); /* not exit: libhdf5's exit handlers would print after our last line */
     }
     close(fds[1]);
-    child_pid = pid;
+    worker_pid = pid;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = forward;
@@ -92,37 +132,28 @@ static int run_contained(const tool_cmd *cmd, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    /* remove the temporary files it announced (one path per line): after a commit or a clean
-     * failure they are already gone, and their names are unique to the child */
-    char buf[8192];
-    ssize_t n = 0, r;
-    while (n < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0) n += r;
+    tool_report r;
+    tool_channel_drain(fds[0], pid, &r);
     close(fds[0]);
-    buf[n > 0 ? n : 0] = '\0';
-    for (char *save = NULL, *tok = strtok_r(buf, "\n", &save); tok; tok = strtok_r(NULL, "\n", &save))
-        if (unlink(tok) != 0 && (errno == EISDIR || errno == EPERM)) tool_remove_tree(tok); /* a temporary folder */
     if (WIFEXITED(status)) return WEXITSTATUS(status);
-    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+    const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) {
         signal(sig, SIG_DFL);
         raise(sig);
     }
-    const char *in = argc > 2 ? argv[2] : NULL;
-    if (sig == SIGALRM)
-        return tool_fail(TOOL_EINPUT, in, NULL, "malformed input: reading its structure did not finish within "
-                         "TDECOMP_OPEN_TIMEOUT (default %d s); nothing was written", TOOL_OPEN_TIMEOUT_DEFAULT);
-    return tool_fail(TOOL_EINPUT, in, NULL, "malformed input: the process working on it was killed by signal %d (%s); "
-                     "nothing was written", sig, strsignal(sig));
+    return report_signal(sig, &r, first_input(argc, argv));
 }
 
 int main(int argc, char **argv)
 {
+    limit_blas_threads(argv);
     if (argc < 2) return tool_usage_error("missing subcommand (see 'tdecomp-tool --help')");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) { help(); return TOOL_OK; }
-    if (!strcmp(sub, "--version")) { printf("tdecomp-tool %s\n", TD_VERSION_STRING); return TOOL_OK; }
+    if (!strcmp(sub, "--version")) { printf("tdecomp-tool %s\n", td_version()); return TOOL_OK; }
     for (size_t i = 0; i < NCOMMANDS; i++) {
         if (strcmp(sub, commands[i].name) != 0) continue;
         if (!strcmp(argv[argc - 1], "--help") || !strcmp(argv[argc - 1], "-h") || argc == 2)

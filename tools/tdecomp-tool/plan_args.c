@@ -91,44 +91,49 @@ int tool_plan_args_check(const tool_plan_args *a)
     return TOOL_OK;
 }
 
-td_plan_layer tool_plan_layer(const td_model *m, size_t i, const tool_model_args *sel)
+void tool_plan_free(tool_plan *p)
 {
-    const td_model_layer *ml = &m->layers[i];
-    td_plan_layer pl = {ml->name, ml->desc, ml->admits, !tool_layer_selected(sel, ml->name), NULL};
-    return pl;
+    for (size_t i = 0; p->curves && i < p->n; i++) td_plan_curve_free(p->curves[i]);
+    free(p->curves);
+    free(p->layers);
+    free(p->dec);
+    memset(p, 0, sizeof *p);
 }
 
-int tool_plan_layers(const td_model *m, const char *in, const tool_model_args *sel, td_tensor *kernels,
-                     td_tensor *biases, td_cost *before, td_plan_layer *pl)
+/* The curve of layer i, from its kernel read for the purpose and dropped after. */
+static int curve_of(const td_model *m, size_t i, const tool_plan_args *a, tool_plan *p)
 {
+    if (!td_plan_needs_curve(&p->layers[i], &a->po)) return TOOL_OK;
     td_error err;
     td_error_clear(&err);
-    td_status st;
-    for (size_t i = 0; i < m->nlayers; i++) {
-        const td_model_layer *ml = &m->layers[i];
-        if ((st = td_model_read_layer(m, i, &kernels[i], &biases[i], &err)) != TD_OK) return tool_fail_status(st, &err, in, ml->name);
-        pl[i] = tool_plan_layer(m, i, sel);
-        if (td_layer_cost(&ml->desc, &before[i]) != TD_OK) return tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry");
-    }
-    return TOOL_OK;
+    td_tensor k = {0}, b = {0};
+    td_status st = td_model_read_layer(m, i, &k, &b, &err);
+    if (st == TD_OK) st = td_plan_curve_new(&p->layers[i], &k, &a->po, &p->curves[i], &err);
+    td_tensor_free(&k);
+    td_tensor_free(&b);
+    return st == TD_OK ? TOOL_OK : tool_fail_status(st, &err, m->file, m->layers[i].name);
 }
 
-int tool_plan_model(const td_model *m, const char *in, const tool_plan_args *a, td_tensor *kernels, td_tensor *biases,
-                    td_cost *before, td_plan_decision *dec, td_plan_summary *sum)
+int tool_plan_model(const td_model *m, const tool_plan_args *a, tool_plan *p)
 {
+    memset(p, 0, sizeof *p);
     const size_t n = m->nlayers;
-    td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
-    const td_tensor **kp = calloc(n ? n : 1, sizeof *kp);
-    if (!pl || !kp) { free(pl); free(kp); return tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); }
+    p->n = n;
+    p->layers = calloc(n ? n : 1, sizeof *p->layers);
+    p->curves = calloc(n ? n : 1, sizeof *p->curves);
+    p->dec = calloc(n ? n : 1, sizeof *p->dec);
+    if (!p->layers || !p->curves || !p->dec) return tool_fail(TOOL_ERESOURCE, m->file, NULL, "out of memory");
+    int code = TOOL_OK;
+    for (size_t i = 0; i < n; i++) {
+        const td_model_layer *ml = &m->layers[i];
+        p->layers[i] = (td_plan_layer){ml->name, ml->desc, ml->admits, !tool_layer_selected(&a->model, ml->name), NULL};
+    }
+    for (size_t i = 0; i < n && code == TOOL_OK; i++) code = curve_of(m, i, a, p);
+    if (code) return code;
     td_error err;
     td_error_clear(&err);
-    td_status st;
-    int code = tool_plan_layers(m, in, &a->model, kernels, biases, before, pl);
-    for (size_t i = 0; i < n; i++) kp[i] = &kernels[i];
-    if (!code && (st = td_plan_kernels(pl, kp, n, &a->po, dec, sum, &err)) != TD_OK) code = tool_fail_status(st, &err, in, NULL);
-    free(pl);
-    free(kp);
-    return code;
+    td_status st = td_plan(p->layers, p->curves, n, &a->po, p->dec, &p->sum, &err);
+    return st == TD_OK ? TOOL_OK : tool_fail_status(st, &err, m->file, NULL);
 }
 
 json_t *tool_plan_args_json(const tool_plan_args *a)

@@ -21,19 +21,19 @@ int tool_plan_option(int argc, char **argv, int *i, tool_plan_args *a);
 /* After parsing: "no rule" and "more than one rule" usage errors (0 when fine, else exit code). */
 int tool_plan_args_check(const tool_plan_args *a);
 
-/* The planner's view of layer i (selection applied). */
-td_plan_layer tool_plan_layer(const td_model *m, size_t i, const tool_model_args *sel);
+/* A whole file's plan: the planner's view of every layer, the curves it needed (built one kernel
+ * at a time, then the kernel dropped), its decisions and totals. */
+typedef struct tool_plan {
+    size_t n;
+    td_plan_layer *layers;
+    td_plan_curve **curves;
+    td_plan_decision *dec;
+    td_plan_summary sum;
+} tool_plan;
 
-/* Reads every layer's kernel and bias into kernels/biases, its cost into before, and fills the
- * planner's view pl. 0 or the exit code (printed). */
-int tool_plan_layers(const td_model *m, const char *in, const tool_model_args *sel, td_tensor *kernels,
-                     td_tensor *biases, td_cost *before, td_plan_layer *pl);
-
-/* Reads every layer's kernel and bias, applies the selection and decides each layer.
- * kernels, biases, before and dec have m->nlayers entries; kernels/biases are filled even on
- * failure (free them). 0 or the exit code (printed). */
-int tool_plan_model(const td_model *m, const char *in, const tool_plan_args *a, td_tensor *kernels, td_tensor *biases,
-                    td_cost *before, td_plan_decision *dec, td_plan_summary *sum);
+/* Plans every layer of m (selection applied) by a's rule. 0 or the exit code (printed). */
+int tool_plan_model(const td_model *m, const tool_plan_args *a, tool_plan *p);
+void tool_plan_free(tool_plan *p);
 
 /* The JSON "options" object of a report. */
 json_t *tool_plan_args_json(const tool_plan_args *a);

@@ -1,6 +1,4 @@
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <signal.h>
@@ -14,7 +12,6 @@
 
 char *openblas_get_corename(void);
 
-const char *tool_command_line = "";
 
 static void vline(const char *prefix, const char *file, const char *dataset, const char *fmt, va_list ap)
 {
@@ -57,7 +54,8 @@ int tool_exit_for(td_status st)
 {
     switch (st) {
     case TD_OK: return TOOL_OK;
-    case TD_ENOMEM: case TD_EIO: case TD_EINTERNAL: case TD_ELAPACK: return TOOL_ERESOURCE;
+    case TD_ENOMEM: case TD_EIO: case TD_EINTERNAL: case TD_ELIMIT: return TOOL_ERESOURCE;
+    case TD_EPATH: return TOOL_EUSAGE;
     default: return TOOL_EINPUT;
     }
 }
@@ -124,7 +122,8 @@ int tool_parse_double(const char *s, double *out)
     errno = 0;
     char *end;
     double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v)) return -1;
+    /* ERANGE on underflow still gives the nearest (subnormal or zero) value: keep it */
+    if ((errno && !(errno == ERANGE && fabs(v) < 1)) || *end || !isfinite(v)) return -1;
     *out = v;
     return 0;
 }
@@ -158,82 +157,11 @@ int tool_opt_value(int argc, char **argv, int *i, const char *name, const char *
     return 1;
 }
 
-/* Signal-safe cleanup: only the temp path is kept (async-signal-safe unlink). */
-static char tracked_temp[4096];
-
-int tool_temp_report_fd = -1;
-
-void tool_deadline_begin(void)
-{
-    const char *e = getenv("TDECOMP_OPEN_TIMEOUT");
-    long secs = TOOL_OPEN_TIMEOUT_DEFAULT;
-    if (e && tool_parse_int(e, 1, 86400, &secs) != 0) secs = TOOL_OPEN_TIMEOUT_DEFAULT;
-    signal(SIGALRM, SIG_DFL);
-    alarm((unsigned)secs);
-}
-
-void tool_deadline_end(void) { alarm(0); }
-
-void tool_announce_temp(const char *path)
-{
-    if (tool_temp_report_fd < 0 || !path) return;
-    char line[4200];
-    int n = snprintf(line, sizeof line, "%s\n", path);
-    if (n > 0 && write(tool_temp_report_fd, line, (size_t)n) != n) { /* best effort */ }
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    return (flag == FTW_DP ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT ? -1 : 0;
-}
-
-int tool_remove_tree(const char *path)
-{
-    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-void tool_track_outfile(td_outfile *o)
-{
-    if (!o) return;
-    snprintf(tracked_temp, sizeof tracked_temp, "%s", o->temp_path);
-    tool_announce_temp(o->temp_path);
-    /* test hook: a crash with a temporary file on disk (tests/cli/test_robust.py) */
-    const char *crash = getenv("TDECOMP_TEST_CRASH");
-    if (crash && !strcmp(crash, "after-create")) raise(SIGSEGV);
-}
-
-void tool_untrack_outfile(void) { tracked_temp[0] = '\0'; }
-
-static void on_signal(int sig)
-{
-    if (tracked_temp[0]) unlink(tracked_temp);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-void tool_install_signal_handlers(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-}
-
-td_status tool_stamp(td_outfile *o, td_error *err)
-{
-    td_status st = td_outfile_attr_string(o, "/", "tdecomp_version", TD_VERSION_STRING, err);
-    if (st == TD_OK) st = td_outfile_attr_string(o, "/", "tdecomp_command", tool_command_line, err);
-    return st;
-}
+char *tool_json_text(const json_t *obj) { return json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(17)); }
 
 void tool_print_json(json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    char *s = tool_json_text(obj);
     if (s) {
         fputs(s, stdout);
         fputc('\n', stdout);
@@ -346,26 +274,44 @@ int tool_plain_option(int argc, char **argv, int *i, tool_plain *p)
     return 1;
 }
 
-int tool_plain_read(const tool_plain *p, double base, double per_min, td_tensor *x, td_dtype *dt)
+
+int tool_plain_read(const tool_plain *p, tool_outputs *g, double (*need_of)(int ndim, const size_t *shape, void *ctx),
+                    void *ctx, td_tensor *x, td_dtype *dt)
 {
     td_error err;
     td_error_clear(&err);
     td_status st;
-    if (p->out && (st = td_outfile_check(p->out, p->in, p->force, &err)) != TD_OK) return tool_fail_status(st, &err, p->out, NULL);
+    int rc;
+    tool_protect(g, p->in);
+    g->force = p->force;
+    if (p->out && (rc = tool_output_check(g, p->out, TD_OUTPUT_HDF5)) != TOOL_OK) return rc;
     int nd;
     size_t sh[TD_MAX_MODES];
-    if ((st = td_h5_dataset_shape(p->in, p->dataset, &nd, sh, NULL, &err)) != TD_OK) return tool_fail_status(st, &err, p->in, p->dataset);
-    double elems = 1, imin = 1e300;
-    for (int k = 0; k < nd; k++) {
-        elems *= (double)sh[k];
-        if ((double)sh[k] < imin) imin = (double)sh[k];
-    }
-    double need = 8.0 * elems * (base + per_min / (imin >= 1 ? imin : 1));
-    if (tool_memory_check(need, p->maxmem > 0 ? p->maxmem : tool_memory_default(), p->in, p->dataset)) return TOOL_ERESOURCE;
+    tool_deadline_begin();
+    st = td_h5_dataset_shape(p->in, p->dataset, &nd, sh, NULL, &err);
+    tool_deadline_end();
+    if (st != TD_OK) return tool_fail_status(st, &err, p->in, p->dataset);
+    if (tool_memory_check(need_of(nd, sh, ctx), p->maxmem > 0 ? p->maxmem : tool_memory_default(), p->in, p->dataset))
+        return TOOL_ERESOURCE;
     if ((st = td_h5_read_tensor(p->in, p->dataset, x, dt, &err)) != TD_OK) return tool_fail_status(st, &err, p->in, p->dataset);
     int code = 0;
     if (x->ndim < 1) code = tool_fail(TOOL_EINPUT, p->in, p->dataset, "is a scalar; %s needs at least 1 mode", p->cmd);
     else if (td_tensor_check_finite(x) != TD_OK) code = tool_fail(TOOL_EINPUT, p->in, p->dataset, "contains NaN or Inf entries");
     if (code) td_tensor_free(x);
     return code;
+}
+
+int tool_plain_write(const tool_plain *p, tool_outputs *g, const char *const *names, const td_tensor *const *t, size_t n)
+{
+    td_outfile *o;
+    int rc = tool_output_open(g, p->out, TD_OUTPUT_HDF5, &o);
+    if (rc) return rc;
+    td_error err;
+    td_error_clear(&err);
+    tool_set_phase(TOOL_PHASE_WRITING);
+    td_status st = TD_OK;
+    for (size_t i = 0; i < n && st == TD_OK; i++) st = td_outfile_write(o, names[i], t[i], TD_DTYPE_F64, &err);
+    if (st == TD_OK) st = tool_stamp(o, &err);
+    if (st != TD_OK) { tool_outputs_abort(g); return tool_fail_status(st, &err, p->out, NULL); }
+    return tool_outputs_commit(g);
 }
