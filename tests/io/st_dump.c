@@ -3,6 +3,7 @@
  *   st_dump read PATH           JSON: metadata, tensors (name, dtype, shape, offsets, values as
  *                               hex doubles via td__st_read_double, raw bytes as hex)
  *   st_dump index PATH          JSON: shards, metadata, every mapped tensor as above
+ *   st_dump tensor PATH NAME    the values of one tensor, one hex double a line (reads nothing else)
  *   st_dump write SPEC OUT      writes OUT with the writer from a JSON spec
  *                               {"metadata": {k: v}, "tensors": [{"name", "dtype", "shape",
  *                                "values": ["0x1p+0", ...] | "raw": "hex"}], "order": [i, ...]}
@@ -145,6 +146,26 @@ static int cmd_index(const char *path)
     return rc;
 }
 
+static int cmd_tensor(const char *path, const char *name)
+{
+    td__st_file f;
+    td_error err;
+    size_t i;
+    td_tensor x;
+    if (td__st_open(path, &f, &err) != TD_OK) return fail(&err);
+    if (!td__st_find(&f, name, &i)) {
+        fprintf(stderr, "%s: %s: no such tensor\n", path, name);
+        td__st_close(&f);
+        return 1;
+    }
+    int rc = td__st_read_double(&f, i, &x, &err) != TD_OK;
+    if (rc) fail(&err);
+    for (size_t k = 0; !rc && k < x.size; k++) printf("%a\n", x.data[k]);
+    td_tensor_free(&x);
+    td__st_close(&f);
+    return rc;
+}
+
 static int cmd_sniff(const char *path)
 {
     td__file_kind k;
@@ -239,7 +260,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "sniff") == 0) return cmd_sniff(argv[2]);
     if (argc == 3 && strcmp(argv[1], "read") == 0) return cmd_read(argv[2]);
     if (argc == 3 && strcmp(argv[1], "index") == 0) return cmd_index(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "tensor") == 0) return cmd_tensor(argv[2], argv[3]);
     if (argc == 4 && strcmp(argv[1], "write") == 0) return cmd_write(argv[2], argv[3]);
-    fprintf(stderr, "usage: st_dump sniff|read|index PATH | write SPEC OUT\n");
+    fprintf(stderr, "usage: st_dump sniff|read|index PATH | tensor PATH NAME | write SPEC OUT\n");
     return 2;
 }
