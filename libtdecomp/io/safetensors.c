@@ -337,7 +337,7 @@ td_status td__st_open(const char *path, td__st_file *f, td_error *err)
     unsigned char *hdr = NULL;
     json_t *root = NULL;
     td_status st = TD_ENOMEM;
-    f->path = strdup(path);
+    f->path = td__strdup(path);
     if (!f->path) {
         st = td__error_set(err, TD_ENOMEM, path, NULL, "out of memory");
         goto done;

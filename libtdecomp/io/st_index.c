@@ -70,7 +70,7 @@ static const char *bad_shard_name(const char *s)
 /* The metadata value as text: strings as they are, anything else as compact JSON. */
 static char *meta_text(json_t *v)
 {
-    return json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    return json_is_string(v) ? td__strdup(json_string_value(v)) : td__json_text(v);
 }
 
 static td_status parse_metadata(td__st_index *ix, json_t *md, pool *pl, td_error *err)
@@ -90,15 +90,17 @@ static td_status parse_metadata(td__st_index *ix, json_t *md, pool *pl, td_error
     return TD_OK;
 }
 
+/* Bytes of the string pool; 0 when out of memory (a pool sized short would be overrun). */
 static size_t strings_size(json_t *wm, json_t *md)
 {
-    size_t n = 0;
+    size_t n = 1;
     const char *k;
     json_t *v;
     json_object_foreach(wm, k, v) n += strlen(k) + 1 + (json_is_string(v) ? json_string_length(v) + 1 : 0);
     json_object_foreach(md, k, v) {
         char *t = meta_text(v);
-        n += strlen(k) + 1 + (t ? strlen(t) + 1 : 0);
+        if (!t) return 0;
+        n += strlen(k) + 1 + strlen(t) + 1;
         free(t);
     }
     return n;
@@ -224,7 +226,8 @@ static td_status parse_index(td__st_index *ix, json_t *root, td_error *err)
         return td__error_set(err, TD_EFORMAT, ix->path, "weight_map", "is a JSON %s, not an object", json_kind(wm));
     if (md && !json_is_object(md))
         return td__error_set(err, TD_EFORMAT, ix->path, "metadata", "is a JSON %s, not an object", json_kind(md));
-    ix->strings_ = malloc(strings_size(wm, md) + 1);
+    size_t pool_bytes = strings_size(wm, md);
+    ix->strings_ = pool_bytes ? malloc(pool_bytes) : NULL;
     if (!ix->strings_) return td__error_set(err, TD_ENOMEM, ix->path, NULL, "out of memory");
     pool pl = {ix->strings_};
     td_status st = parse_map(ix, wm, &pl, err);
@@ -245,7 +248,7 @@ td_status td__st_index_open(const char *path, td__st_index *ix, td_error *err)
     if (!path) return td__error_set(err, TD_EINVAL, NULL, NULL, "no file given");
     json_t *root = NULL;
     td_status st;
-    if (!(ix->path = strdup(path))) {
+    if (!(ix->path = td__strdup(path))) {
         st = td__error_set(err, TD_ENOMEM, path, NULL, "out of memory");
         goto done;
     }

@@ -296,4 +296,10 @@ TD_WUR td_status td__open_regular(const char *path, int *fd, uint64_t *size, td_
  * buffer *out (caller frees). TD_ENOMEM, TD_EIO, TD_EFORMAT (shorter than size). */
 TD_WUR td_status td__read_text(const char *path, int fd, uint64_t size, uint64_t limit, char **out, td_error *err);
 
+/* strdup and json_dumps through the library's own malloc (so that allocation-failure tests see
+ * every block the library frees). td__json_text: compact JSON of any value, NULL on failure. */
+char *td__strdup(const char *s);
+struct json_t;
+char *td__json_text(const struct json_t *v);
+
 #endif

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -110,4 +111,25 @@ td_status td__read_text(const char *path, int fd, uint64_t size, uint64_t limit,
     buf[size] = '\0';
     *out = buf;
     return TD_OK;
+}
+
+char *td__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+char *td__json_text(const struct json_t *v)
+{
+    size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = n ? malloc(n + 1) : NULL;
+    if (!s) return NULL;
+    if (json_dumpb(v, s, n, JSON_COMPACT | JSON_ENCODE_ANY) != n) {
+        free(s);
+        return NULL;
+    }
+    s[n] = '\0';
+    return s;
 }

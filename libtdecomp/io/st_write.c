@@ -25,7 +25,7 @@ td_status td__st_writer_init(td__st_writer *w, int fd, const char *label, td_err
     memset(w, 0, sizeof *w);
     w->fd = -1;
     if (fd < 0) return td__error_set(err, TD_EINVAL, label, NULL, "no file descriptor to write to");
-    if (label && !(w->label = strdup(label))) return td__error_set(err, TD_ENOMEM, label, NULL, "out of memory");
+    if (label && !(w->label = td__strdup(label))) return td__error_set(err, TD_ENOMEM, label, NULL, "out of memory");
     w->fd = fd;
     return TD_OK;
 }
@@ -131,7 +131,7 @@ td_status td__st_writer_add(td__st_writer *w, const char *name, td__st_dtype dty
     if (*slot) return td__error_set(err, TD_EINVAL, w->label, name, "tensor declared twice");
     td__st_wentry *e = &w->entries[w->n];
     memset(e, 0, sizeof *e);
-    e->name = strdup(name);
+    e->name = td__strdup(name);
     e->shape = malloc((ndim ? (size_t)ndim : 1) * sizeof *e->shape);
     if (!e->name || !e->shape) {
         free(e->name);
@@ -156,7 +156,7 @@ td_status td__st_writer_set_metadata(td__st_writer *w, const char *key, const ch
     size_t kl = strlen(key), vl = strlen(value);
     if (td__utf8_check((const unsigned char *)key, kl) != kl || td__utf8_check((const unsigned char *)value, vl) != vl)
         return td__error_set(err, TD_EINVAL, w->label, METADATA_KEY, "key or value is not valid UTF-8");
-    char *v = strdup(value);
+    char *v = td__strdup(value);
     if (!v) return td__error_set(err, TD_ENOMEM, w->label, METADATA_KEY, "out of memory");
     for (size_t i = 0; i < w->nmeta; i++)
         if (strcmp(w->meta_kv[2 * i], key) == 0) {
@@ -164,7 +164,7 @@ td_status td__st_writer_set_metadata(td__st_writer *w, const char *key, const ch
             w->meta_kv[2 * i + 1] = v;
             return TD_OK;
         }
-    char *k = strdup(key);
+    char *k = td__strdup(key);
     if (!k || !grow((void **)&w->meta_kv, &w->metacap, 2 * (w->nmeta + 1), sizeof *w->meta_kv)) {
         free(k);
         free(v);
@@ -224,7 +224,7 @@ static int text_add(text *t, const char *s, size_t len)
 /* Appends the compact JSON of v (stolen). */
 static int text_json(text *t, json_t *v)
 {
-    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *s = v ? td__json_text(v) : NULL;
     json_decref(v);
     int ok = s && text_add(t, s, strlen(s));
     free(s);
