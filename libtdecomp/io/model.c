@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/model_internal.h"
+#include "io/st_internal.h"
 
 const char *td_layout_name(td_layout l)
 {
@@ -214,9 +215,24 @@ td_status td_model_open(td_model *m, const char *path, td_layout layout, td_erro
     m->impl->h5 = H5I_INVALID_HID;
     if (!path || !*path) { td_model_free(m); return td__error_set(err, TD_EINVAL, NULL, NULL, "no input file given"); }
     if (!(m->file = td__model_str(m, path))) { td_model_free(m); return TD_ENOMEM; }
+    td__file_kind kind = TD__FILE_UNKNOWN;
+    td_status st = td__sniff(path, &kind, err);
+    if (st != TD_OK) { td_model_free(m); return st; }
+    if (kind == TD__FILE_PYTORCH_ZIP || kind == TD__FILE_PYTORCH_PICKLE) {
+        td_model_free(m);
+        return td__error_set(err, TD_EFORMAT, path, NULL,
+                             "is a PyTorch pickle (torch.save), which is never unpickled here; export it first: "
+                             "/usr/bin/python3 -m tdecomp.torch export --model MODULE:FACTORY %s OUT.safetensors", path);
+    }
+    const int st_kind = kind == TD__FILE_SAFETENSORS || kind == TD__FILE_SAFETENSORS_INDEX;
+    if (st_kind != (layout == TD_LAYOUT_SAFETENSORS) && layout != TD_LAYOUT_AUTO) {
+        td_model_free(m);
+        return td__error_set(err, TD_EFORMAT, path, NULL, "is not a %s file (its content is %s)", td_layout_name(layout),
+                             td__file_kind_name(kind));
+    }
     td__h5quiet q;
     td__h5_quiet_begin(&q);
-    td_status st = td__model_open_h5(m, path, layout, err);
+    st = st_kind ? td__model_open_st(m, path, kind == TD__FILE_SAFETENSORS_INDEX, err) : td__model_open_h5(m, path, layout, err);
     if (st == TD_OK && !m->has_geometry) st = td__model_order(m, NULL);
     if (st == TD_OK) st = td__model_admissions(m, err);
     td__h5_quiet_end(&q);
@@ -235,6 +251,7 @@ void td_model_free(td_model *m)
             H5Fclose(p->h5);
             td__h5_quiet_end(&q);
         }
+        td__model_close_st(p->st);
         for (size_t i = 0; p->group && i < m->nlayers; i++) free(p->group[i]);
         free(p->group);
         free(p->group_pos);
@@ -269,7 +286,7 @@ static td_status read_raw(const td_model *m, size_t i, td_tensor *out, td_error 
 {
     td__h5quiet q;
     td__h5_quiet_begin(&q);
-    td_status st = td__model_read_h5(m, i, out, err);
+    td_status st = m->impl->backend == TD__BACKEND_ST ? td__model_read_st(m, i, out, err) : td__model_read_h5(m, i, out, err);
     td__h5_quiet_end(&q);
     if (st == TD_OK && td_tensor_check_finite(out) != TD_OK) {
         td_tensor_free(out);

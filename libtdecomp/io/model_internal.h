@@ -54,6 +54,16 @@ td_status td__model_open_h5(td_model *m, const char *path, td_layout layout, td_
 /* Reads tensor i through the open handle, checking shape and type against what was listed. */
 td_status td__model_read_h5(const td_model *m, size_t i, td_tensor *out, td_error *err);
 
+/* safetensors backend (model_st.c): one file, or shards through their index. */
+td_status td__model_open_st(td_model *m, const char *path, int sharded, td_error *err);
+td_status td__model_read_st(const td_model *m, size_t i, td_tensor *out, td_error *err);
+void td__model_close_st(void *st);
+/* Where tensor i's bytes are (for byte-for-byte copies), its safetensors dtype, and the k-th
+ * __metadata__ pair of a single file (NULL past the end). */
+td_status td__model_st_raw(const td_model *m, size_t i, int *fd, uint64_t *offset);
+int td__model_st_dtype(const td_model *m, size_t i);
+const char *td__model_st_metadata(const td_model *m, size_t k, const char **value);
+
 /* The geometry record and the layer spec (geometry.c). */
 td_status td__model_apply_record(td_model *m, const char *json, td_error *err);
 /* Fills every layer's admits (after reading the structure and after a layer spec). */

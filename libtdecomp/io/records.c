@@ -115,6 +115,12 @@ void td_model_records_free(td_model_record *r, size_t n)
 /* The record's text: the HDF5 root attribute. */
 static td_status record_text(const td_model *m, char **text, td_error *err)
 {
+    if (m->impl->backend == TD__BACKEND_ST) {
+        const char *v = NULL, *k;
+        for (size_t i = 0; (k = td__model_st_metadata(m, i, &v)) != NULL; i++)
+            if (!strcmp(k, "tdecomp_layers")) return (*text = td__strdup(v)) ? TD_OK : TD_ENOMEM;
+        return td__error_set(err, TD_ENOTFOUND, m->file, NULL, "has no tdecomp_layers record (not written by tdecomp-tool decompose 0.2 or later)");
+    }
     td__h5quiet q;
     td__h5_quiet_begin(&q);
     const int rc = td__h5_read_string(m->impl->h5, "tdecomp_layers", text);

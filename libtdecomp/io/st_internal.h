@@ -230,6 +230,7 @@ typedef struct td__st_writer {
     int state;               /* private: 0 declaring, 1 writing data, 2 finished */
     uint64_t data_start;     /* 8 + N once begin_data has run */
     uint64_t data_len;
+    size_t reserve_;         /* private: header bytes kept for metadata set later */
     /* private: open-addressing set of entry indices + 1, for duplicate names */
     size_t *hash_;
     size_t hashcap_;
@@ -269,6 +270,15 @@ TD_WUR td_status td__st_writer_put_double(td__st_writer *w, size_t index, const 
  * pwrite in 1 MiB chunks). TD_EFORMAT (the source ends early), TD_EIO, TD_EINVAL, TD_ENOMEM. */
 TD_WUR td_status td__st_writer_put_raw(td__st_writer *w, size_t index, int src_fd, uint64_t src_offset,
                                        td_error *err);
+
+/* Before begin_data: keeps `bytes` more header room (spaces) for metadata set while the data is
+ * written; td__st_writer_rewrite_header then writes the header again in place with the metadata
+ * as it is now (TD_EINTERNAL when it no longer fits the room). */
+void td__st_writer_reserve(td__st_writer *w, size_t bytes);
+TD_WUR td_status td__st_writer_rewrite_header(td__st_writer *w, td_error *err);
+
+/* Writes entry `index` (any dtype) from nbytes of little-endian bytes in memory. */
+TD_WUR td_status td__st_writer_put_bytes(td__st_writer *w, size_t index, const void *buf, td_error *err);
 
 /* Checks that every entry was written. TD_EINVAL naming the first one missing. Does not sync or
  * close the descriptor. */

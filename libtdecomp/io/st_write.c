@@ -151,8 +151,7 @@ td_status td__st_writer_add(td__st_writer *w, const char *name, td__st_dtype dty
 td_status td__st_writer_set_metadata(td__st_writer *w, const char *key, const char *value, td_error *err)
 {
     if (!w || !key || !value) return td__error_set(err, TD_EINVAL, w ? w->label : NULL, METADATA_KEY, "no key or value");
-    if (w->state != W_DECLARING)
-        return td__error_set(err, TD_EINVAL, w->label, METADATA_KEY, "set after the data was started");
+    if (w->state == W_FINISHED) return td__error_set(err, TD_EINVAL, w->label, METADATA_KEY, "set after finish");
     size_t kl = strlen(key), vl = strlen(value);
     if (td__utf8_check((const unsigned char *)key, kl) != kl || td__utf8_check((const unsigned char *)value, vl) != vl)
         return td__error_set(err, TD_EINVAL, w->label, METADATA_KEY, "key or value is not valid UTF-8");
@@ -267,6 +266,7 @@ static int header_text(const td__st_writer *w, text *t)
              text_json(t, entry_json(&w->entries[i]));
     }
     ok = ok && text_add(t, "}", 1);
+    for (size_t i = 0; ok && i < w->reserve_; i++) ok = text_add(t, " ", 1); /* room for later metadata */
     while (ok && (LEN_BYTES + t->n) % DATA_ALIGN) ok = text_add(t, " ", 1);
     return ok;
 }
@@ -368,6 +368,42 @@ td_status td__st_writer_put_raw(td__st_writer *w, size_t index, int src_fd, uint
     free(buf);
     if (st == TD_OK) e->written = 1;
     return st;
+}
+
+void td__st_writer_reserve(td__st_writer *w, size_t bytes)
+{
+    if (w && w->state == W_DECLARING) w->reserve_ = bytes;
+}
+
+td_status td__st_writer_rewrite_header(td__st_writer *w, td_error *err)
+{
+    if (!w || w->state != W_DATA) return TD_EINVAL;
+    const size_t keep = w->reserve_;
+    w->reserve_ = 0;
+    text t = {0};
+    td_status st = header_text(w, &t) ? TD_OK : td__error_set(err, TD_ENOMEM, w->label, NULL, "out of memory for the header");
+    w->reserve_ = keep;
+    const uint64_t room = w->data_start - LEN_BYTES;
+    if (st == TD_OK && t.n > room)
+        st = td__error_set(err, TD_EINTERNAL, w->label, METADATA_KEY, "metadata of %zu bytes exceed the %llu reserved", t.n,
+                           (unsigned long long)room);
+    while (st == TD_OK && t.n < room) st = text_add(&t, " ", 1) ? TD_OK : TD_ENOMEM;
+    if (st == TD_OK && td__pwrite_full(w->fd, t.p, t.n, LEN_BYTES) != 0)
+        st = td__error_set(err, TD_EIO, w->label, NULL, "cannot write the header: %s", strerror(errno));
+    free(t.p);
+    return st;
+}
+
+td_status td__st_writer_put_bytes(td__st_writer *w, size_t index, const void *buf, td_error *err)
+{
+    td_status st = put_check(w, index, err);
+    if (st != TD_OK) return st;
+    td__st_wentry *e = &w->entries[index];
+    if (e->nbytes && !buf) return td__error_set(err, TD_EINVAL, w->label, e->name, "no data given");
+    if (e->nbytes && td__pwrite_full(w->fd, buf, (size_t)e->nbytes, w->data_start + e->begin) != 0)
+        return td__error_set(err, TD_EIO, w->label, e->name, "cannot write: %s", strerror(errno));
+    e->written = 1;
+    return TD_OK;
 }
 
 td_status td__st_writer_finish(td__st_writer *w, td_error *err)

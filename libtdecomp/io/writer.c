@@ -44,6 +44,7 @@ td__slot *td__writer_slot(td_model_writer *w, size_t layer)
 void td_model_writer_free(td_model_writer *w)
 {
     if (!w) return;
+    td__writer_st_free(w);
     for (size_t i = 0; w->slots && i < w->nslots; i++)
         for (int p = 0; p < TD_CHAIN_MAX; p++) {
             free(w->slots[i].piece_layer[p]);
@@ -82,8 +83,8 @@ td_status td_model_writer_open(td_model_writer **out, const td_model *m, td_outf
     if (fmt == TD_FORMAT_AUTO) fmt = td_format_choose(TD_FORMAT_AUTO, NULL, m);
     td_status st = check_rewrites(m, rw, nrw, err);
     if (st != TD_OK) return st;
-    if (fmt == TD_FORMAT_SAFETENSORS || m->layout == TD_LAYOUT_SAFETENSORS)
-        return td__error_set(err, TD_EUNSUPPORTED, td_outfile_path(o), NULL, "safetensors output is not available in this build");
+    if ((fmt == TD_FORMAT_SAFETENSORS) != (td_outfile_fd(o) >= 0))
+        return td__error_set(err, TD_EINVAL, td_outfile_path(o), NULL, "the output's kind does not match the format %s", td_format_name(fmt));
     td_model_writer *w = calloc(1, sizeof *w);
     if (!w) return TD_ENOMEM;
     w->m = m;
@@ -103,7 +104,7 @@ td_status td_model_writer_open(td_model_writer **out, const td_model *m, td_outf
         }
         w->nslots++;
     }
-    if (st == TD_OK) st = td__writer_h5_open(w, err);
+    if (st == TD_OK) st = fmt == TD_FORMAT_SAFETENSORS ? td__writer_st_open(w, err) : td__writer_h5_open(w, err);
     if (st != TD_OK) { td_model_writer_free(w); return st; }
     *out = w;
     return TD_OK;
@@ -126,7 +127,7 @@ td_status td_model_writer_put(td_model_writer *w, size_t layer, const td_chain *
     if (!s || s->done) return TD_EINVAL;
     if (!matches_layout(s, chain))
         return td__error_set(err, TD_ESHAPE, td_outfile_path(w->o), w->m->layers[layer].name, "chain does not match its layout");
-    td_status st = td__writer_h5_put(w, s, chain, err);
+    td_status st = w->fmt == TD_FORMAT_SAFETENSORS ? td__writer_st_put(w, s, chain, err) : td__writer_h5_put(w, s, chain, err);
     if (st == TD_OK) {
         s->done = 1;
         memcpy(s->layout.ranks, chain->ranks, sizeof chain->ranks); /* the ranks after clamping */
@@ -138,7 +139,7 @@ td_status td_model_writer_put(td_model_writer *w, size_t layer, const td_chain *
 td_status td_model_writer_attr(td_model_writer *w, const char *key, const char *value, td_error *err)
 {
     if (!w || !key || !value) return TD_EINVAL;
-    return td__writer_h5_attr(w, key, value, err);
+    return w->fmt == TD_FORMAT_SAFETENSORS ? td__writer_st_attr(w, key, value, err) : td__writer_h5_attr(w, key, value, err);
 }
 
 static json_t *sizes(const size_t *v, int n)
@@ -217,9 +218,9 @@ td_status td_model_writer_finish(td_model_writer *w, const td_layer_record *rec,
     if (text && json_dumpb(root, text, len, flags) == len) text[len] = '\0';
     else { free(text); text = NULL; }
     json_decref(root);
-    td_status st = text ? td__writer_h5_attr(w, "tdecomp_layers", text, err) : TD_ENOMEM;
+    td_status st = text ? td_model_writer_attr(w, "tdecomp_layers", text, err) : TD_ENOMEM;
     free(text);
-    if (st == TD_OK) st = td__writer_h5_finish(w, err);
+    if (st == TD_OK) st = w->fmt == TD_FORMAT_SAFETENSORS ? td__writer_st_finish(w, err) : td__writer_h5_finish(w, err);
     return st;
 }
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/convert_internal.h"
 #include "io/writer_internal.h"
 
 typedef struct copy_ctx {
@@ -167,15 +168,16 @@ static td_status layout_torch(td_model_writer *w, td__slot *s, td_error *err)
     const size_t n = strlen(kp) - strlen("weight");
     const char sep = kp[n - 1];
     for (int p = 0; p < s->layout.npieces; p++) {
-        const size_t len = n + 32;
+        const size_t len = n + 34;
         char num[24];
         snprintf(num, sizeof num, "%d", p);
         s->piece_layer[p] = joined(l->name, ".", num);
         s->kernel_path[p] = malloc(len);
         if (s->layout.pieces[p].desc.has_bias) s->bias_path[p] = malloc(len);
         if (!s->piece_layer[p] || !s->kernel_path[p] || (s->layout.pieces[p].desc.has_bias && !s->bias_path[p])) return TD_ENOMEM;
-        snprintf(s->kernel_path[p], len, "%.*s%d%cweight", (int)n, kp, p, sep);
-        if (s->bias_path[p]) snprintf(s->bias_path[p], len, "%.*s%d%cbias", (int)n, kp, p, sep);
+        const char *lead = kp[0] == '/' ? "" : "/"; /* safetensors keys become root datasets */
+        snprintf(s->kernel_path[p], len, "%s%.*s%d%cweight", lead, (int)n, kp, p, sep);
+        if (s->bias_path[p]) snprintf(s->bias_path[p], len, "%s%.*s%d%cbias", lead, (int)n, kp, p, sep);
         const char *clash = td__model_find_tensor(m, s->kernel_path[p]) >= 0 ? s->kernel_path[p]
                           : s->bias_path[p] && td__model_find_tensor(m, s->bias_path[p]) >= 0 ? s->bias_path[p] : NULL;
         if (clash) return td__error_set(err, TD_EFORMAT, m->file, clash, "already exists in the input: the rewrite of %s cannot be written", l->name);
@@ -327,7 +329,7 @@ static td_status skip_list(td_model_writer *w, const char ***skip, size_t *n)
     size_t k = 0;
     for (size_t i = 0; i < w->nslots; i++) {
         const td_model_layer *l = &m->layers[w->slots[i].layer];
-        if (m->layout == TD_LAYOUT_TORCH) {
+        if (m->layout == TD_LAYOUT_TORCH || m->layout == TD_LAYOUT_SAFETENSORS) {
             s[k++] = m->tensors[l->kernel].path;
             if (l->bias >= 0) s[k++] = m->tensors[l->bias].path;
         } else if (m->layout == TD_LAYOUT_KERAS2) {
@@ -341,6 +343,42 @@ static td_status skip_list(td_model_writer *w, const char ***skip, size_t *n)
     return TD_OK;
 }
 
+/* A safetensors input's tensors as root datasets ("/features.0.weight"): floats through double
+ * in their own type, integers and bools as bytes. */
+static td_status write_st_tensors(td_model_writer *w, const char *const *skip, size_t nskip, td_error *err)
+{
+    const td_model *m = w->m;
+    td_status st = TD_OK;
+    for (size_t i = 0; i < m->ntensors && st == TD_OK; i++) {
+        const td_model_tensor *t = &m->tensors[i];
+        int skipped = 0;
+        for (size_t k = 0; k < nskip; k++) skipped |= !strcmp(skip[k], t->path);
+        if (skipped) continue;
+        char *path = joined("/", t->name, "");
+        if (!path) return TD_ENOMEM;
+        if (t->ndim > TD_MAX_MODES) st = td__error_set(err, TD_EUNSUPPORTED, m->file, t->name, "has more than %d dimensions", TD_MAX_MODES);
+        else if (t->dtype != TD_DTYPE_OTHER) {
+            td_tensor v;
+            if ((st = td__model_read_st(m, i, &v, err)) == TD_OK) st = td_outfile_write(w->o, path, &v, t->dtype, err);
+            td_tensor_free(&v);
+        } else {
+            int fd;
+            uint64_t off;
+            void *buf = malloc(t->elements * 8 + 1);
+            const td__st_dtype dt = (td__st_dtype)td__model_st_dtype(m, i);
+            st = buf ? td__model_st_raw(m, i, &fd, &off) : TD_ENOMEM;
+            if (st == TD_OK && td__pread_full(fd, buf, (size_t)(t->elements * td__st_dtype_bits(dt) / 8), off) != 0) st = TD_EIO;
+            td__h5quiet q;
+            td__h5_quiet_begin(&q);
+            if (st == TD_OK) st = td__h5_write_bytes(td__outfile_h5(w->o), td_outfile_path(w->o), path, dt, t->ndim, t->shape, buf, err);
+            td__h5_quiet_end(&q);
+            free(buf);
+        }
+        free(path);
+    }
+    return st;
+}
+
 td_status td__writer_h5_open(td_model_writer *w, td_error *err)
 {
     const td_model *m = w->m;
@@ -350,12 +388,21 @@ td_status td__writer_h5_open(td_model_writer *w, td_error *err)
     td__h5_quiet_begin(&q);
     copy_ctx c = {m, m->impl->h5, dst, NULL, 0, m->layout == TD_LAYOUT_KERAS2 ? "model_config" : NULL, err, TD_OK};
     td_status st = skip_list(w, &c.skip, &c.nskip);
-    for (size_t i = 0; i < w->nslots && st == TD_OK && m->layout == TD_LAYOUT_TORCH; i++) st = layout_torch(w, &w->slots[i], err);
+    const int torch = m->layout == TD_LAYOUT_TORCH || m->layout == TD_LAYOUT_SAFETENSORS;
+    for (size_t i = 0; i < w->nslots && st == TD_OK && torch; i++) st = layout_torch(w, &w->slots[i], err);
     if (st == TD_OK && m->layout == TD_LAYOUT_KERAS2) st = layout_keras2(w, err);
     /* the architecture JSON of Keras 2 no longer matches: dropped (README says how to rebuild) */
-    if (st == TD_OK && copy_attrs(c.src, dst, c.skip_attr) != TD_OK) st = td__error_set(err, TD_EIO, m->file, "/", "root attributes cannot be copied");
-    if (st == TD_OK && (st = copy_tree(&c, "/")) != TD_OK && err && err->status == TD_OK)
-        td__error_set(err, st, m->file, NULL, "cannot copy the file's objects");
+    if (m->impl->backend == TD__BACKEND_ST) {
+        td__h5_quiet_end(&q);
+        if (st == TD_OK) st = write_st_tensors(w, c.skip, c.nskip, err);
+        const char *k, *v;
+        for (size_t i = 0; st == TD_OK && (k = td__model_st_metadata(m, i, &v)); i++) st = td_outfile_attr_string(w->o, "/", k, v, err);
+        td__h5_quiet_begin(&q);
+    } else {
+        if (st == TD_OK && copy_attrs(c.src, dst, c.skip_attr) != TD_OK) st = td__error_set(err, TD_EIO, m->file, "/", "root attributes cannot be copied");
+        if (st == TD_OK && (st = copy_tree(&c, "/")) != TD_OK && err && err->status == TD_OK)
+            td__error_set(err, st, m->file, NULL, "cannot copy the file's objects");
+    }
     if (st == TD_OK && m->layout == TD_LAYOUT_KERAS3) st = layout_keras3(w, &c);
     for (size_t i = 0; i < m->nlayers && st == TD_OK; i++)
         if (!w->target[i] && !td__writer_slot(w, i) && !(w->target[i] = td__strdup(m->layers[i].name))) st = TD_ENOMEM;
@@ -399,7 +446,7 @@ td_status td__writer_h5_put(td_model_writer *w, td__slot *s, const td_chain *c, 
     const td_model *m = w->m;
     const td_model_layer *l = &m->layers[s->layer];
     const td_dtype kd = m->tensors[l->kernel].dtype, bd = l->bias >= 0 ? m->tensors[l->bias].dtype : kd;
-    const int keras = m->layout != TD_LAYOUT_TORCH;
+    const int keras = m->layout == TD_LAYOUT_KERAS2 || m->layout == TD_LAYOUT_KERAS3;
     td_status st = TD_OK;
     for (int p = 0; p < c->npieces && st == TD_OK; p++) {
         td_tensor hwio = {0};

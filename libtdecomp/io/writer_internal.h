@@ -36,6 +36,13 @@ td_status td__writer_h5_put(td_model_writer *w, td__slot *s, const td_chain *c, 
 td_status td__writer_h5_attr(td_model_writer *w, const char *key, const char *value, td_error *err);
 td_status td__writer_h5_finish(td_model_writer *w, td_error *err);
 
+/* safetensors outputs (torch naming). */
+td_status td__writer_st_open(td_model_writer *w, td_error *err);
+td_status td__writer_st_put(td_model_writer *w, td__slot *s, const td_chain *c, td_error *err);
+td_status td__writer_st_attr(td_model_writer *w, const char *key, const char *value, td_error *err);
+td_status td__writer_st_finish(td_model_writer *w, td_error *err);
+void td__writer_st_free(td_model_writer *w);
+
 /* OIHW -> HWIO ((C, 1, kh, kw) depthwise pieces -> (kh, kw, C, 1)); dense (out, in) -> (in, out). */
 td_status td__to_keras(const td_tensor *k, int depthwise, td_tensor *out);
 
