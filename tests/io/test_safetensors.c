@@ -171,7 +171,10 @@ START_TEST(test_writer_refusals)
     TT_OK(td__st_writer_begin_data(&w, &err));
     ck_assert_int_eq(td__st_writer_begin_data(&w, &err), TD_EINVAL);
     ck_assert_int_eq(td__st_writer_add(&w, "late", TD__ST_F32, 1, s2, NULL, &err), TD_EINVAL);
-    ck_assert_int_eq(td__st_writer_set_metadata(&w, "k", "v", &err), TD_EINVAL);
+    /* metadata may change while the data is written; the header is rewritten in place only
+     * into the room reserved before begin_data (none here) */
+    TT_OK(td__st_writer_set_metadata(&w, "k", "v", &err));
+    ck_assert_int_eq(td__st_writer_rewrite_header(&w, &err), TD_EINTERNAL);
     ck_assert_int_eq(td__st_writer_put_double(&w, b, v, &err), TD_EDTYPE);
     ck_assert_str_eq(err.message, "out.safetensors: i: dtype I64 is not a float type");
     ck_assert_int_eq(td__st_writer_put_double(&w, 7, v, &err), TD_EINVAL);
@@ -294,6 +297,37 @@ START_TEST(test_roundtrip)
 END_TEST
 
 /* Rank above TD_MAX_MODES is a valid file but not a td_tensor. */
+/* Metadata set after the data started lands in the reserved header room; the file reads back
+ * with it and the data where it was. */
+START_TEST(test_late_metadata)
+{
+    char path[128];
+    int fd = open_out("late.safetensors", path, sizeof path);
+    td__st_writer w;
+    td_error err;
+    uint64_t s3[1] = {3};
+    TT_OK(td__st_writer_init(&w, fd, path, &err));
+    TT_OK(td__st_writer_add(&w, "x", TD__ST_F32, 1, s3, NULL, &err));
+    td__st_writer_reserve(&w, 64);
+    TT_OK(td__st_writer_begin_data(&w, &err));
+    const double v[3] = {1.5, -2, 3};
+    TT_OK(td__st_writer_put_double(&w, 0, v, &err));
+    TT_OK(td__st_writer_set_metadata(&w, "late", "written after the data", &err));
+    TT_OK(td__st_writer_rewrite_header(&w, &err));
+    TT_OK(td__st_writer_finish(&w, &err));
+    td__st_writer_free(&w);
+    close(fd);
+    td__st_file f;
+    TT_OK(td__st_open(path, &f, &err));
+    ck_assert_str_eq(td__st_metadata_get(&f, "late"), "written after the data");
+    td_tensor t;
+    TT_OK(td__st_read_double(&f, 0, &t, &err));
+    ck_assert(t.data[0] == 1.5 && t.data[1] == -2 && t.data[2] == 3);
+    td_tensor_free(&t);
+    td__st_close(&f);
+}
+END_TEST
+
 START_TEST(test_high_rank)
 {
     char path[128];
@@ -527,6 +561,7 @@ int main(void)
     tcase_add_test(tc, test_writer_refusals);
     tcase_add_test(tc, test_writer_many_names);
     tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_late_metadata);
     tcase_add_test(tc, test_high_rank);
     tcase_add_test(tc, test_reads_only_one_tensor);
     tcase_add_test(tc, test_index);
