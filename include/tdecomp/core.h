@@ -67,6 +67,13 @@ TD_API int td_tensor_same_shape(const td_tensor *a, const td_tensor *b);
 /* TD_OK when every entry is finite, TD_ENOTFINITE otherwise. */
 TD_API TD_WUR td_status td_tensor_check_finite(const td_tensor *t);
 
+/* Largest magnitude a decomposition accepts: Grams and norms square the entries, and 1e150^2 is
+ * still far from double's overflow at 1.8e308. */
+#define TD_VALUE_MAX 1e150
+
+/* td_tensor_check_finite, then TD_EVALUE when some |entry| > TD_VALUE_MAX. */
+TD_API TD_WUR td_status td_tensor_check_values(const td_tensor *t);
+
 /* --- unfoldings ------------------------------------------------------------------------------ */
 
 /* Zero-copy description of X_(n): left = L = prod_{k<n} I_k blocks, each rows = I_n by right =

@@ -31,7 +31,8 @@ TD_BEGIN_DECLS
     X(TD_EUNSUPPORTED,   15,  "operation does not apply to this layer")                        \
     X(TD_ELIMIT,         16,  "request exceeds the configured memory limit")                   \
     X(TD_EINTERNAL,      17,  "internal error")                                              \
-    X(TD_EPATH,          18,  "unusable output path")
+    X(TD_EPATH,          18,  "unusable output path")                                        \
+    X(TD_EVALUE,         19,  "values too large to decompose (their squares would overflow)")
 
 typedef enum td_status {
 #define TD__STATUS_ENUM(name, num, msg) name = num,

@@ -94,3 +94,14 @@ td_status td_tensor_check_finite(const td_tensor *t)
         if (!isfinite(t->data[i])) return TD_ENOTFINITE;
     return TD_OK;
 }
+
+td_status td_tensor_check_values(const td_tensor *t)
+{
+    if (!t) return TD_EINVAL;
+    td_status st = TD_OK;
+    for (size_t i = 0; i < t->size && st != TD_ENOTFINITE; i++) {
+        if (!isfinite(t->data[i])) st = TD_ENOTFINITE;
+        else if (fabs(t->data[i]) > TD_VALUE_MAX) st = TD_EVALUE;
+    }
+    return st;
+}

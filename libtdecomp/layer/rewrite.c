@@ -33,7 +33,7 @@ static td_status check_layer(const td_layer_desc *d, const td_tensor *kernel, co
     if (st != TD_OK) return st;
     if (!td__kernel_matches(d, kernel)) return TD_ESHAPE;
     if (bias && bias->size && (bias->ndim != 1 || bias->shape[0] != d->cout)) return TD_ESHAPE;
-    return td_tensor_check_finite(kernel);
+    return td_tensor_check_values(kernel);
 }
 
 td_status td_chain_rel_error(const td_chain *c, const td_tensor *kernel, double *rel_error)

@@ -184,7 +184,7 @@ td_status td_plan_curve_new(const td_plan_layer *l, const td_tensor *kernel, con
     if (!kernel || !kernel->data) return td__error_set(err, TD_EINVAL, NULL, l->name, "no kernel given");
     td_plan_curve *c = calloc(1, sizeof *c);
     if (!c) return td__error_set(err, TD_ENOMEM, NULL, l->name, "out of memory");
-    td_status st = td_tensor_check_finite(kernel);
+    td_status st = td_tensor_check_values(kernel);
     if (st == TD_OK) st = build(c, l, kernel, opt);
     if (st != TD_OK) {
         td_plan_curve_free(c);

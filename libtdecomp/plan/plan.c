@@ -209,6 +209,12 @@ static td_status prepare(state *s, td_plan_decision *out, td_error *err)
         const double unit = s->by_flops ? (double)o->flops_before : (double)o->params_before;
         s->total += unit;
         const char *why = early_reason(l, s->opt);
+        char fixed_k[96];
+        if (!why && td__plan_method(&l->desc, s->opt) == TD_METHOD_SVD_GROUPED && s->opt->svd_groups &&
+            l->desc.cin % s->opt->svd_groups) {
+            snprintf(fixed_k, sizeof fixed_k, "--svd-groups %zu does not divide its %zu input channels", s->opt->svd_groups, l->desc.cin);
+            why = fixed_k;
+        }
         if (why) { skip(o, why); s->fixed += unit; continue; }
         if (td_plan_needs_curve(l, s->opt) && !(s->curves && s->curves[i]))
             return td__error_set(err, TD_EINVAL, NULL, l->name, "the plan needs this layer's curve (td_plan_curve_new)");

@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +379,10 @@ int cmd_decompose(int argc, char **argv)
     tool_warn_assumed(&m);
     tool_core_warning();
     if ((code = tool_plan_model(&m, &o.plan, &p))) goto done;
+    /* test hook: a pause between planning and reading the kernels again (tests/cli/test_safety.py
+     * changes the input meanwhile) */
+    const char *hook = getenv("TDECOMP_TEST_HOOK");
+    if (hook && !strcmp(hook, "stop-after-plan")) raise(SIGSTOP);
     if (!o.dry && (code = open_writer(&o, &m, &p, &o.g, layouts, &w))) goto done;
     /* N workers each running multi-threaded BLAS oversubscribe the cores: the tool (never the
      * library) gives each worker one BLAS thread */

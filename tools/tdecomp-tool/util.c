@@ -62,8 +62,11 @@ int tool_exit_for(td_status st)
 
 int tool_fail_status(td_status st, const td_error *err, const char *file, const char *dataset)
 {
-    if (err && err->status != TD_OK && err->message[0])
-        return tool_fail(tool_exit_for(st), NULL, NULL, "%s", err->message);
+    if (err && err->status != TD_OK && err->message[0]) {
+        /* a record that names no file (the planner's) gets the command's input in front */
+        const int named = file && !strncmp(err->message, file, strlen(file));
+        return tool_fail(tool_exit_for(st), named ? NULL : file, NULL, "%s", err->message);
+    }
     return tool_fail(tool_exit_for(st), file, dataset, "%s", td_strerror(st));
 }
 
@@ -296,7 +299,8 @@ int tool_plain_read(const tool_plain *p, tool_outputs *g, double (*need_of)(int 
     if ((st = td_h5_read_tensor(p->in, p->dataset, x, dt, &err)) != TD_OK) return tool_fail_status(st, &err, p->in, p->dataset);
     int code = 0;
     if (x->ndim < 1) code = tool_fail(TOOL_EINPUT, p->in, p->dataset, "is a scalar; %s needs at least 1 mode", p->cmd);
-    else if (td_tensor_check_finite(x) != TD_OK) code = tool_fail(TOOL_EINPUT, p->in, p->dataset, "contains NaN or Inf entries");
+    else if ((st = td_tensor_check_values(x)) != TD_OK)
+        code = tool_fail(TOOL_EINPUT, p->in, p->dataset, "%s", st == TD_EVALUE ? "has entries above 1e150 in magnitude (their squares overflow)" : "contains NaN or Inf entries");
     if (code) td_tensor_free(x);
     return code;
 }
