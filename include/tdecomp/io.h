@@ -332,6 +332,8 @@ TD_API TD_WUR td_status td_tensor_round(td_tensor *t, td_dtype dtype);
 typedef struct td_model_record {
     char *name;                /* the original layer */
     td_method method;          /* TD_METHOD_NONE: left alone */
+    int ndim;                  /* the original kernel's shape: OIHW (4) or (out, in) (2) */
+    size_t shape[4];
     size_t ranks[2];
     int nranks;
     char *target;              /* left alone: its name in the output */

@@ -76,6 +76,10 @@ static td_status parse_record(const td_model *m, json_t *e, td_model_record *r, 
     if (!(r->name = dup_string(json_object_get(e, "name"))) ||
         !method_of(json_string_value(json_object_get(e, "method")), &r->method))
         return td__error_set(err, TD_EFORMAT, m->file, "tdecomp_layers", "an entry lacks a name or a known method");
+    json_t *shape = json_object_get(e, "shape");
+    r->ndim = (int)json_array_size(shape);
+    if ((r->ndim != 2 && r->ndim != 4) || !ints(shape, r->shape, (size_t)r->ndim, 1))
+        return td__error_set(err, TD_EFORMAT, m->file, r->name, "tdecomp_layers: malformed shape");
     json_t *re = json_object_get(e, "rel_error"), *oe = json_object_get(e, "output_rel_error");
     r->rel_error = json_is_number(re) ? json_number_value(re) : NAN;
     r->has_output_error = json_is_number(oe);

@@ -67,6 +67,27 @@ static void str_list(hid_t loc, const char *name, char names[][64], int n, int f
     H5Sclose(sp);
 }
 
+/* The decomposed file read back as verify does: its records, each chain composed. */
+static void read_back(const char *path)
+{
+    td_model d;
+    td_error err;
+    if (td_model_open(&d, path, TD_LAYOUT_AUTO, &err) != TD_OK) return;
+    td_model_record *r = NULL;
+    size_t n = 0;
+    if (td_model_records(&d, &r, &n, &err) == TD_OK)
+        for (size_t i = 0; i < n; i++) {
+            td_chain c;
+            if (r[i].method == TD_METHOD_NONE || td_model_read_chain(&d, &r[i], &c, &err) != TD_OK) continue;
+            td_tensor w;
+            if (td_tensor_alloc(&w, r[i].ndim, r[i].shape) == TD_OK && td_chain_compose(&c, &w) != TD_OK) { /* a mismatch is refused */ }
+            td_tensor_free(&w);
+            td_chain_free(&c);
+        }
+    td_model_records_free(r, n);
+    td_model_free(&d);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     rd r = {data, size};
@@ -173,14 +194,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 for (size_t i = 0; i < n; i++) {
                     if (dec[i].skipped) continue;
                     td_status s2 = td_plan_build(&pl[i], &k[i], &b[i], &dec[i], NULL, &ch[i]);
-                    if (s2 == TD_OK) { rw[nrw].layer = i; rw[nrw++].chain = &ch[i]; }
+                    if (s2 == TD_OK) { rw[nrw].layer = i; rw[nrw++].layout = &ch[i]; }
                 }
                 td_outfile *of;
                 for (size_t i = 0; i < nrw; i++)
                     if (td_model_round_chain(&m, rw[i].layer, &ch[rw[i].layer]) != TD_OK) nrw = i;
                 if (td_outfile_create(&of, out, TD_OUTPUT_HDF5, NULL, 0, 1, &err) == TD_OK) {
                     if (td_model_write(&m, of, TD_FORMAT_HDF5, rw, nrw, &err) == TD_OK) {
-                        if (td_outfile_commit(of, &err) != TD_OK) { /* freed either way */ }
+                        if (td_outfile_commit(of, &err) == TD_OK) read_back(out);
                     } else {
                         td_outfile_abort(of);
                     }
