@@ -554,6 +554,7 @@ static td_status write_adapter(const td_model *m, td_outfile *o, const td_model_
 td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_format fmt, td_model_adapter *ad, size_t n,
                                   td_error *err)
 {
+    td_error_clear(err);
     if (!m || !m->impl || !o || (!ad && n)) return TD_EINVAL;
     if (fmt == TD_FORMAT_AUTO) fmt = td_format_choose(TD_FORMAT_AUTO, NULL, m);
     if (fmt != TD_FORMAT_HDF5 || td__outfile_h5(o) < 0)

@@ -76,15 +76,21 @@ double td__curve_cost(const td_plan_curve *c, size_t a, size_t b, int by_flops)
     return q->c0 + q->ca * (double)a + q->cb * (double)b + q->cab * (double)a * (double)b;
 }
 
+/* The tail at rank a: ranks past the unfolding's rank n keep everything (tail n). */
+static double tail_at(const td_plan_curve *c, int slot, size_t a)
+{
+    return c->tail[slot][a < c->n[slot] ? a : c->n[slot]];
+}
+
 double td__curve_err2(const td_plan_curve *c, size_t a, size_t b)
 {
     switch (c->method) {
-    case TD_METHOD_TUCKER2: return c->tail[0][a] + c->tail[1][b];
-    case TD_METHOD_CP: return c->tail[0][a < c->n[0] ? a : c->n[0]] + c->tail[1][a < c->n[1] ? a : c->n[1]];
-    case TD_METHOD_SVD: return c->tail[0][a];
+    case TD_METHOD_TUCKER2:
+    case TD_METHOD_CP: return tail_at(c, 0, a) + tail_at(c, 1, c->method == TD_METHOD_CP ? a : b);
+    case TD_METHOD_SVD: return tail_at(c, 0, a);
     default:
         for (int i = 0; i < c->nk; i++)
-            if (c->k[i] == a) return c->gtail[i][b];
+            if (c->k[i] == a) return c->gtail[i][b < c->jmax[i] ? b : c->jmax[i]];
         return INFINITY;
     }
 }
