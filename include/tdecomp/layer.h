@@ -198,6 +198,49 @@ TD_API TD_WUR td_status td_chain_cost_for(const td_layer_desc *d, td_method m, c
  * are only reset, so a chain of views over a file's buffers may be freed too. */
 TD_API void td_chain_free(td_chain *c);
 
+/* --- data-aware rewrites ----------------------------------------------------------------------
+ * With statistics s, the error that matters is the layer's output error on the data:
+ *   E ||D (W - W') x||^2 = ||D (W - W') S||_F^2,  S S^T = C,
+ * C the metric of the layer's inputs (dense and 1x1: input_cov; a k x k conv: input_cov per
+ * channel, repeated over the kh kw positions, i.e. C (x) I, which assumes spatially uncorrelated
+ * inputs; the SVD lowering uses patch_cov instead when given, which is exact), D = diag(out_scale)
+ * (a following BatchNorm's gamma / sqrt(var + eps)). S is the symmetric square root of C with every
+ * eigenvalue below 1e-6 times the block's mean eigenvalue raised to that floor (dead channels make
+ * C singular; nothing is inverted blindly; an all-zero block is taken as the identity); D's entries
+ * are floored at 1e-6 of the largest. A rewrite with statistics decomposes W~ = D W S by the
+ * data-free method and maps the pieces back (first piece times S^-1, last piece's rows times
+ * D^-1):
+ *   svd / svd-grouped: the truncated SVD of W~ (per group with the group's block of C): the exact
+ *     optimum of the output error on the data (SVD-LLM, Wang et al. 2025);
+ *   tucker2: with output_cov, U_out = the leading eigenvectors of D C_y D (Zhang et al. 2015),
+ *     U_in the best input factor given U_out, the core by projection; without it (or with
+ *     ignore_output_cov), HOOI/HOSVD of W~ in that metric;
+ *   cp: CP-ALS of W~.
+ * Identity statistics give the data-free chain (to rounding). chain.output_rel_error =
+ * ||D (W - W') S0|| / ||D W S0|| with the unfloored metric S0 (td_chain_output_error), exact for
+ * the chain written; chain.rel_error stays the weight error. */
+
+/* TD_OK when s fits d: input_cov (Cin, Cin) (dense: (in, in)), output_cov (Cout, Cout) and
+ * patch_cov (Cin kh kw)^2 when given, every entry finite, diagonals >= 0, symmetric to 1e-8 of the
+ * largest diagonal entry, count > 0, out_scale finite. Else TD_EINVAL (NULL, no input_cov, count),
+ * TD_ESHAPE (a shape, NaN/Inf, a negative diagonal, asymmetry) or TD_ENOTFINITE (out_scale), with
+ * *why (static text, may be NULL) saying which. Thread-safe, no allocation. */
+TD_API TD_WUR td_status td_layer_stats_check(const td_layer_desc *d, const td_layer_stats *s, const char **why);
+
+/* The relative output error ||D (W - approx) S0||_F / ||D W S0||_F of approx against kernel (both
+ * d's kernel shape), with the metric above (patch_cov when given, else input_cov (x) I); 0 when
+ * the layer's inputs are all zero on the data. Statuses: those of td_layer_stats_check, TD_ESHAPE,
+ * TD_ENOMEM, TD_ERANGE. Cost: O(Cout n^2 kh kw), n = Cin (or n^2 Cout with patch_cov). */
+TD_API TD_WUR td_status td_chain_output_error(const td_layer_desc *d, const td_layer_stats *s,
+                                              const td_tensor *kernel, const td_tensor *approx, double *rel);
+
+/* W~ = D W S in the metric method m works in (svd-grouped with k groups: per group its block),
+ * same shape as the kernel (groups 1 only): the spectra of its unfoldings are the output-error
+ * spectra the planner allocates by. Statuses: td_layer_stats_check's, TD_ESHAPE (kernel, grouped
+ * layer), TD_EINVAL (k not dividing Cin), TD_ENOMEM, TD_ELAPACK. out is zeroed on failure. */
+TD_API TD_WUR td_status td_layer_whiten(const td_layer_desc *d, const td_layer_stats *s, td_method m, size_t k,
+                                        const td_tensor *kernel, td_tensor *out);
+
 /* Options of td_layer_rewrite; td_rewrite_options_init sets the defaults. */
 typedef struct td_rewrite_options {
     int clamp;                  /* 0 (default): a rank above its limit is TD_EINVAL; 1: it is
@@ -205,6 +248,10 @@ typedef struct td_rewrite_options {
     td_tucker_options tucker;   /* Tucker-2: method (default HOOI), tol, max_iter, progress;
                                    its clamp and truncate fields are ignored */
     td_cp_options cp;           /* CP-ALS options (defaults of td_cp_options_init) */
+    const td_layer_stats *stats;/* calibration statistics (NULL, the default: data-free). With
+                                   them the rewrite minimises the output error (below) */
+    int ignore_output_cov;      /* 1: Tucker-2's output factor from the whitened HOSVD/HOOI even
+                                   when stats->output_cov is given */
 } td_rewrite_options;
 
 TD_API void td_rewrite_options_init(td_rewrite_options *opt);
