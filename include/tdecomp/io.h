@@ -376,7 +376,9 @@ TD_API TD_WUR td_status td_model_write_adapters(const td_model *m, td_outfile *o
 
 typedef struct td_calibration td_calibration;   /* opaque: the open statistics file */
 
-/* Opens and checks the root (version 1). TD_ENOTFOUND, TD_EFORMAT naming the file and problem. */
+/* Opens path read-only (kept open until td_calibration_free) and checks the root attribute
+ * tdecomp_calibration_version (1). Statuses: TD_ENOTFOUND, TD_EFORMAT (not HDF5, no or another
+ * version), TD_ENOMEM; err names the file and the problem. Not thread-safe on one handle. */
 TD_API TD_WUR td_status td_calibration_open(td_calibration **c, const char *path, td_error *err);
 TD_API void td_calibration_free(td_calibration *c);
 
