@@ -15,7 +15,8 @@ const char cmd_decompose_usage[] =
     "          --target-params F | --target-flops F | --max-error E)\n"
     "         [--layers GLOB]... [--exclude GLOB]... [--keep-larger] [--dry-run] [--svd-groups K]\n"
     "         [--objective minmax|sum] [--jobs N] [--max-memory SIZE] [--layout L] [--layer-spec SPEC.json]\n"
-    "         [--format h5|safetensors] [--calibration STATS.h5 [--include-head]] [--report REPORT.json] [--force]\n"
+    "         [--format h5|safetensors] [--calibration STATS.h5 [--include-head]] [--report REPORT.json]\n"
+    "         [--json] [--force]\n"
     "Decomposes every conv and dense layer the method applies to, with exactly one rank rule, and\n"
     "writes a loadable file of the same layout (or --format; by default the output's extension).\n"
     "Rank rules (docs/rank-rules.md):\n"
@@ -29,7 +30,7 @@ const char cmd_decompose_usage[] =
     "  --max-error E      the smallest model whose every decomposed layer has rel_error <= E\n"
     "--keep-larger keeps chains that have more parameters than their layer (otherwise skipped: \"would\n"
     "not shrink\"). --objective sum (global targets) minimises the sum of squared errors instead of the\n"
-    "largest. --dry-run plans and reports without writing. --jobs N decomposes N layers at a time with\n"
+    "largest. --json prints the report (the --report object) instead of the table. --dry-run plans and reports without writing. --jobs N decomposes N layers at a time with\n"
     "one BLAS thread each; the output is byte-identical for every N.\n"
     "--calibration STATS.h5 (statistics of your inputs, from tdecomp.torch.calibrate; docs/formats.md)\n"
     "minimises each layer's output error on that data instead of its weight error: every rule then\n"
@@ -49,7 +50,7 @@ typedef struct lay {
 
 typedef struct options {
     const char *in, *out, *report, *format;
-    int dry, jobs;
+    int dry, jobs, json;
     double maxmem;
     tool_plan_args plan;
     tool_outputs g;
@@ -63,6 +64,7 @@ static int parse(int argc, char **argv, options *o)
         const char *a = argv[i];
         if (!strcmp(a, "--force")) { o->g.force = 1; continue; }
         if (!strcmp(a, "--dry-run")) { o->dry = 1; continue; }
+        if (!strcmp(a, "--json")) { o->json = 1; continue; }
         if ((r = tool_plan_option(argc, argv, &i, &o->plan))) {
             if (r < 0) return TOOL_EUSAGE;
         } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
@@ -423,7 +425,8 @@ int cmd_decompose(int argc, char **argv)
     if (o.report && (code = tool_output_json(&o.g, o.report, rep))) goto done;
     if ((code = tool_outputs_commit(&o.g))) goto done;
     if (!t.decomposed && m.nlayers) tool_warn("no layer was decomposed (see each layer's reason); the output is a faithful copy");
-    report_text(rep, o.plan.model.nglobs > 0);
+    if (o.json) tool_print_json(rep);
+    else report_text(rep, o.plan.model.nglobs > 0);
 done:
     json_decref(rep);
     td_model_writer_free(w);
