@@ -32,6 +32,50 @@ td_status td__h5_open_ro(const char *path, hid_t *file, td_error *err)
     return TD_OK;
 }
 
+/* Names a link kind for messages. */
+static const char *link_kind(H5L_type_t t)
+{
+    if (t == H5L_TYPE_SOFT) return "a soft link";
+    if (t == H5L_TYPE_EXTERNAL) return "an external link (to another file)";
+    return "a user-defined link";
+}
+
+td_status td__h5_link_refusal(H5L_type_t type, const char *file_name, const char *link_path, td_error *err)
+{
+    if (type == H5L_TYPE_HARD) return TD_OK;
+    /* the target may be any file or object (a secret, a FIFO, the file itself): never followed */
+    return td__error_set(err, TD_EFORMAT, file_name, link_path, "is %s; links are refused, their targets are never read",
+                         link_kind(type));
+}
+
+td_status td__h5_check_path(hid_t loc, const char *file_name, const char *path, td_error *err)
+{
+    char buf[4096];
+    const size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return td__error_set(err, TD_ENOTFOUND, file_name, path, "no such dataset");
+    if (strcmp(path, "/") == 0) return TD_OK;
+    memcpy(buf, path, n + 1);
+    /* each prefix in turn: H5Lexists and H5Lget_info look at a link without following it, and
+     * every earlier component is by then known to be a hard link to a group */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        const char c = buf[i];
+        buf[i] = '\0';
+        if (!(i == 1 && buf[0] == '/') && buf[i - 1] != '/') {
+            H5L_info_t li;
+            H5O_info_t oi;
+            if (H5Lexists(loc, buf, H5P_DEFAULT) <= 0 || H5Lget_info(loc, buf, &li, H5P_DEFAULT) < 0)
+                return td__error_set(err, TD_ENOTFOUND, file_name, path, "no such dataset");
+            const td_status st = td__h5_link_refusal(li.type, file_name, buf, err);
+            if (st != TD_OK) return st;
+            if (c != '\0' && (H5Oget_info_by_name(loc, buf, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP))
+                return td__error_set(err, TD_ENOTFOUND, file_name, path, "no such dataset (%s is not a group)", buf);
+        }
+        buf[i] = c;
+    }
+    return TD_OK;
+}
+
 int td__h5_path_exists(hid_t loc, const char *path)
 {
     char buf[4096];
@@ -98,10 +142,33 @@ hid_t td__h5_float_type(td_dtype dtype)
     return H5I_INVALID_HID;
 }
 
+td_status td__h5_check_storage(hid_t dset, const char *file_name, const char *dset_name, td_error *err)
+{
+    hid_t dcpl = H5Dget_create_plist(dset);
+    if (dcpl < 0) return td__error_set(err, TD_EFORMAT, file_name, dset_name, "unreadable creation properties");
+    const H5D_layout_t layout = H5Pget_layout(dcpl);
+    const int next = H5Pget_external_count(dcpl);
+    td_status st = TD_OK;
+    /* both keep the data outside this file (any path: a secret, /dev/zero, a FIFO, the file
+     * itself); libhdf5 reads them only when the data is, so refusing here reads nothing */
+    if (layout == H5D_VIRTUAL)
+        st = td__error_set(err, TD_EFORMAT, file_name, dset_name,
+                           "is a virtual dataset (its data is in other datasets or files); refused");
+    else if (next != 0)
+        st = td__error_set(err, TD_EFORMAT, file_name, dset_name,
+                           "has external raw storage (its data is in another file); refused");
+    else if (layout < 0)
+        st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "unreadable storage layout");
+    H5Pclose(dcpl);
+    return st;
+}
+
 static td_status check_extent(hid_t dset, const char *file_name, const char *dset_name, int nd, const hsize_t *dims,
                               hid_t type, size_t *count_out, td_error *err)
 {
     size_t count = 1;
+    td_status st = td__h5_check_storage(dset, file_name, dset_name, err);
+    if (st != TD_OK) return st;
     for (int k = 0; k < nd; k++) {
         size_t e = (size_t)dims[k];
         if ((hsize_t)e != dims[k] || !td__mul_ok(count, e, &count) || count > SIZE_MAX / sizeof(double))

@@ -18,6 +18,19 @@ void td__h5_quiet_end(const td__h5quiet *q);
 /* Opens path read-only after checking it exists, is a regular file and is HDF5. */
 td_status td__h5_open_ro(const char *path, hid_t *file, td_error *err);
 
+/* TD_OK for a hard link; otherwise TD_EFORMAT naming the link and its kind (soft, external,
+ * user-defined): links are never followed. */
+td_status td__h5_link_refusal(H5L_type_t type, const char *file_name, const char *link_path, td_error *err);
+
+/* TD_OK when every component of path exists as a hard link (intermediates to groups), without
+ * following any link; TD_ENOTFOUND when one is missing, TD_EFORMAT (td__h5_link_refusal) when
+ * one is a link. Call before anything that resolves the path. */
+td_status td__h5_check_path(hid_t loc, const char *file_name, const char *path, td_error *err);
+
+/* Refuses (TD_EFORMAT) a dataset whose data is not in the file: a virtual dataset or external
+ * raw storage. Reads only the creation properties, never data. */
+td_status td__h5_check_storage(hid_t dset, const char *file_name, const char *dset_name, td_error *err);
+
 /* 1 when every component of the link path exists (no error stack noise), else 0. */
 int td__h5_path_exists(hid_t loc, const char *path);
 
