@@ -163,6 +163,52 @@ td_status td__h5_check_storage(hid_t dset, const char *file_name, const char *ds
     return st;
 }
 
+/* Above this declared size a dataset must be stored in at least 1/ABSURD_RATIO of the file's
+ * bytes: compression rarely exceeds that ratio on weights (deflate cannot exceed ~1032:1). */
+#define ABSURD_BYTES ((hsize_t)1 << 28)
+#define ABSURD_RATIO 1024
+
+/* Elements read into one tensor at most (32 GiB as doubles): the library has no memory budget
+ * of its own (the tool checks --max-memory from the shape first); this bounds what a declared
+ * size alone can make it allocate. */
+#define MAX_READ_ELEMENTS ((size_t)1 << 32)
+
+/* Chunks a chunked dataset of these dims needs: the product of ceil(dims[k] / chunk[k]). */
+static hsize_t chunks_needed(int nd, const hsize_t *dims, const hsize_t *chunk)
+{
+    hsize_t n = 1;
+    for (int k = 0; k < nd; k++) n *= chunk[k] ? (dims[k] + chunk[k] - 1) / chunk[k] : 0;
+    return n; /* no overflow: at most the element count, already checked */
+}
+
+/* Storage never written reads as fill values: numbers that are not in the file (and, for a
+ * huge declared size in a tiny file, unbounded time and memory). Every element must be stored:
+ * without filters the allocated bytes cover the declared ones; a chunked dataset (filtered or
+ * not: compressed bytes say nothing about coverage) has every chunk allocated. Compact storage
+ * is always whole. Reads metadata only (the chunk index at most). 1 when whole, 0 when not
+ * (*have and *need: chunks allocated and needed, 0 for other layouts), -1 when unreadable. */
+static int storage_whole(hid_t dset, int nd, const hsize_t *dims, hsize_t raw, hsize_t *have, hsize_t *need)
+{
+    *have = *need = 0;
+    hid_t dcpl = H5Dget_create_plist(dset);
+    if (dcpl < 0) return -1;
+    const H5D_layout_t layout = H5Pget_layout(dcpl);
+    const int nfilters = H5Pget_nfilters(dcpl);
+    hsize_t chunk[TD_MAX_MODES];
+    const int chunked = layout == H5D_CHUNKED && nd > 0 && nd <= TD_MAX_MODES && H5Pget_chunk(dcpl, nd, chunk) == nd;
+    H5Pclose(dcpl);
+    if (layout < 0 || nfilters < 0 || (layout == H5D_CHUNKED && !chunked)) return -1;
+    if (layout == H5D_COMPACT || raw == 0) return 1;
+    if (chunked) {
+        *need = chunks_needed(nd, dims, chunk);
+        hid_t space = H5Dget_space(dset); /* libhdf5 1.10 refuses H5S_ALL here */
+        const herr_t rc = space >= 0 ? H5Dget_num_chunks(dset, space, have) : -1;
+        if (space >= 0) H5Sclose(space);
+        if (rc < 0) return -1;
+    }
+    return (nfilters > 0 || H5Dget_storage_size(dset) >= raw) && *have >= *need;
+}
+
 static td_status check_extent(hid_t dset, const char *file_name, const char *dset_name, int nd, const hsize_t *dims,
                               hid_t type, size_t *count_out, td_error *err)
 {
@@ -174,21 +220,21 @@ static td_status check_extent(hid_t dset, const char *file_name, const char *dse
         if ((hsize_t)e != dims[k] || !td__mul_ok(count, e, &count) || count > SIZE_MAX / sizeof(double))
             return td__error_set(err, TD_EOVERFLOW, file_name, dset_name, "dimensions overflow the address space");
     }
-    /* A declared size far beyond what the file stores is refused before allocating: above
-     * 256 MiB, more than 1024x the whole file, whatever the layout (chunks never written read
-     * as fill values, and compression rarely exceeds that ratio on weights). */
-    hsize_t raw = (hsize_t)count * H5Tget_size(type);
-    hsize_t stored = H5Dget_storage_size(dset);
-    hid_t fid = H5Iget_file_id(dset);
+    const hsize_t raw = (hsize_t)count * H5Tget_size(type);
     hsize_t fsize = 0;
+    hid_t fid = H5Iget_file_id(dset);
     if (fid >= 0) { H5Fget_filesize(fid, &fsize); H5Fclose(fid); }
-    hid_t dcpl = H5Dget_create_plist(dset);
-    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_CONTIGUOUS;
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (layout == H5D_CONTIGUOUS && stored > 0 && stored < raw)
-        return td__error_set(err, TD_EFORMAT, file_name, dset_name, "declares %llu bytes but stores %llu (truncated or malformed)",
-                             (unsigned long long)raw, (unsigned long long)stored);
-    if (raw > ((hsize_t)1 << 28) && raw / 1024 > fsize)
+    hsize_t have, need;
+    const int whole = storage_whole(dset, nd, dims, raw, &have, &need);
+    if (whole < 0) return td__error_set(err, TD_EFORMAT, file_name, dset_name, "unreadable storage layout or chunk index");
+    if (!whole) {
+        char chunks[96] = "";
+        if (need) snprintf(chunks, sizeof chunks, ", %llu of its %llu chunks", (unsigned long long)have, (unsigned long long)need);
+        return td__error_set(err, TD_EFORMAT, file_name, dset_name,
+                             "declares %llu bytes but the file stores %llu%s (never written, truncated or malformed); refused",
+                             (unsigned long long)raw, (unsigned long long)H5Dget_storage_size(dset), chunks);
+    }
+    if (raw > ABSURD_BYTES && raw / ABSURD_RATIO > fsize)
         return td__error_set(err, TD_EFORMAT, file_name, dset_name, "declares %llu bytes, absurd for a %llu-byte file",
                              (unsigned long long)raw, (unsigned long long)fsize);
     if (count_out) *count_out = count;
@@ -229,6 +275,11 @@ td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dse
     if ((st = td__h5_check_extent(dset, file_name, dset_name, nd, dims, type, &count, err)) != TD_OK) goto done;
     for (int k = 0; k < nd; k++) shape[k] = (size_t)dims[k];
     if (count == 0) { st = td__error_set(err, TD_EINVAL, file_name, dset_name, "is empty (a dimension is 0)"); goto done; }
+    if (count > MAX_READ_ELEMENTS) {
+        st = td__error_set(err, TD_ELIMIT, file_name, dset_name, "declares %zu elements, more than the %zu read at most",
+                           count, (size_t)MAX_READ_ELEMENTS);
+        goto done;
+    }
     if ((st = td_tensor_alloc(out, nd, shape)) != TD_OK) {
         td__error_set(err, st, file_name, dset_name, "cannot allocate %zu elements", count);
         goto done;
