@@ -1,7 +1,9 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdlib.h>
 #include "io/io_internal.h"
+#include "io/st_internal.h"
 
 void td__h5_quiet_begin(td__h5quiet *q)
 {
@@ -98,17 +100,52 @@ int td__h5_path_exists(hid_t loc, const char *path)
     return H5Oexists_by_name(loc, path, H5P_DEFAULT) > 0;
 }
 
+/* The float layouts read and written: sign in the top bit, exponent above the mantissa, the
+ * usual bias, an implied leading bit. HDF5 describes any other layout equally well (a 2-byte
+ * float with an 8-bit exponent is bfloat16, not half), so the size alone says nothing. */
+static const struct float_layout {
+    size_t size, esize, msize;
+    td_dtype dtype;
+} FLOATS[] = {
+    {2, 5, 10, TD_DTYPE_F16}, {2, 8, 7, TD_DTYPE_BF16}, {4, 8, 23, TD_DTYPE_F32}, {8, 11, 52, TD_DTYPE_F64}};
+
+/* td_dtype of an H5T_FLOAT type by its bit layout; TD_DTYPE_OTHER with a description naming the
+ * layout for anything else. */
+static td_dtype float_dtype(hid_t type, char *desc, size_t desc_len)
+{
+    const size_t sz = H5Tget_size(type), prec = H5Tget_precision(type);
+    size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+    const H5T_order_t order = H5Tget_order(type);
+    const int fields = H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) >= 0;
+    const size_t ebias = H5Tget_ebias(type);
+    const int plain = fields && prec == 8 * sz && H5Tget_offset(type) == 0 && H5Tget_norm(type) == H5T_NORM_IMPLIED &&
+                      (order == H5T_ORDER_LE || order == H5T_ORDER_BE) && spos == 8 * sz - 1 && mpos == 0 &&
+                      epos == msize && esize + msize + 1 == 8 * sz && esize >= 2 && esize < 16 &&
+                      ebias == ((size_t)1 << (esize - 1)) - 1;
+    for (size_t i = 0; plain && i < sizeof FLOATS / sizeof FLOATS[0]; i++)
+        if (FLOATS[i].size == sz && FLOATS[i].esize == esize && FLOATS[i].msize == msize) {
+            snprintf(desc, desc_len, "%s", td_dtype_name(FLOATS[i].dtype));
+            return FLOATS[i].dtype;
+        }
+    if (fields)
+        snprintf(desc, desc_len, "custom %zu-byte float (%zu-bit exponent, %zu-bit mantissa, bias %zu)", sz, esize, msize, ebias);
+    else
+        snprintf(desc, desc_len, "custom %zu-byte float", sz);
+    return TD_DTYPE_OTHER;
+}
+
+int td__h5_is_custom_float(hid_t type)
+{
+    char desc[8];
+    return H5Tget_class(type) == H5T_FLOAT && float_dtype(type, desc, sizeof desc) == TD_DTYPE_OTHER;
+}
+
 td_dtype td__h5_dtype_of(hid_t type, char *desc, size_t desc_len)
 {
     H5T_class_t cls = H5Tget_class(type);
     size_t sz = H5Tget_size(type);
     switch (cls) {
-    case H5T_FLOAT:
-        snprintf(desc, desc_len, "float%zu", sz * 8);
-        if (sz == 2) return TD_DTYPE_F16;
-        if (sz == 4) return TD_DTYPE_F32;
-        if (sz == 8) return TD_DTYPE_F64;
-        return TD_DTYPE_OTHER;
+    case H5T_FLOAT: return float_dtype(type, desc, desc_len);
     case H5T_INTEGER:
         snprintf(desc, desc_len, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", sz * 8);
         return TD_DTYPE_OTHER;
@@ -124,22 +161,71 @@ td_dtype td__h5_dtype_of(hid_t type, char *desc, size_t desc_len)
     }
 }
 
+/* A little-endian 2-byte float with an esize-bit exponent (IEEE half: 5, bfloat16: 8). */
+static hid_t narrow_type(size_t esize)
+{
+    const size_t msize = 15 - esize;
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    if (t < 0) return t;
+    if (H5Tset_fields(t, 15, msize, esize, 0, msize) < 0 || H5Tset_size(t, 2) < 0 || H5Tset_precision(t, 16) < 0 ||
+        H5Tset_ebias(t, ((size_t)1 << (esize - 1)) - 1) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
 hid_t td__h5_float_type(td_dtype dtype)
 {
     if (dtype == TD_DTYPE_F32) return H5Tcopy(H5T_IEEE_F32LE);
     if (dtype == TD_DTYPE_F64) return H5Tcopy(H5T_IEEE_F64LE);
-    if (dtype == TD_DTYPE_F16) {
-        /* IEEE half precision, as numpy/h5py write it */
-        hid_t t = H5Tcopy(H5T_IEEE_F32LE);
-        if (t < 0) return t;
-        if (H5Tset_fields(t, 15, 10, 5, 0, 10) < 0 || H5Tset_size(t, 2) < 0 ||
-            H5Tset_ebias(t, 15) < 0) {
-            H5Tclose(t);
-            return H5I_INVALID_HID;
-        }
-        return t;
-    }
+    if (dtype == TD_DTYPE_F16) return narrow_type(5); /* as numpy/h5py write float16 */
+    if (dtype == TD_DTYPE_BF16) return narrow_type(8);
     return H5I_INVALID_HID;
+}
+
+/* 2-byte floats are moved as their bits (libhdf5 1.10's conversions to and from them round
+ * wrongly: ties away from zero, subnormals, 65520 -> 32768) and converted here, exactly when
+ * widening and with one round-to-nearest-even when narrowing (st_half.c). */
+static int is_narrow(td_dtype dt) { return dt == TD_DTYPE_F16 || dt == TD_DTYPE_BF16; }
+
+static double widen(td_dtype dt, uint16_t h) { return dt == TD_DTYPE_BF16 ? td__bf16_to_double(h) : td__f16_to_double(h); }
+
+td_status td__h5_read_floats(hid_t dset, td_dtype dt, double *out, size_t n)
+{
+    if (!is_narrow(dt)) return H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0 ? TD_EFORMAT : TD_OK;
+    hid_t mt = td__h5_float_type(dt);
+    if (mt < 0) return TD_ENOMEM;
+    /* the bits land in the first 2n bytes of out and are widened from the last element down:
+     * element i's double (bytes 8i..8i+7) only covers bits of elements >= i, already widened */
+    const herr_t rc = H5Dread(dset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    H5Tclose(mt);
+    if (rc < 0) return TD_EFORMAT;
+    unsigned char *bytes = (unsigned char *)out;
+    for (size_t i = n; i-- > 0;) {
+        uint16_t h;
+        memcpy(&h, bytes + 2 * i, sizeof h);
+        const double x = widen(dt, h);
+        memcpy(bytes + 8 * i, &x, sizeof x);
+    }
+    return TD_OK;
+}
+
+td_status td__h5_write_floats(hid_t dset, td_dtype dt, const double *data, size_t n)
+{
+    if (n == 0) return TD_OK;
+    if (dt == TD_DTYPE_F64) return H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ? TD_EIO : TD_OK;
+    td__st_dtype sd;
+    if (!td__st_dtype_from_td(dt, &sd)) return TD_EINVAL;
+    const size_t width = td__st_dtype_bits(sd) / 8;
+    unsigned char *buf = n <= SIZE_MAX / width ? malloc(n * width) : NULL;
+    hid_t mt = td__h5_float_type(dt); /* the file's own type: libhdf5 converts nothing */
+    td_status st = buf && mt >= 0 ? TD_OK : TD_ENOMEM;
+    for (size_t i = 0; st == TD_OK && i < n; i++) td__st_encode(sd, data[i], buf + i * width);
+    if (st == TD_OK && H5Dwrite(dset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) st = TD_EIO;
+    if (mt >= 0) H5Tclose(mt);
+    free(buf);
+    return st;
 }
 
 td_status td__h5_check_storage(hid_t dset, const char *file_name, const char *dset_name, td_error *err)
@@ -258,7 +344,7 @@ td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dse
     td_dtype dt = td__h5_dtype_of(type, desc, sizeof desc);
     if (dtype) *dtype = dt;
     if (dt == TD_DTYPE_OTHER) {
-        st = td__error_set(err, TD_EDTYPE, file_name, dset_name, "is %s, expected a float16/32/64 dataset", desc);
+        st = td__error_set(err, TD_EDTYPE, file_name, dset_name, "is %s, expected a float16, bfloat16, float32 or float64 dataset", desc);
         goto done;
     }
     space = H5Dget_space(dset);
@@ -284,7 +370,7 @@ td_status td__h5_read_dataset(hid_t dset, const char *file_name, const char *dse
         td__error_set(err, st, file_name, dset_name, "cannot allocate %zu elements", count);
         goto done;
     }
-    if (H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data) < 0) {
+    if (td__h5_read_floats(dset, dt, out->data, count) != TD_OK) {
         td_tensor_free(out);
         st = td__error_set(err, TD_EFORMAT, file_name, dset_name, "data cannot be read (truncated or malformed file)");
         goto done;

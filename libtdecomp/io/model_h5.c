@@ -41,6 +41,11 @@ static td_status describe_dataset(visit_ctx *v, hid_t d, const char *path, td_mo
         goto done;
     }
     t->dtype = td__h5_dtype_of(ty, t->dtype_name, sizeof t->dtype_name);
+    if (td__h5_is_custom_float(ty)) { /* numbers that would be misread, or copied as if understood */
+        st = td__error_set(v->err, TD_EDTYPE, v->m->file, path, "is a %s; only IEEE half, bfloat16, float32 and float64 are read",
+                           t->dtype_name);
+        goto done;
+    }
     t->ndim = nd;
     t->elements = 1;
     for (int k = 0; k < nd; k++) {
