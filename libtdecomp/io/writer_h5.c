@@ -485,21 +485,14 @@ td_status td__writer_h5_finish(td_model_writer *w, td_error *err)
     return st;
 }
 
-/* Rounds data to dtype through HDF5's own conversion (float16 and bfloat16 included), in place. */
+/* Rounds data to dtype in place, once, to nearest even (st_half.c; not libhdf5's conversion,
+ * which rounds half and bfloat16 wrongly), exactly as td_outfile_write stores it. */
 td_status td_tensor_round(td_tensor *t, td_dtype dtype)
 {
     if (!t) return TD_EINVAL;
-    if (dtype == TD_DTYPE_F64 || t->size == 0) return TD_OK;
-    td__h5quiet q;
-    td__h5_quiet_begin(&q);
-    hid_t ft = td__h5_float_type(dtype);
-    td_status st = ft < 0 ? TD_EINVAL : TD_OK;
-    if (st == TD_OK && (H5Tconvert(H5T_NATIVE_DOUBLE, ft, t->size, t->data, NULL, H5P_DEFAULT) < 0 ||
-                        H5Tconvert(ft, H5T_NATIVE_DOUBLE, t->size, t->data, NULL, H5P_DEFAULT) < 0))
-        st = TD_EIO;
-    if (ft >= 0) H5Tclose(ft);
-    td__h5_quiet_end(&q);
-    return st;
+    td__st_dtype sd;
+    if (!td__st_dtype_from_td(dtype, &sd)) return TD_EINVAL;
+    return td__st_round(sd, t->data, t->size);
 }
 
 /* Writes t (same element count) at src's path with src's shape, dtype and attributes. */
