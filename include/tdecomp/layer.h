@@ -216,7 +216,7 @@ TD_API void td_chain_free(td_chain *c);
  *     U_in the best input factor given U_out, the core by projection; without it (or with
  *     ignore_output_cov), HOOI/HOSVD of W~ in that metric;
  *   cp: CP-ALS of W~.
- * Identity statistics give the data-free chain (to rounding). chain.output_rel_error =
+ * Identity statistics without output_cov give the data-free chain (to rounding). chain.output_rel_error =
  * ||D (W - W') S0|| / ||D W S0|| with the unfloored metric S0 (td_chain_output_error), exact for
  * the chain written; chain.rel_error stays the weight error. */
 

@@ -138,7 +138,7 @@ static int read_calibration(const td_model *m, const tool_plan_args *a, tool_pla
     size_t missing = 0;
     const char *first = NULL;
     for (size_t i = 0; i < p->n && st == TD_OK; i++) {
-        if (p->layers[i].excluded || !p->layers[i].admits.mask) continue;
+        if (p->layers[i].excluded) continue;
         st = td_calibration_read(c, m, i, &p->cal[i], &p->has_cal[i], &err);
         if (st == TD_OK && p->has_cal[i]) { p->layers[i].stats = &p->cal[i].stats; p->ncal++; }
         else if (st == TD_OK) { missing++; if (!first) first = m->layers[i].name; }
