@@ -70,7 +70,10 @@ def unsafe_layers(model, ran):
 
 
 def _run_tool(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        raise RuntimeError(f"cannot run {cmd[0]}: {e}") from None
     if r.returncode != 0:
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         last = lines[-1] if lines else f"exit status {r.returncode}"

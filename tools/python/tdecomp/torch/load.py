@@ -10,6 +10,8 @@ from . import _files
 from .export import layer_kind
 
 LAYERS_VERSION = 1
+# Layouts whose tensors are named by state-dict keys (safetensors files use torch naming).
+TORCH_LAYOUTS = ("torch", "safetensors")
 _F_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
 
 
@@ -108,8 +110,8 @@ def read_record(records, path):
     rec = json.loads(text)
     if not isinstance(rec, dict) or rec.get("tdecomp_layers") != LAYERS_VERSION or not isinstance(rec.get("layers"), list):
         raise ValueError(f"{path}: tdecomp_layers: not a version-{LAYERS_VERSION} record")
-    if rec.get("layout", "torch") != "torch":
-        raise ValueError(f"{path}: tdecomp_layers: layout {rec.get('layout')!r}, not torch")
+    if rec.get("layout", "torch") not in TORCH_LAYOUTS:
+        raise ValueError(f"{path}: tdecomp_layers: layout {rec.get('layout')!r}, not a torch state dict")
     return rec
 
 
