@@ -15,6 +15,7 @@ PKG = os.path.join(ROOT, "tools", "python")
 sys.path.insert(0, PKG)
 sys.dont_write_bytecode = True
 import tdecomp.torch as tt  # noqa: E402
+from tdecomp.torch.compress import rule_flags  # noqa: E402
 
 W = tempfile.mkdtemp(prefix="tdtorchpkg-")
 FULL_TOL = 1e-5          # full-rank rewrites compute the same function in float32
@@ -273,15 +274,25 @@ with h5py.File(stats) as f:
 
 # 7. compress(calibration=...) once the tool takes --calibration
 if "--calibration" in tool("decompose", "--help").stdout + tool("decompose", "--help").stderr:
-    c, rep = tt.compress(odd, X_ODD, tool=TOOL, rank_ratio=0.5, calibration=loader)
+    keep = os.path.join(W, "calib")
+    os.mkdir(keep)
+    c, rep = tt.compress(odd, X_ODD, tool=TOOL, rank_ratio=0.5, calibration=loader, workdir=keep)
     with torch.no_grad():
         y = c(X_ODD)
-    check(any("output_rel_error" in L or L.get("est_error") is not None for L in rep["layers"]) and bool(torch.isfinite(y).all()),
-          "compress with calibration=loader: runs and reports calibrated errors")
+    with h5py.File(os.path.join(keep, "compressed.h5")) as f:
+        layers = json.loads(f.attrs["tdecomp_layers"])["layers"]
+    with h5py.File(os.path.join(keep, "calibration.h5")) as f:
+        check(sorted(f.keys()) == sorted(sums), "compress(calibration=loader): the statistics file it passed has every layer")
+    check(any("output_rel_error" in e for e in layers if e["method"] != "none") and bool(torch.isfinite(y).all()),
+          "compress(calibration=loader): runs, the output's tdecomp_layers carries output_rel_error")
 else:
     print("SKIP compress(calibration=...): this tdecomp-tool's decompose has no --calibration")
 
-# 8. failures and layers load() could not rebuild
+# 8. keywords to flags, failures, and layers load() could not rebuild
+flags = rule_flags(dict(rank_ratio=0.5, keep_larger=True, target_params=0.4, jobs=2, dry_run=False,
+                                                   energy=None, ranks=(16, 8), exclude=["fc", "layer1.*"], method="svd"))
+check(flags == ["--rank-ratio", "0.5", "--keep-larger", "--target-params", "0.4", "--jobs", "2", "--ranks", "16,8",
+                "--exclude", "fc", "--exclude", "layer1.*", "--method", "svd"], f"compress keywords as decompose flags: {flags}")
 try:
     tt.compress(odd, X_ODD, tool=TOOL)
     check(False, "compress without a rank rule raises")
