@@ -2,12 +2,16 @@
 the statistics file `tdecomp-tool decompose --calibration` reads (docs/formats.md section 3)."""
 import h5py
 import torch
+import torch.nn.functional as F
 
 from . import _files
 from ._version import PRODUCER
 from .export import decomposable_modules, _run
 
 CALIBRATION_VERSION = 1
+# patch_cov (the exact metric of a k x k conv's output error) is written when Cin kh kw is at most
+# this: (Cin kh kw)^2 float64 per layer, 32 MB at the default.
+PATCH_MAX = 2048
 
 
 def _vectors(t, kind):
@@ -29,12 +33,38 @@ def _without_bias(y, module, kind):
     return y - b
 
 
+def _patches(x, module):
+    """The im2col patches a Conv2d multiplies, (N L, Cin kh kw) in index order (c, i, j), its
+    padding (any mode) included."""
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    pad = module._reversed_padding_repeated_twice    # (left, right, top, bottom), any padding
+    mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+    if any(pad):
+        x = F.pad(x, pad, mode=mode)
+    p = F.unfold(x, module.kernel_size, dilation=module.dilation, stride=module.stride)
+    return p.permute(0, 2, 1).reshape(-1, p.shape[1])
+
+
+def _wants_patches(module, kind, patch_max):
+    if kind != "conv2d" or module.groups != 1:
+        return False
+    kh, kw = module.kernel_size
+    return kh * kw > 1 and module.in_channels * kh * kw <= patch_max
+
+
 class _Moments:
-    """Float64 sums of x x^T and y y^T with their vector counts, per layer."""
+    """Float64 sums of x x^T, y y^T (and the patches' p p^T) with their vector counts, per layer."""
 
     def __init__(self):
-        self.in_sum = self.out_sum = None
+        self.in_sum = self.out_sum = self.patch_sum = None
         self.count = self.out_count = 0
+
+    def add_patches(self, p):
+        p = p.detach().double()
+        sp = p.T @ p
+        self.patch_sum = sp if self.patch_sum is None else self.patch_sum + sp
+        self.patch_count = getattr(self, "patch_count", 0) + p.shape[0]
 
     def add(self, x, y):
         x, y = x.detach().double(), y.detach().double()
@@ -74,7 +104,7 @@ def _to_device(x, device):
     return x
 
 
-def collect(model, batches):
+def collect(model, batches, patch_max=PATCH_MAX):
     """(name -> _Moments for every layer that ran, samples, batches seen)."""
     stats, handles = {}, []
     for name, m, kind in decomposable_modules(model):
@@ -83,7 +113,10 @@ def collect(model, batches):
                 return
             x = _vectors(inputs[0], kind)
             y = _vectors(_without_bias(output, module, kind), kind)
-            stats.setdefault(name, _Moments()).add(x, y)
+            st = stats.setdefault(name, _Moments())
+            st.add(x, y)
+            if _wants_patches(module, kind, patch_max):
+                st.add_patches(_patches(inputs[0].detach(), module))
         handles.append(m.register_forward_hook(hook))
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")
@@ -100,12 +133,14 @@ def collect(model, batches):
     return stats, samples, nbatches
 
 
-def calibrate(model, batches, path, provenance=None):
+def calibrate(model, batches, path, provenance=None, patch_max=PATCH_MAX):
     """Run model (in eval mode, without gradients) over batches (an iterable of input tensors or
     of (input, target) tuples, e.g. a DataLoader) and write the statistics file at path: per
     Conv2d / Linear, input_cov = E[x x^T] and output_cov = E[y y^T] (y without the bias) in
-    float64, with their counts. Returns the number of samples seen."""
-    stats, samples, nbatches = collect(model, batches)
+    float64, with their counts; for k x k convs with Cin kh kw <= patch_max (0: never) also
+    patch_cov = E[p p^T] of the im2col patches, padding included, which makes the reported output
+    error exact. Returns the number of samples seen."""
+    stats, samples, nbatches = collect(model, batches, patch_max)
     if samples == 0:
         raise ValueError("calibrate: no batches")
     text = f"{PRODUCER}; model {type(model).__name__}; {nbatches} batches, {samples} samples"
@@ -121,6 +156,9 @@ def calibrate(model, batches, path, provenance=None):
                 g = f.create_group(name)
                 g.create_dataset("input_cov", data=(s.in_sum / s.count).cpu().numpy())
                 g.create_dataset("output_cov", data=(s.out_sum / s.out_count).cpu().numpy())
+                if s.patch_sum is not None:
+                    g.create_dataset("patch_cov", data=(s.patch_sum / s.patch_count).cpu().numpy())
+                    g.attrs["patch_count"] = s.patch_count
                 g.attrs["count"] = s.count
                 g.attrs["output_count"] = s.out_count
     _files._replace_atomically(path, write)
