@@ -550,10 +550,23 @@ td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_format fm
     td_error_clear(err);
     if (!m || !m->impl || !o || (!ad && n)) return TD_EINVAL;
     if (fmt == TD_FORMAT_AUTO) fmt = td_format_choose(TD_FORMAT_AUTO, NULL, m);
-    if (fmt != TD_FORMAT_HDF5 || td__outfile_h5(o) < 0)
-        return td__error_set(err, TD_EUNSUPPORTED, td_outfile_path(o), NULL, "adapters are written as HDF5 here");
     for (size_t r = 0; r < n; r++)
         if (ad[r].layer >= m->nlayers || !ad[r].adapter || !ad[r].adapter->a.data) return TD_EINVAL;
+    const int st_in = m->impl->backend == TD__BACKEND_ST;
+    if (st_in && fmt == TD_FORMAT_SAFETENSORS && td_outfile_fd(o) >= 0) {
+        for (size_t r = 0; r < n; r++) { /* what is written is what gets measured */
+            const td_dtype dt = m->tensors[m->layers[ad[r].layer].kernel].dtype;
+            td_adapter *a = ad[r].adapter;
+            td_status st = td_tensor_round(&a->frozen, dt);
+            if (st == TD_OK) st = td_tensor_round(&a->a, dt);
+            if (st == TD_OK) st = td_tensor_round(&a->b, dt);
+            if (st != TD_OK) return st;
+        }
+        return td__adapters_st_write(m, o, ad, n, err);
+    }
+    if (st_in || fmt != TD_FORMAT_HDF5 || td__outfile_h5(o) < 0)
+        return td__error_set(err, TD_EUNSUPPORTED, td_outfile_path(o), NULL,
+                             "adapters keep the input's format: HDF5 from HDF5, safetensors from safetensors");
     const char **skip = calloc(n + 1, sizeof *skip);
     if (!skip) return TD_ENOMEM;
     td_status st = TD_OK;

@@ -128,13 +128,19 @@ int cmd_adapters(int argc, char **argv)
     }
     {
         td_outfile *of;
-        if ((code = tool_output_open(&g, out, TD_OUTPUT_HDF5, &of))) goto done;
+        /* adapters keep the input's format (a safetensors file's metadata is written by the library) */
+        const int st_out = td_format_choose(TD_FORMAT_AUTO, out, &m) == TD_FORMAT_SAFETENSORS;
+        if (st_out != (m.layout == TD_LAYOUT_SAFETENSORS)) {
+            code = tool_fail(TOOL_EINPUT, out, NULL, "adapters keep the input's format: HDF5 from HDF5, safetensors from safetensors");
+            goto done;
+        }
+        if ((code = tool_output_open(&g, out, st_out ? TD_OUTPUT_BYTES : TD_OUTPUT_HDF5, &of))) goto done;
         tool_set_phase(TOOL_PHASE_WRITING);
-        st = td_model_write_adapters(&m, of, TD_FORMAT_HDF5, list, nad, &err);
-        if (st == TD_OK) st = tool_stamp(of, &err);
-        if (st == TD_OK) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_rank", (double)rank, 1, &err);
-        if (st == TD_OK) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_alpha", alpha, 0, &err);
-        if (st == TD_OK) st = td_outfile_attr_string(of, "/", "tdecomp_adapters_mode", mode ? "residual" : "principal", &err);
+        st = td_model_write_adapters(&m, of, st_out ? TD_FORMAT_SAFETENSORS : TD_FORMAT_HDF5, list, nad, &err);
+        if (st == TD_OK && !st_out) st = tool_stamp(of, &err);
+        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_rank", (double)rank, 1, &err);
+        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_alpha", alpha, 0, &err);
+        if (st == TD_OK && !st_out) st = td_outfile_attr_string(of, "/", "tdecomp_adapters_mode", mode ? "residual" : "principal", &err);
         if (st != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
         if ((code = tool_outputs_commit(&g))) goto done;
     }
