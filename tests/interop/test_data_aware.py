@@ -51,19 +51,6 @@ rel = float((a - b).abs().max() / a.abs().max())
 check(rel < 1e-5, f"full rank with statistics reproduces the logits: {rel:.2e}")
 
 
-# the reported output errors are the layers' own: hooks on both models over the calibration data
-def outputs(net, names):
-    got = {}
-    hooks = [net.get_submodule(n).register_forward_hook(lambda mod, i, o, n=n: got.setdefault(n, []).append(o.detach().double()))
-             for n in names]
-    with torch.no_grad():
-        for x in batches:
-            net(x)
-    for h in hooks:
-        h.remove()
-    return {n: torch.cat(v) for n, v in got.items()}
-
-
 BN_AFTER = {"features.2": "features.3", "features.5": "features.6"}   # demo_model.DemoNet
 rows = []
 aware, rep = run(rank_ratio=0.5, calibration=batches)
@@ -72,7 +59,8 @@ acc_aware, acc_free = accuracy(aware, x_te, y_te), accuracy(free, x_te, y_te)
 rows.append(("rank_ratio=0.5", rep_free["totals"], acc_free, rep["totals"], acc_aware))
 check(acc_aware >= 0.95, f"rank_ratio 0.5 with statistics: accuracy {acc_aware:.4f} >= 0.95 (data-free {acc_free:.4f})")
 names = [x["name"] for x in rep["layers"] if not x["skipped"]]
-# each layer alone: the original model's input to it, through the original and the rewritten module
+# the reported output errors are the layers' own: the original model's input to each layer, through
+# the original and the rewritten module
 orig_in = {}
 hooks = [model.get_submodule(n).register_forward_hook(lambda mod, i, o, n=n: orig_in.setdefault(n, []).append(i[0].detach()))
          for n in names]
