@@ -194,6 +194,14 @@ TD_API size_t td_svd_rank_limit(const td_layer_desc *d, size_t k);
  * td_chain_cost's TD_EOVERFLOW. Cost: O(1). */
 TD_API TD_WUR td_status td_chain_cost_for(const td_layer_desc *d, td_method m, const size_t ranks[2], td_cost *cost);
 
+/* An upper estimate of the memory (bytes) td_layer_rewrite of d by m at ranks needs besides the
+ * kernel itself: the composed kernel, the pieces, the method's intermediates, and with statistics
+ * (with_stats 1) the whitened kernel and the metric's square roots (patch_cov's size bounds
+ * them). For callers that enforce a memory limit before reading any data. Statuses as
+ * td_chain_cost_for. O(1), thread-safe. */
+TD_API TD_WUR td_status td_rewrite_workspace(const td_layer_desc *d, td_method m, const size_t ranks[2], int with_stats,
+                                             uint64_t *bytes);
+
 /* Frees every piece and zeroes the chain. Safe on a zeroed chain; pieces that are views (owner 0)
  * are only reset, so a chain of views over a file's buffers may be freed too. */
 TD_API void td_chain_free(td_chain *c);

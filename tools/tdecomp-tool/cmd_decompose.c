@@ -325,16 +325,21 @@ static void report_text(const json_t *rep, int only_selected)
 
 /* --- the command ------------------------------------------------------------------------------ */
 
-/* Every kernel is read, decomposed and dropped a batch at a time: the need is the largest batch's
- * working set (kernel, Grams, projections, chain, composed kernel: < 6 kernels each). */
-static double memory_need(const td_model *m, int jobs)
+/* Every kernel is read, decomposed and dropped a batch at a time: the need is the largest
+ * layer's kernel and the library's workspace for its rewrite, times the jobs running at once. */
+static double memory_need(const td_model *m, const tool_plan *p, int jobs)
 {
     double largest = 0;
     for (size_t i = 0; i < m->nlayers; i++) {
+        const td_plan_decision *d = &p->dec[i];
         td_cost c;
-        if (td_layer_cost(&m->layers[i].desc, &c) == TD_OK && (double)c.params > largest) largest = (double)c.params;
+        uint64_t ws = 0;
+        if (d->skipped || td_layer_cost(&m->layers[i].desc, &c) != TD_OK) continue;
+        if (td_rewrite_workspace(&m->layers[i].desc, d->method, d->ranks, p->layers[i].stats != NULL, &ws) != TD_OK) ws = UINT64_MAX;
+        const double need = 8.0 * (double)c.params + (double)ws;
+        if (need > largest) largest = need;
     }
-    return 8.0 * 6.0 * largest * jobs;
+    return largest * jobs;
 }
 
 static int open_writer(const options *o, const td_model *m, const tool_plan *p, tool_outputs *g, td_chain *layouts,
@@ -405,10 +410,18 @@ int cmd_decompose(int argc, char **argv)
     json_t *rep = NULL;
     memset(&p, 0, sizeof p);
     if (!L || !layouts) { code = tool_fail(TOOL_ERESOURCE, o.in, NULL, "out of memory"); goto done; }
-    if (tool_memory_check(memory_need(&m, o.jobs), o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
+    /* planning reads one kernel at a time (with its Gram and a whitened copy) */
+    uint64_t big = 0;
+    for (size_t i = 0; i < m.nlayers; i++) {
+        td_cost c;
+        if (td_layer_cost(&m.layers[i].desc, &c) == TD_OK && c.params > big) big = c.params;
+    }
+    if (tool_memory_check(3.0 * 8.0 * (double)big, o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     tool_warn_assumed(&m);
     tool_core_warning();
     if ((code = tool_plan_model(&m, &o.plan, &p))) goto done;
+    /* after planning (shapes and spectra only), before any chain is computed or written */
+    if (tool_memory_check(memory_need(&m, &p, o.jobs), o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     /* test hook: a pause between planning and reading the kernels again (tests/cli/test_safety.py
      * changes the input meanwhile) */
     const char *hook = getenv("TDECOMP_TEST_HOOK");
