@@ -48,7 +48,7 @@ typedef struct td_layer_desc {
  * Dense layers count as one 1 x 1 "pixel" and their cost is always known.
  * Output size (PyTorch's formula, per axis): Ho = floor((H + pt + pb - d (k - 1) - 1) / s) + 1;
  * 'valid' is the same with no padding; 'same' gives Ho = ceil(H / s).
- * Worked (BRIEF.md): a 3x3 conv 64 -> 128 on (64, 100, 100), no padding: 73,728 parameters,
+ * Worked (docs/maths.md, cost model): a 3x3 conv 64 -> 128 on (64, 100, 100), no padding: 73,728 parameters,
  * 708,083,712 MACs, 1,416,167,424 FLOPs; its Tucker-2 chain at rank 32: 15,360 parameters,
  * 296,656,896 FLOPs (1x1 64 -> 32 on 100 x 100, 3x3 32 -> 32 and 1x1 32 -> 128 on 98 x 98).
  * The notes' "2 K - 1 per output" convention (1,414.94 -> 294.80 MFLOPs) is not used. */
@@ -136,7 +136,7 @@ typedef struct td_chain_piece {
 } td_chain_piece;
 
 /* A rewritten layer: pieces[0 .. npieces-1] applied in order. Piece shapes (the torch keys
- * <name>.0, <name>.1, ... of DESIGN.md, in this order):
+ * <name>.0, <name>.1, ... of docs/cli.md 'Outputs', in this order):
  *   tucker2      (R_in, Cin, 1, 1), (R_out, R_in, kh, kw), (Cout, R_out, 1, 1) + bias
  *   cp           (R, Cin, 1, 1), (R, 1, kh, 1) groups R, (R, 1, 1, kw) groups R, (Cout, R, 1, 1) + bias
  *   svd (conv)   (j, Cin, kh, kw), (Cout, j, 1, 1) + bias          (a 1x1 conv: both 1x1)
@@ -348,7 +348,7 @@ TD_API TD_WUR td_status td_chain_rel_error(const td_chain *c, const td_tensor *k
  * Ho W R kh + Ho Wo R kw + Ho Wo R Cout; (grouped) SVD: Ho Wo j Cin kh kw + Ho Wo Cout k j. */
 TD_API TD_WUR td_status td_chain_cost(const td_chain *c, td_cost *cost);
 
-/* --- LoRA adapters from an SVD split (BRIEF.md section 2) ---------------------------------------
+/* --- LoRA adapters from an SVD split (docs/maths.md, LoRA adapters) ------------------------------
  * W' = frozen + (alpha / r) B A, in the common PyTorch layout (microsoft/loralib):
  *   dense (out, in):               A (r, in),         B (out, r)
  *   conv (Cout, Cin/g, k, k):      A (r k, Cin k),    B (Cout/g k, r k)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""CLI tests of `tdecomp-tool adapters`: BRIEF.md's MLP (rank 1 adds 6,794 parameters), the exact
+"""CLI tests of `tdecomp-tool adapters`: docs/maths.md's MLP (rank 1 adds 6,794 parameters), the exact
 identities frozen + (alpha/r) B A == W (principal) and == the rank-2R truncation (residual, truth
 from numpy's SVD), loralib's conv layout with grouped and depthwise convs, Keras 2 and 3 files,
 the demo models, skips, usage and input errors.
@@ -53,7 +53,7 @@ def check_layer(f, key, w, r, alpha, mode, groups=1, tol=2e-6, where=""):
         e0 = np.linalg.norm(frozen - w64) / nw
         check(abs(e0 - tail(s, R) / nw) < 1e-5, f"{where}{key}: frozen = W_R ({e0} vs {tail(s, R) / nw})")
 
-# --- BRIEF.md section 2: MLP 784-1000-2000-10, rank 1 adds 6,794 (0.242 %) ---
+# --- docs/maths.md, LoRA adapters: MLP 784-1000-2000-10, rank 1 adds 6,794 (0.242 %) ---
 mlp = out("mlp.h5")
 dims = [784, 1000, 2000, 10]
 mlp_w = {}

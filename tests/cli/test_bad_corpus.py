@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Every file in tests/data/bad/ is refused: exit 1, one last stderr line in DESIGN.md's format
+"""Every file in tests/data/bad/ is refused: exit 1, one last stderr line in docs/cli.md's format
 naming the file (and, for the hostile-storage files, the problem), the input byte-identical
 afterwards, no output and no temporary file. valid_bf16.h5 is the exception: bfloat16 weights
 that must decompose to what numpy's SVD of the same bfloat16 values gives.

@@ -1,4 +1,4 @@
-/* Layer rewrites and the cost model: BRIEF.md's worked numbers; every rewrite at full rank
+/* Layer rewrites and the cost model: docs/maths.md's worked numbers; every rewrite at full rank
  * reproduces the original layer under a naive direct convolution. */
 #include <math.h>
 #include <stdio.h>

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
-"""Side-by-side: tdecomp-tool against TensorLy 0.9 (through ../shared/peers/tensorly_peer.py)
+"""Side-by-side: tdecomp-tool against TensorLy 0.9 (through a TensorLy driver script, --peer PATH)
 on the same HDF5 inputs, same OpenBLAS core and thread count, fixed sweeps (--tol 0) on both sides.
 Only the decomposition is timed on either side (tdecomp's JSON `seconds`, the peer's timer).
 Prints one line per case and the speed ratio; --json FILE writes the rows.
 
 usage: /usr/bin/python3 tools/bench/peer_compare.py --tool BUILD/tools/tdecomp-tool/tdecomp-tool
-           [--peer ../shared/peers/tensorly_peer.py] [--threads 2] [--repeat 3] [--quick] [--json F]
-TensorLy's checkout: $TENSORLY_SRC or ~/tensorly-src (see ../shared/peers/README.md)."""
+           [--peer PEER.py] [--threads 2] [--repeat 3] [--quick] [--json F]
+TensorLy's checkout: $TENSORLY_SRC or ~/tensorly-src; TensorLy is never part of this repository
+(docs/perf.md)."""
 import argparse, json, os, statistics, subprocess, sys, tempfile
 
 GOALS = (5.0, 10.0, 10.0)  # issue targets: CP 200^3 R16, Tucker 200^3 r20, Tucker-2 (512,512,3,3)

@@ -1,5 +1,5 @@
 /* tdecomp-tool adapters: split every dense and conv layer into a frozen part and an SVD-initialised
- * LoRA adapter (BRIEF.md section 2; loralib's layout), and write them. */
+ * LoRA adapter (docs/maths.md, LoRA adapters; loralib's layout), and write them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,7 +145,7 @@ int cmd_adapters(int argc, char **argv)
         if ((code = tool_outputs_commit(&g))) goto done;
     }
     /* report */
-    const uint64_t total = td_model_total_elements(&m); /* the model's parameters, biases included (BRIEF's count) */
+    const uint64_t total = td_model_total_elements(&m); /* the model's parameters, biases included (as docs/maths.md's MLP example counts) */
     uint64_t added = 0;
     size_t nskip = 0;
     json_t *layers = json_array();
