@@ -21,19 +21,37 @@ typedef int (*td_progress_fn)(void *ctx, int iteration, double rel_error);
 /* --- truncated SVD --------------------------------------------------------------------------- */
 
 typedef enum td_svd_method {
-    TD_SVD_AUTO = 0,     /* Gram + dsyevd when one side is <= 1/4 of the other, else dgesdd;
-                            randomised never chosen automatically */
+    TD_SVD_AUTO = 0,     /* the cheapest by a flop estimate: randomised when k + oversample is at
+                            most a quarter of the short side and its estimate is lowest, else
+                            Gram + dsyevd when one side is <= 1/4 of the other, else dgesdd */
     TD_SVD_GRAM,         /* eigen-decomposition of A A^T or A^T A (the smaller); squares the
                             condition number: singular values below ~1e-8 * s_max lose accuracy */
     TD_SVD_GESDD,        /* LAPACK divide and conquer on a copy */
-    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder with power iterations */
+    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder: Gaussian test matrix (td_rng),
+                            k + oversample columns, power iterations with QR between them, chosen
+                            adaptively (see power_tol), then an exact SVD of the projected matrix.
+                            Cost ~(4 + 4q) m n (k + oversample) flops and 2 + 2q passes over A,
+                            plus per iteration an (k + oversample)^2 Gram of the projection and a
+                            small residual check. When the tail converges too slowly to reach
+                            power_tol by the cap (flat spectra) or the residual check finds a
+                            direction larger than the k-th kept value, the exact route (GRAM or
+                            GESDD) runs instead. The result is the exact SVD of Q Q^T A, so
+                            ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2 holds for what is returned. */
 } td_svd_method;
 
 typedef struct td_svd_options {
     td_svd_method method;   /* default TD_SVD_AUTO */
     int oversample;         /* randomised: extra columns, default 10 */
-    int power_iters;        /* randomised: power iterations, default 2 */
+    int power_iters;        /* randomised: minimum number of power iterations, default 1 */
     uint64_t seed;          /* randomised: test-matrix seed, default 0 */
+    int max_power_iters;    /* randomised: cap on power iterations, default 8 (>= power_iters) */
+    double power_tol;       /* randomised: stop iterating once the estimated tail
+                               ||A||_F^2 - ||(Q^T A)_k||_F^2 (the result's squared error) changes by
+                               less than power_tol times itself (or 1e-12 ||A||_F^2) between two
+                               iterations; the exact route runs instead when the gain predicted
+                               to remain at the cap exceeds 10 power_tol of the tail. Default
+                               1e-6 (the error within ~1e-6 of the optimum's); 0 runs
+                               max_power_iters */
 } td_svd_options;
 
 TD_API void td_svd_options_init(td_svd_options *opt);
@@ -49,7 +67,9 @@ TD_API TD_WUR td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_
 /* Leading k left singular vectors of the mode-n unfolding of x (I_n x k, into u) and, if s is not
  * NULL, all min(I_n, size/I_n) squared singular values in descending order into s2 (length I_n;
  * entries past the rank are 0). Uses the Gram (SYRK on blocks) + dsyevd route; sign convention as
- * td_svd_trunc. u may be NULL to get only the spectrum. */
+ * td_svd_trunc. u may be NULL to get only the spectrum: then the values come from dsyevd 'N'
+ * (no vectors) on the smaller of the two Grams (I_n^2 or (size/I_n)^2 entries; the latter copies
+ * the unfolding when the mode is interior), which is the route rank rules should use. */
 TD_API TD_WUR td_status td_mode_spectrum(const td_tensor *x, int mode, size_t k, td_tensor *u,
                                          double *s2);
 

@@ -1,9 +1,12 @@
 /* Decompositions: exact recovery, orthonormality, error bounds, edge cases, statuses. */
 #include <float.h>
+#include <lapacke.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "common/naive.h"
 #include "common/testutil.h"
+#include "decomp/decomp_internal.h"
 
 /* x = sum_r a0[:,r] o a1[:,r] o ... (exact CP tensor) from random factors. */
 static void cp_tensor(td_tensor *x, int nd, const size_t *shape, size_t r, uint64_t seed)
@@ -133,6 +136,233 @@ START_TEST(test_svd_known_spectrum)
     ck_assert_int_eq(td_svd_trunc(&at, 3, &o, &u2, s2, NULL), TD_ENOTFINITE);
     td_tensor_free(&at); td_tensor_free(&u2);
     td_tensor_free(&r1); td_tensor_free(&r2); td_tensor_free(&q1); td_tensor_free(&q2); td_tensor_free(&a);
+}
+END_TEST
+
+/* Singular values of the m x n row-major a by LAPACK directly (dgesdd 'N'): the reference. */
+static void lapack_values(const td_tensor *a, double *s)
+{
+    const size_t m = a->shape[0], n = a->shape[1];
+    double *c = malloc(a->size * sizeof(double));
+    ck_assert(c != NULL);
+    memcpy(c, a->data, a->size * sizeof(double));
+    /* row-major m x n is column-major n x m: the same singular values, no LAPACKE transpose */
+    ck_assert_int_eq(LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)n, (lapack_int)m, c, (lapack_int)n, s,
+                                    NULL, 1, NULL, 1), 0);
+    free(c);
+}
+
+/* p orthonormal columns (m x p): leading eigenvectors of a random Gram, orthonormality asserted. */
+static void orth_basis(td_tensor *q, size_t m, size_t p, uint64_t seed)
+{
+    td_tensor r;
+    tt_random_matrix(&r, m, m, seed);
+    ck_assert_int_eq(td_matrix_alloc(q, m, p), TD_OK);
+    TT_OK(td_mode_spectrum(&r, 0, p, q, NULL));
+    ck_assert(orth_defect(q) < 1e-12);
+    td_tensor_free(&r);
+}
+
+/* a = Q1 diag(sv) Q2^T (+ noise * N(0,1)), m x n, p = len(sv) <= min(m, n). */
+static void matrix_with_spectrum(td_tensor *a, size_t m, size_t n, const double *sv, size_t p, double noise,
+                                 uint64_t seed)
+{
+    td_tensor q1, q2;
+    orth_basis(&q1, m, p, seed);
+    orth_basis(&q2, n, p, seed + 1);
+    ck_assert_int_eq(td_matrix_alloc(a, m, n), TD_OK);
+    td_rng g;
+    td_rng_seed(&g, seed + 2);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = 0;
+            for (size_t c = 0; c < p; c++) v += q1.data[i * p + c] * sv[c] * q2.data[j * p + c];
+            a->data[i * n + j] = v + noise * td_rng_normal(&g);
+        }
+    td_tensor_free(&q1);
+    td_tensor_free(&q2);
+}
+
+/* ||a - u diag(s) vt||_F / ||a||_F by loops, and the formula sqrt(||a||^2 - sum s^2) / ||a||. */
+static void svd_errors(const td_tensor *a, const td_tensor *u, const double *s, const td_tensor *vt, size_t k,
+                       double *recomposed, double *formula)
+{
+    const size_t m = a->shape[0], n = a->shape[1];
+    double r2 = 0, a2 = 0, s2 = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = a->data[i * n + j];
+            for (size_t c = 0; c < k; c++) v -= u->data[i * k + c] * s[c] * vt->data[c * n + j];
+            r2 += v * v;
+            a2 += a->data[i * n + j] * a->data[i * n + j];
+        }
+    for (size_t c = 0; c < k; c++) s2 += s[c] * s[c];
+    *recomposed = sqrt(r2 / a2);
+    *formula = sqrt(fmax(a2 - s2, 0) / a2);
+}
+
+/* Rows of vt orthonormal. */
+static double orth_defect_rows(const td_tensor *vt)
+{
+    td_tensor t;
+    ck_assert_int_eq(td_matrix_alloc(&t, vt->shape[1], vt->shape[0]), TD_OK);
+    for (size_t c = 0; c < vt->shape[0]; c++)
+        for (size_t j = 0; j < vt->shape[1]; j++) t.data[j * vt->shape[0] + c] = vt->data[c * vt->shape[1] + j];
+    double d = orth_defect(&t);
+    td_tensor_free(&t);
+    return d;
+}
+
+/* One randomised run against LAPACK's exact values; returns the info. */
+static td__svd_info check_random_route(const td_tensor *a, size_t k, const td_svd_options *o, double s_tol,
+                                       double err_rtol)
+{
+    const size_t m = a->shape[0], n = a->shape[1], p = m < n ? m : n;
+    td_tensor u, vt;
+    double *s = malloc(k * sizeof(double)), *ex = malloc(p * sizeof(double));
+    ck_assert(s && ex);
+    ck_assert_int_eq(td_matrix_alloc(&u, m, k), TD_OK);
+    ck_assert_int_eq(td_matrix_alloc(&vt, k, n), TD_OK);
+    td__svd_info info;
+    TT_OK(td__svd_trunc_ex(a, k, o, &u, s, &vt, &info));
+    lapack_values(a, ex);
+    for (size_t c = 0; c < k; c++)
+        ck_assert_msg(fabs(s[c] - ex[c]) <= s_tol * ex[0], "s%zu %.17g vs %.17g", c, s[c], ex[c]);
+    ck_assert(orth_defect(&u) < 1e-12);
+    ck_assert(orth_defect_rows(&vt) < 1e-12);
+    double rec, form, a2 = 0, kept = 0;
+    svd_errors(a, &u, s, &vt, k, &rec, &form);
+    /* the reported error (the formula) is exact for what is returned */
+    ck_assert_msg(fabs(rec - form) < 1e-9, "recomposed %.12g formula %.12g", rec, form);
+    for (size_t c = 0; c < p; c++) a2 += ex[c] * ex[c];
+    for (size_t c = 0; c < k; c++) kept += ex[c] * ex[c];
+    const double exact = sqrt(fmax(a2 - kept, 0) / a2);
+    ck_assert_msg(rec <= exact * (1 + err_rtol) + 1e-12 && rec >= exact * (1 - 1e-9) - 1e-12,
+                  "error %.12g exact truncated %.12g", rec, exact);
+    td_tensor_free(&u);
+    td_tensor_free(&vt);
+    free(s);
+    free(ex);
+    return info;
+}
+
+START_TEST(test_svd_randomized_low_rank_noise)
+{
+    enum { P = 24 };
+    double sv[P];
+    for (int c = 0; c < P; c++) sv[c] = 100.0 * pow(0.8, c);
+    const size_t m = 240, n = 600, k = 16;
+    td_tensor a, at;
+    matrix_with_spectrum(&a, m, n, sv, P, 1e-3, 31);
+    ck_assert_int_eq(td_matrix_alloc(&at, n, m), TD_OK);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) at.data[j * m + i] = a.data[i * n + j];
+    /* AUTO takes the randomised route here: k + 10 = 26 <= 240/4 and fewer flops */
+    ck_assert_int_eq(td__svd_auto_method(m, n, k, 10), TD_SVD_RANDOMIZED);
+    ck_assert_int_eq(td__svd_auto_method(m, n, 100, 10), TD_SVD_GESDD);
+    ck_assert_int_eq(td__svd_auto_method(600, 4000, 300, 10), TD_SVD_GRAM);
+    td_svd_options o;
+    td_svd_options_init(&o);
+    td__svd_info info = check_random_route(&a, k, &o, 1e-12, 1e-9);
+    ck_assert_int_eq(info.method, TD_SVD_RANDOMIZED);
+    ck_assert_int_eq(info.fell_back, 0);
+    ck_assert(info.power_iters >= 1 && info.power_iters < o.max_power_iters);
+    info = check_random_route(&at, k, &o, 1e-12, 1e-9);   /* tall */
+    ck_assert_int_eq(info.method, TD_SVD_RANDOMIZED);
+    /* no power iteration and no oversampling: the residual check sends it to the exact route */
+    o.method = TD_SVD_RANDOMIZED;
+    o.power_iters = o.max_power_iters = 0;
+    o.oversample = 0;
+    info = check_random_route(&a, k, &o, 1e-12, 1e-9);
+    ck_assert_int_eq(info.fell_back, 1);
+    ck_assert_int_eq(info.method, TD_SVD_GESDD);
+    td_tensor_free(&a);
+    td_tensor_free(&at);
+}
+END_TEST
+
+START_TEST(test_svd_randomized_flat_spectrum)
+{
+    enum { P = 120 };
+    const size_t m = 120, n = 300, k = 10;
+    double sv[P];
+    for (int c = 0; c < P; c++) sv[c] = 1.0;
+    td_tensor a;
+    matrix_with_spectrum(&a, m, n, sv, P, 0, 41);
+    td_svd_options o;
+    td_svd_options_init(&o);
+    o.method = TD_SVD_RANDOMIZED;
+    /* exactly flat: any k-subspace is optimal, the tail cannot change, the iteration stops at its
+     * minimum instead of running to the cap; error sqrt(1 - k/p) */
+    td__svd_info info = check_random_route(&a, k, &o, 1e-12, 1e-12);
+    ck_assert_int_eq(info.power_iters, 1);
+    ck_assert_int_eq(info.fell_back, 0);
+    ck_assert(fabs(sqrt(info.tail) / sqrt((double)P) - sqrt(1.0 - (double)k / P)) < 1e-12);
+    td_tensor_free(&a);
+    /* whitened-like: nearly flat with noise; the error stays within 1e-3 of the optimum, by the
+     * power iteration or, when it stalls, by the exact route */
+    for (int c = 0; c < P; c++) sv[c] = 1.0 - 0.3 * c / P;
+    matrix_with_spectrum(&a, m, n, sv, P, 0.01, 43);
+    info = check_random_route(&a, k, &o, 0.05, 1e-3);
+    ck_assert(info.power_iters >= 1 && info.power_iters <= o.max_power_iters);
+    ck_assert(info.stalled ? info.fell_back && info.method != TD_SVD_RANDOMIZED : info.method == TD_SVD_RANDOMIZED);
+    td_tensor_free(&a);
+}
+END_TEST
+
+START_TEST(test_values_only_spectrum)
+{
+    /* shapes where the short Gram is the mode's own, and where it is the other side (end and
+     * interior modes) */
+    const size_t shapes[4][3] = {{6, 5, 4}, {40, 3, 2}, {3, 40, 2}, {2, 3, 40}};
+    for (int si = 0; si < 4; si++)
+        for (int mode = 0; mode < 3; mode++) {
+            td_tensor x, unf, u;
+            tt_random(&x, 3, shapes[si], 50 + (uint64_t)si);
+            const size_t in = shapes[si][mode], cols = x.size / in, p = in < cols ? in : cols;
+            ck_assert_int_eq(td_matrix_alloc(&unf, in, cols), TD_OK);
+            nv_unfold(&x, mode, &unf);
+            double *ex = malloc(p * sizeof(double)), *vo = malloc(in * sizeof(double)),
+                   *full = malloc(in * sizeof(double));
+            ck_assert(ex && vo && full);
+            lapack_values(&unf, ex);
+            ck_assert_int_eq(td_matrix_alloc(&u, in, in), TD_OK);
+            TT_OK(td_mode_spectrum(&x, mode, 0, NULL, vo));
+            TT_OK(td_mode_spectrum(&x, mode, in, &u, full));
+            for (size_t i = 0; i < in; i++) {
+                const double want = i < p ? ex[i] * ex[i] : 0.0;
+                ck_assert_msg(fabs(vo[i] - want) < 1e-11 * ex[0] * ex[0], "shape %d mode %d i %zu", si, mode, i);
+                ck_assert(fabs(full[i] - want) < 1e-11 * ex[0] * ex[0]);
+            }
+            free(ex); free(vo); free(full);
+            td_tensor_free(&x); td_tensor_free(&unf); td_tensor_free(&u);
+        }
+}
+END_TEST
+
+START_TEST(test_sym_eig_index_range)
+{
+    /* n >= 1024 and k <= n/8 takes dsyevr's index range; the truth is LAPACK's dsyevd called here */
+    const size_t n = 1030, k = 12;
+    td_tensor b;
+    tt_random_matrix(&b, n, n, 61);
+    double *g = malloc(n * n * sizeof(double)), *w = malloc(n * sizeof(double)),
+           *ref = malloc(n * n * sizeof(double)), *vec = malloc(n * k * sizeof(double)), top[12];
+    ck_assert(g && w && ref && vec);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) g[i * n + j] = b.data[i * n + j] + b.data[j * n + i];
+    memcpy(ref, g, n * n * sizeof(double));
+    ck_assert_int_eq(LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', (lapack_int)n, ref, (lapack_int)n, w), 0);
+    TT_OK(td__sym_eig_top(g, n, k, vec, top));
+    for (size_t c = 0; c < k; c++) {
+        const double want = w[n - 1 - c];
+        ck_assert_msg(fabs(top[c] - want) < 1e-10 * fabs(w[n - 1]), "value %zu", c);
+        double dot = 0;
+        for (size_t i = 0; i < n; i++) dot += vec[i * k + c] * ref[(n - 1 - c) * n + i];
+        ck_assert_msg(fabs(fabs(dot) - 1) < 1e-8, "vector %zu: |dot| %.12g", c, fabs(dot));
+    }
+    free(g); free(w); free(ref); free(vec);
+    td_tensor_free(&b);
 }
 END_TEST
 
@@ -500,6 +730,10 @@ int main(void)
     TCase *tc = tcase_create("decomp");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_svd_known_spectrum);
+    tcase_add_test(tc, test_svd_randomized_low_rank_noise);
+    tcase_add_test(tc, test_svd_randomized_flat_spectrum);
+    tcase_add_test(tc, test_values_only_spectrum);
+    tcase_add_test(tc, test_sym_eig_index_range);
     tcase_add_test(tc, test_tucker_exact_recovery);
     tcase_add_test(tc, test_tucker_bounds_and_orthogonality);
     tcase_add_test(tc, test_tucker2_partial_modes);
