@@ -78,7 +78,8 @@ TD_API TD_WUR td_status td_mode_spectrum(const td_tensor *x, int mode, size_t k,
 typedef enum td_tucker_method {
     TD_TUCKER_HOSVD = 0,  /* each factor from the full unfolding of x */
     TD_TUCKER_STHOSVD,    /* sequentially truncated, modes ordered by cost */
-    TD_TUCKER_HOOI        /* initialised from HOSVD, then alternating sweeps */
+    TD_TUCKER_HOOI        /* initialised from HOSVD, then alternating sweeps (warm-started, see
+                             td_tucker_options.hooi_exact) */
 } td_tucker_method;
 
 /* Rank-decision callback: given mode (index into x's modes) and the squared singular values of
@@ -96,6 +97,13 @@ typedef struct td_tucker_options {
     void *truncate_ctx;
     td_progress_fn progress;  /* optional, HOOI sweeps */
     void *progress_ctx;
+    int hooi_exact;           /* 0 (default): HOOI sweeps after the first start from the previous
+                                 factors (a few block power steps on the mode Gram, 2 I_n^2 R_n
+                                 flops each, and Rayleigh-Ritz on the R_n x R_n projection) instead
+                                 of a dense eigensolver (~9 I_n^3); a warm sweep whose error change
+                                 falls below tol is followed by a dense sweep, and the run stops
+                                 only when a dense sweep's change is below tol. 1: every sweep
+                                 dense (TensorLy's steps) */
 } td_tucker_options;
 
 TD_API void td_tucker_options_init(td_tucker_options *opt);

@@ -724,6 +724,85 @@ START_TEST(test_cp_options_and_edges)
 }
 END_TEST
 
+/* HOOI with the warm start against the dense-eigensolver sweeps (hooi_exact = 1). */
+static void hooi_pair(const td_tensor *x, int nm, const int *modes, const size_t *ranks, double tol, int max_iter,
+                      td_tucker_result *warm, td_tucker_result *cold)
+{
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    o.tol = tol;
+    o.max_iter = max_iter;
+    TT_OK(td_tucker(x, nm, modes, ranks, &o, warm));
+    o.hooi_exact = 1;
+    TT_OK(td_tucker(x, nm, modes, ranks, &o, cold));
+}
+
+START_TEST(test_hooi_warm_start)
+{
+    /* exactly low multilinear rank on the two decomposed modes: exact recovery either way */
+    {
+        const size_t shape[4] = {30, 24, 3, 3}, cr[4] = {5, 4, 3, 3}, ranks[2] = {5, 4};
+        const int modes[2] = {0, 1};
+        td_tensor x;
+        tucker_tensor(&x, 4, shape, cr, 71);
+        td_tucker_result w, c;
+        hooi_pair(&x, 2, modes, ranks, 0, 6, &w, &c);
+        ck_assert_int_eq(w.iterations, 6);
+        ck_assert_msg(w.rel_error < 1e-12 && tucker_err(&x, &w) < 1e-12, "warm err %g", w.rel_error);
+        ck_assert(c.rel_error < 1e-12);
+        for (int i = 0; i < 2; i++) ck_assert(orth_defect(&w.factors[i]) < 1e-12);
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        td_tensor_free(&x);
+    }
+    /* random data: the same error as the dense sweeps at convergence; every warm sweep is an
+     * ascent step, so the error history never rises */
+    {
+        const size_t shape[4] = {40, 36, 3, 3}, ranks[2] = {8, 7};
+        const int modes[2] = {0, 1};
+        td_tensor x;
+        tt_random(&x, 4, shape, 73);
+        td_tucker_result w, c;
+        hooi_pair(&x, 2, modes, ranks, 1e-9, 500, &w, &c);
+        ck_assert(w.converged && c.converged);
+        ck_assert_msg(fabs(w.rel_error - c.rel_error) < 1e-6, "warm %.10g cold %.10g", w.rel_error, c.rel_error);
+        ck_assert(fabs(tucker_err(&x, &w) - w.rel_error) < 1e-12);
+        for (int i = 1; i < w.iterations; i++)
+            ck_assert_msg(w.history[i] <= w.history[i - 1] + 1e-13, "sweep %d rose", i + 1);
+        for (int i = 0; i < 2; i++) ck_assert(orth_defect(&w.factors[i]) < 1e-12);
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        /* fixed sweeps (tol 0): all after the first are warm, and each one makes progress */
+        hooi_pair(&x, 2, modes, ranks, 0, 6, &w, &c);
+        for (int i = 1; i < 6; i++) ck_assert_msg(w.history[i] < w.history[i - 1] - 1e-9, "warm sweep %d stalled", i + 1);
+        ck_assert(fabs(w.history[0] - c.history[0]) < 1e-15); /* the first sweep is the dense one */
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        /* a loose tol: a warm sweep's small change is confirmed by a dense sweep before stopping,
+         * so the warm run ends no worse than the cold one by more than tol */
+        hooi_pair(&x, 2, modes, ranks, 1e-4, 100, &w, &c);
+        ck_assert(w.converged && c.converged);
+        ck_assert_msg(w.rel_error <= c.rel_error + 1e-4, "warm %.10g cold %.10g", w.rel_error, c.rel_error);
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        td_tensor_free(&x);
+    }
+    /* three modes, 3-way */
+    {
+        const size_t shape[3] = {20, 18, 16}, ranks[3] = {4, 5, 3};
+        const int modes[3] = {0, 1, 2};
+        td_tensor x;
+        tt_random(&x, 3, shape, 79);
+        td_tucker_result w, c;
+        hooi_pair(&x, 3, modes, ranks, 1e-10, 500, &w, &c);
+        ck_assert_msg(fabs(w.rel_error - c.rel_error) < 1e-6, "warm %.10g cold %.10g", w.rel_error, c.rel_error);
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        td_tensor_free(&x);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("decomp");
@@ -738,6 +817,7 @@ int main(void)
     tcase_add_test(tc, test_tucker_bounds_and_orthogonality);
     tcase_add_test(tc, test_tucker2_partial_modes);
     tcase_add_test(tc, test_tucker_edge_cases);
+    tcase_add_test(tc, test_hooi_warm_start);
     tcase_add_test(tc, test_cp_exact_recovery);
     tcase_add_test(tc, test_cp_options_and_edges);
     suite_add_tcase(s, tc);
