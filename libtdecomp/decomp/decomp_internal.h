@@ -32,7 +32,8 @@ typedef struct td__svd_info {
     int power_iters;       /* randomised: power iterations run */
     int fell_back;         /* randomised: stalled or failed the residual check; an exact route ran */
     int stalled;           /* randomised: the tail converged too slowly (flat spectrum) */
-    double tail;           /* randomised: last ||A||_F^2 - ||Q^T A||_F^2 */
+    double tail;           /* randomised: last ||A||_F^2 - ||(Q^T A)_k||_F^2 */
+    size_t columns;        /* randomised: columns of Q at the end (k + oversample, or grown) */
     double residual;       /* randomised: lower estimate of ||A - Q Q^T A||_2 from the check */
 } td__svd_info;
 

@@ -17,6 +17,9 @@
  * remain at the cap still exceeds RSVD_ACCEPT_FACTOR * power_tol of the tail, as on flat spectra,
  * iterating does not pay and the exact route is taken at once. */
 #define RSVD_ACCEPT_FACTOR 10.0
+/* Growth on a slow tail: k / this more columns, up to the short side / RSVD_GROW_LIMIT. */
+#define RSVD_GROW_DIVISOR 2
+#define RSVD_GROW_LIMIT 2
 /* A-posteriori check: a few block-power steps on the residual A - Q Q^T A. */
 #define RSVD_CHECK_VECS 4
 #define RSVD_CHECK_STEPS 2
@@ -33,7 +36,7 @@ static double sumsq(const double *x, size_t n)
 /* ||A||^2 - ||(Q^T A)_k||^2, the error^2 the rank-k result would have: from the k leading
  * eigenvalues of Z^T Z (l x l; SYRK n l^2 + a values-only eig, small against a pass over A). */
 static td_status rank_k_tail(const double *z, size_t n, size_t l, size_t k, double na2, double *gw,
-                             double *tail)
+                             double *tail, double *ratio)
 {
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)l, (int)n, 1.0, z, (int)l, 0.0, gw, (int)l);
     for (size_t i = 0; i < l; i++)
@@ -44,49 +47,100 @@ static td_status rank_k_tail(const double *z, size_t n, size_t l, size_t k, doub
     double kept = 0;
     for (size_t i = 0; i < k; i++) kept += ev[i] > 0 ? ev[i] : 0;
     *tail = fmax(na2 - kept, 0.0);
+    /* sigma_l / sigma_k estimated: the power iteration's convergence factor */
+    *ratio = ev[k - 1] > 0 ? sqrt(fmax(ev[l - 1], 0.0) / ev[k - 1]) : 0.0;
     return TD_OK;
 }
 
-/* Q (m x l, orthonormal) from the power iteration, stopped once the rank-k tail of the projected
- * matrix settles (the l-column tail would keep moving in a noise floor past k); z = A^T Q. */
-static td_status range_finder(const td_tensor *a, size_t l, size_t k, const td_svd_options *o,
-                              td_rng *rng, double *q, double *z, td__svd_info *info)
+/* Adds g Gaussian directions A Omega to the range: q (m x l) becomes orthonormal m x (l + g), z is
+ * reallocated to n x (l + g). */
+static td_status grow_range(const td_tensor *a, size_t l, size_t g, td_rng *rng, double **q, double **z)
 {
-    const size_t m = a->shape[0], n = a->shape[1];
-    const int M = (int)m, N = (int)n, L = (int)l;
+    const size_t m = a->shape[0], n = a->shape[1], l2 = l + g;
+    double *q2 = malloc(m * l2 * sizeof(double)), *z2 = malloc(n * l2 * sizeof(double)),
+           *y = malloc(m * g * sizeof(double));
+    td_status st = TD_OK;
+    if (!q2 || !z2 || !y) { st = TD_ENOMEM; goto done; }
+    for (size_t i = 0; i < n * g; i++) z2[i] = td_rng_normal(rng);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)g, (int)n, 1.0, a->data, (int)n, z2,
+                (int)g, 0.0, y, (int)g);
+    for (size_t i = 0; i < m; i++) {
+        memcpy(q2 + i * l2, *q + i * l, l * sizeof(double));
+        memcpy(q2 + i * l2 + l, y + i * g, g * sizeof(double));
+    }
+    if ((st = td__orthonormalise(q2, m, l2)) != TD_OK) goto done;
+    free(*q);
+    free(*z);
+    *q = q2;
+    *z = z2;
+    q2 = z2 = NULL;
+done:
+    free(q2);
+    free(z2);
+    free(y);
+    return st;
+}
+
+/* Q (m x *l, orthonormal) from the power iteration, stopped once the rank-k tail of the projected
+ * matrix settles (the l-column tail would keep moving in a noise floor past k); z = A^T Q. When
+ * the tail converges too slowly the range grows once by max(k/2, oversample) columns (the
+ * convergence factor is sigma_{l+1}/sigma_k); if it still stalls, info->stalled is set. */
+static td_status range_finder(const td_tensor *a, size_t *lp, size_t k, const td_svd_options *o,
+                              td_rng *rng, double **qp, double **zp, td__svd_info *info)
+{
+    const size_t m = a->shape[0], n = a->shape[1], ps = m < n ? m : n;
+    size_t l = *lp, grow = k / RSVD_GROW_DIVISOR;
+    if (grow < (size_t)(o->oversample > 0 ? o->oversample : 1)) grow = (size_t)(o->oversample > 0 ? o->oversample : 1);
+    if (l + grow > ps / RSVD_GROW_LIMIT) grow = l < ps / RSVD_GROW_LIMIT ? ps / RSVD_GROW_LIMIT - l : 0;
     const double na2 = sumsq(a->data, a->size);
     const int lo = o->power_iters > 0 ? o->power_iters : 0;
     const int hi = o->max_power_iters > lo ? o->max_power_iters : lo;
-    double *gw = malloc((l * l + l) * sizeof(double));
+    double *gw = malloc(((l + grow) * (l + grow) + l + grow) * sizeof(double));
     if (!gw) return TD_ENOMEM;
+    double *q = *qp, *z = *zp;
     for (size_t i = 0; i < n * l; i++) z[i] = td_rng_normal(rng);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, L, N, 1.0, a->data, N, z, L, 0.0, q, L);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)l, (int)n, 1.0, a->data, (int)n, z,
+                (int)l, 0.0, q, (int)l);
     td_status st = td__orthonormalise(q, m, l);
     double prev = 0, dprev = 0;
-    for (int it = 0; st == TD_OK; it++) {
+    for (int it = 0, since = 0; st == TD_OK; it++, since++) {
+        const int M = (int)m, N = (int)n, L = (int)l;
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, L, M, 1.0, a->data, N, q, L, 0.0, z, L);
-        double tail = 0;
-        if (hi > lo && (st = rank_k_tail(z, n, l, k, na2, gw, &tail)) != TD_OK) break;
+        double tail = 0, ratio = 0;
+        if (hi > lo && (st = rank_k_tail(z, n, l, k, na2, gw, &tail, &ratio)) != TD_OK) break;
         info->tail = tail;
         info->power_iters = it;
         const double d = fabs(prev - tail);
-        const int conv = it > 0 && d <= o->power_tol * fmax(tail, RSVD_TAIL_FLOOR * na2);
+        const int conv = since > 0 && d <= o->power_tol * fmax(tail, RSVD_TAIL_FLOOR * na2);
         if (it >= lo && conv) break;
-        if (it >= 2 && !conv && dprev > 0 && o->power_tol > 0) {
+        int slow = 0;
+        if (since == 1 && !conv && o->power_tol > 0 && ratio > 0) {
+            /* the tail's error shrinks ~ratio^2 per iteration: too slow to reach power_tol by the cap? */
+            slow = ratio >= 1 || log(o->power_tol) / (2.0 * log(ratio)) > (double)(hi - it);
+        } else if (since >= 2 && !conv && dprev > 0 && o->power_tol > 0) {
             /* remaining gain now ~ g = d rho / (1 - rho); at the cap ~ g rho^(hi - it) */
             const double rho = d / dprev;
-            if (rho >= 1 || d * rho / (1 - rho) * pow(rho, hi - it) > RSVD_ACCEPT_FACTOR * o->power_tol * tail) {
-                info->stalled = 1;
-                break;
-            }
+            slow = rho >= 1 || d * rho / (1 - rho) * pow(rho, hi - it) > RSVD_ACCEPT_FACTOR * o->power_tol * tail;
         }
+        if (slow && grow > 0 && it < hi) {
+            if ((st = grow_range(a, l, grow, rng, &q, &z)) != TD_OK) break;
+            l += grow;
+            grow = 0;
+            since = -1;
+            prev = dprev = 0;
+            continue;
+        }
+        if (slow && since >= 2) { info->stalled = 1; break; }
         if (it >= hi) break;
         prev = tail;
-        dprev = it > 0 ? d : 0;
+        dprev = since > 0 ? d : 0;
         if ((st = td__orthonormalise(z, n, l)) != TD_OK) break;
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, L, N, 1.0, a->data, N, z, L, 0.0, q, L);
         st = td__orthonormalise(q, m, l);
     }
+    *qp = q;
+    *zp = z;
+    *lp = l;
     free(gw);
     return st;
 }
@@ -165,15 +219,18 @@ td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *o, 
     size_t l = k + (size_t)(o->oversample > 0 ? o->oversample : 0);
     if (l > p) l = p;
     *check_ok = 1;
-    double *q = malloc(m * l * sizeof(double)), *z = malloc(n * l * sizeof(double)),
-           *zc = malloc(n * l * sizeof(double)), *uu = u ? u : malloc(m * k * sizeof(double));
+    double *q = malloc(m * l * sizeof(double)), *z = malloc(n * l * sizeof(double)), *zc = NULL,
+           *uu = u ? u : malloc(m * k * sizeof(double));
     td_status st = TD_OK;
-    if (!q || !z || !zc || !uu) { st = TD_ENOMEM; goto done; }
+    if (!q || !z || !uu) { st = TD_ENOMEM; goto done; }
     td_rng rng;
     td_rng_seed(&rng, o->seed);
-    if ((st = range_finder(a, l, k, o, &rng, q, z, info)) != TD_OK) goto done;
+    if ((st = range_finder(a, &l, k, o, &rng, &q, &z, info)) != TD_OK) goto done;
     if (info->stalled) { *check_ok = 0; goto done; }
-    memcpy(zc, z, n * l * sizeof(double)); /* the check needs B after dgesdd overwrote it */
+    info->columns = l;
+    /* the check needs B after dgesdd overwrote it */
+    if (!(zc = malloc(n * l * sizeof(double)))) { st = TD_ENOMEM; goto done; }
+    memcpy(zc, z, n * l * sizeof(double));
     if ((st = small_svd(z, q, m, n, l, k, uu, s, vt)) != TD_OK) goto done;
     double res = 0;
     if ((st = residual_norm(a, q, zc, l, &rng, &res)) != TD_OK) goto done;
