@@ -114,7 +114,7 @@ static td_status range_finder(const td_tensor *a, size_t *lp, size_t k, const td
         const int conv = since > 0 && d <= o->power_tol * fmax(tail, RSVD_TAIL_FLOOR * na2);
         if (it >= lo && conv) break;
         int slow = 0;
-        if (since == 1 && !conv && o->power_tol > 0 && ratio > 0) {
+        if (since <= 1 && !conv && o->power_tol > 0 && ratio > 0) {
             /* the tail's error shrinks ~ratio^2 per iteration: too slow to reach power_tol by the cap? */
             slow = ratio >= 1 || log(o->power_tol) / (2.0 * log(ratio)) > (double)(hi - it);
         } else if (since >= 2 && !conv && dprev > 0 && o->power_tol > 0) {

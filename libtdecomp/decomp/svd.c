@@ -276,7 +276,8 @@ done:
 }
 
 
-td_status td__orthonormalise(double *y, size_t m, size_t l)
+/* Householder QR (dgeqrf + dorgqr): stable for any y. */
+static td_status householder_q(double *y, size_t m, size_t l)
 {
     double *tau = malloc(l * sizeof(double) + 1);
     if (!tau) return TD_ENOMEM;
@@ -287,6 +288,44 @@ td_status td__orthonormalise(double *y, size_t m, size_t l)
                               (lapack_int)l, tau);
     free(tau);
     return info == 0 ? TD_OK : (info < 0 ? TD_EINTERNAL : TD_ELAPACK);
+}
+
+/* One Cholesky-QR pass y <- y R^-1 with R^T R = y^T y; g (l x l) is workspace and holds
+ * y^T y on return of the SYRK. Returns 0 when the Gram is not numerically positive definite. */
+static int cholqr_pass(double *y, size_t m, size_t l, double *g, double *offdiag)
+{
+    const int M = (int)m, L = (int)l;
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, L, M, 1.0, y, L, 0.0, g, L);
+    double dev = 0;
+    for (size_t i = 0; i < l; i++)
+        for (size_t j = i; j < l; j++) dev = fmax(dev, fabs(g[i * l + j] - (i == j ? 1.0 : 0.0)));
+    if (offdiag) *offdiag = dev;
+    /* row-major upper = column-major lower: dpotrf 'L' there gives R upper in row-major */
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', L, g, L) != 0) return 0;
+    cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, M, L, 1.0, g, L, y, L);
+    return 1;
+}
+
+/* A first pass leaves y orthonormal to ~kappa(y)^2 eps; the second pass's Gram measures that.
+ * Below this deviation from I the second pass restores orthogonality to ~eps (CholeskyQR2). */
+#define CHOLQR_MAX_DEVIATION 0.1
+
+td_status td__orthonormalise(double *y, size_t m, size_t l)
+{
+    if (l == 0) return TD_OK;
+    if (m < l) return householder_q(y, m, l);
+    /* CholeskyQR2: SYRK + Cholesky + TRSM twice, all BLAS-3 (Householder's panels are not);
+     * Householder when the Gram is singular or too far from I after the first pass */
+    double *g = malloc(l * l * sizeof(double)), *keep = malloc(m * l * sizeof(double));
+    if (!g || !keep) { free(g); free(keep); return TD_ENOMEM; }
+    memcpy(keep, y, m * l * sizeof(double));
+    double dev = 0;
+    int ok = cholqr_pass(y, m, l, g, NULL) && cholqr_pass(y, m, l, g, &dev) && dev < CHOLQR_MAX_DEVIATION;
+    for (size_t i = 0; i < m * l && ok; i++) ok = isfinite(y[i]);
+    if (!ok) memcpy(y, keep, m * l * sizeof(double)); /* ill-conditioned: start again from y */
+    free(g);
+    free(keep);
+    return ok ? TD_OK : householder_q(y, m, l);
 }
 
 /* Cost model, in DGEMM-equivalent flops. The symmetric and bidiagonal reductions are half BLAS-2
