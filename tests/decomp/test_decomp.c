@@ -837,6 +837,85 @@ START_TEST(test_hooi_warm_start)
 }
 END_TEST
 
+/* Leading r eigenvectors (n x r) of the symmetric g by LAPACK's dsyevd called here. */
+static void lapack_top(const td_tensor *g, size_t r, td_tensor *u)
+{
+    const size_t n = g->shape[0];
+    double *a = malloc(n * n * sizeof(double)), *w = malloc(n * sizeof(double));
+    ck_assert(a && w);
+    memcpy(a, g->data, n * n * sizeof(double));
+    ck_assert_int_eq(LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', (lapack_int)n, a, (lapack_int)n, w), 0);
+    ck_assert_int_eq(td_matrix_alloc(u, n, r), TD_OK);
+    for (size_t c = 0; c < r; c++)
+        for (size_t i = 0; i < n; i++) u->data[i * r + c] = a[(n - 1 - c) * n + i];
+    free(a);
+    free(w);
+}
+
+/* Leading r left singular vectors of x's mode-m unfolding after projecting mode p on up^T
+ * (up NULL: no projection), all by naive loops and LAPACK. */
+static void naive_factor(const td_tensor *x, int m, int p, const td_tensor *up, size_t r, td_tensor *u)
+{
+    td_tensor y = {0}, g;
+    const td_tensor *src = x;
+    if (up) {
+        size_t shape[TD_MAX_MODES];
+        memcpy(shape, x->shape, sizeof shape);
+        shape[p] = up->shape[1];
+        ck_assert_int_eq(td_tensor_alloc(&y, x->ndim, shape), TD_OK);
+        nv_ttm(x, p, up, 1, &y);
+        src = &y;
+    }
+    ck_assert_int_eq(td_matrix_alloc(&g, x->shape[m], x->shape[m]), TD_OK);
+    nv_gram(src, m, &g);
+    lapack_top(&g, r, u);
+    td_tensor_free(&g);
+    td_tensor_free(&y);
+}
+
+START_TEST(test_hooi_sweep_against_naive)
+{
+    /* one dense sweep of Tucker-2 on an OIHW-shaped tensor (the permuted-copy path) against the
+     * same sweep by naive loops: HOSVD init, U0 from x x_1 U1^T, U1 from x x_0 U0^T */
+    const size_t shape[4] = {12, 10, 3, 3}, r[2] = {4, 3};
+    const int modes[2] = {0, 1};
+    td_tensor x, u0, u1, n0, n1, y, core;
+    tt_random(&x, 4, shape, 81);
+    naive_factor(&x, 0, 0, NULL, r[0], &u0);
+    naive_factor(&x, 1, 1, NULL, r[1], &u1);
+    naive_factor(&x, 0, 1, &u1, r[0], &n0);
+    naive_factor(&x, 1, 0, &n0, r[1], &n1);
+    const size_t ys[4] = {4, 10, 3, 3}, cs[4] = {4, 3, 3, 3};
+    ck_assert_int_eq(td_tensor_alloc(&y, 4, ys), TD_OK);
+    ck_assert_int_eq(td_tensor_alloc(&core, 4, cs), TD_OK);
+    nv_ttm(&x, 0, &n0, 1, &y);
+    nv_ttm(&y, 1, &n1, 1, &core);
+    const double nx = td_norm(&x), nc = td_norm(&core), want = sqrt(nx * nx - nc * nc) / nx;
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    o.tol = 0;
+    o.max_iter = 1;
+    td_tucker_result res;
+    TT_OK(td_tucker(&x, 2, modes, r, &o, &res));
+    ck_assert_msg(fabs(res.history[0] - want) < 1e-12, "sweep error %.15g vs %.15g", res.history[0], want);
+    /* the same subspaces: |U^T N| has singular values 1, i.e. ||U^T N||_F^2 = r */
+    const td_tensor *mine[2] = {&res.factors[0], &res.factors[1]}, *ref[2] = {&n0, &n1};
+    for (int f = 0; f < 2; f++) {
+        double s2 = 0;
+        for (size_t a = 0; a < r[f]; a++)
+            for (size_t b = 0; b < r[f]; b++) {
+                double d = 0;
+                for (size_t i = 0; i < shape[f]; i++) d += mine[f]->data[i * r[f] + a] * ref[f]->data[i * r[f] + b];
+                s2 += d * d;
+            }
+        ck_assert_msg(fabs(s2 - (double)r[f]) < 1e-10, "factor %d subspace %.15g", f, s2);
+    }
+    td_tucker_free(&res);
+    td_tensor_free(&x); td_tensor_free(&u0); td_tensor_free(&u1); td_tensor_free(&n0); td_tensor_free(&n1);
+    td_tensor_free(&y); td_tensor_free(&core);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("decomp");
@@ -853,6 +932,7 @@ int main(void)
     tcase_add_test(tc, test_tucker2_partial_modes);
     tcase_add_test(tc, test_tucker_edge_cases);
     tcase_add_test(tc, test_hooi_warm_start);
+    tcase_add_test(tc, test_hooi_sweep_against_naive);
     tcase_add_test(tc, test_cp_exact_recovery);
     tcase_add_test(tc, test_cp_options_and_edges);
     suite_add_tcase(s, tc);
