@@ -110,7 +110,7 @@ done:
 /* u = leading r-dimensional invariant subspace estimate of G = Y_(mode) Y_(mode)^T from prev
  * (orthonormal, n x r): subspace iteration, then Rayleigh-Ritz on the r x r projection, so the
  * columns come ordered and signed as the dense route's. tr(U^T G U) never decreases. */
-static td_status warm_factor(const td_tensor *g, const td_tensor *prev, td_tensor *u)
+static td_status warm_factor(const td_tensor *g, const td_tensor *prev, td_tensor *u, double *trace)
 {
     const size_t n = prev->shape[0], r = prev->shape[1];
     const int N = (int)n, R = (int)r;
@@ -132,6 +132,8 @@ static td_status warm_factor(const td_tensor *g, const td_tensor *prev, td_tenso
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, R, N, 1.0, q, R, w, R, 0.0, h, R);
     for (size_t i = 0; i < r; i++)
         for (size_t j = 0; j < i; j++) h[i * r + j] = h[j * r + i] = 0.5 * (h[i * r + j] + h[j * r + i]);
+    *trace = 0;
+    for (size_t i = 0; i < r; i++) *trace += h[i * r + i]; /* = tr(U^T G U) for u = Q V */
     if ((st = td__sym_eig_leading(h, r, r, v, NULL)) != TD_OK) goto done;
     if ((st = td_matrix_alloc(u, n, r)) != TD_OK) goto done;
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, R, 1.0, q, R, v, R, 0.0, u->data, R);
@@ -296,43 +298,44 @@ static int use_permuted(const td_tensor *x, const int *order, int n)
 }
 
 /* One HOOI sweep over the decomposed modes; warm: each factor by warm_factor from its previous
- * value instead of the dense eigensolver. Leaves the new core in res->core. xp: NULL, or x with
+ * value instead of the dense eigensolver. *captured = ||x x_m U_m^T (all m)||^2, which is
+ * tr(U^T G U) for the last mode's Gram G: the core is not formed per sweep. xp: NULL, or x with
  * order[1] moved last (use_permuted). */
 static td_status hooi_sweep(const td_tensor *x, const td_tensor *xp, const int *order, int n,
-                            const size_t *rank_of, td_tensor *fac, int warm, td_tucker_result *res)
+                            const size_t *rank_of, td_tensor *fac, int warm, double *captured)
 {
     const td_tensor *mats[TD_MAX_MODES] = {0};
     for (int i = 0; i < n; i++) mats[order[i]] = &fac[order[i]];
     td_tensor y = {0}, g = {0};
     td_status st = TD_OK;
     for (int i = 0; i < n && st == TD_OK; i++) {
-        const int m = order[i], last = i == n - 1;
-        const size_t in = x->shape[m];
+        const int m = order[i];
+        const size_t in = x->shape[m], r = rank_of[m];
         if ((st = td_matrix_alloc(&g, in, in)) != TD_OK) break;
         if (xp && i == 0) {
             st = permuted_gram(xp, m, order[1], &fac[order[1]], &g);
         } else if ((st = project(x, mats, m, &y)) == TD_OK) {
             st = td_gram(&y, m, &g);
+            td_tensor_free(&y);
         }
         td_tensor nu = {0};
-        if (st == TD_OK && warm && rank_of[m] < in) st = warm_factor(&g, &fac[m], &nu);
-        else if (st == TD_OK && (st = td_matrix_alloc(&nu, in, rank_of[m])) == TD_OK)
-            st = td__sym_eig_top(g.data, in, rank_of[m], nu.data, NULL);
+        double *top = st == TD_OK ? malloc(r * sizeof(double)) : NULL;
+        if (st == TD_OK && !top) st = TD_ENOMEM;
+        if (st == TD_OK && warm && r < in) {
+            st = warm_factor(&g, &fac[m], &nu, captured);
+        } else if (st == TD_OK && (st = td_matrix_alloc(&nu, in, r)) == TD_OK &&
+                   (st = td__sym_eig_top(g.data, in, r, nu.data, top)) == TD_OK) {
+            *captured = 0;
+            for (size_t c = 0; c < r; c++) *captured += top[c];
+        }
+        free(top);
         td_tensor_free(&g);
         if (st == TD_OK) {
             td_tensor_free(&fac[m]);
             fac[m] = nu;
-            if (last) {
-                /* core = Y x_last U_last^T: Y already carries every other projection */
-                const td_tensor *one[TD_MAX_MODES] = {0};
-                one[m] = &fac[m];
-                td_tensor_free(&res->core);
-                st = project(&y, one, -1, &res->core);
-            }
         } else {
             td_tensor_free(&nu);
         }
-        td_tensor_free(&y);
     }
     return st;
 }
@@ -355,9 +358,9 @@ static td_status hooi_sweeps(const td_tensor *x, double nx, const td_tucker_opti
     int dense_next = 1;
     for (int it = 0; it < opt->max_iter && st == TD_OK; it++) {
         const int warm = !dense_next && !opt->hooi_exact;
-        if ((st = hooi_sweep(x, perm ? &xp : NULL, order, n, rank_of, fac, warm, res)) != TD_OK) break;
-        double ng = td_norm(&res->core);
-        double e = sqrt(fmax(nx * nx - ng * ng, 0.0)) / nx;
+        double ng2 = 0;
+        if ((st = hooi_sweep(x, perm ? &xp : NULL, order, n, rank_of, fac, warm, &ng2)) != TD_OK) break;
+        double e = sqrt(fmax(nx * nx - ng2, 0.0)) / nx;
         res->history[it] = e;
         res->iterations = it + 1;
         if (opt->progress && opt->progress(opt->progress_ctx, it + 1, e)) { st = TD_ECANCELED; break; }
@@ -367,7 +370,10 @@ static td_status hooi_sweeps(const td_tensor *x, double nx, const td_tucker_opti
         prev = e;
     }
     td_tensor_free(&xp);
-    return st;
+    if (st != TD_OK) return st;
+    const td_tensor *mats[TD_MAX_MODES] = {0};
+    for (int i = 0; i < n; i++) mats[order[i]] = &fac[order[i]];
+    return project(x, mats, -1, &res->core); /* once, from the final factors */
 }
 
 td_status td_tucker(const td_tensor *x, int nmodes, const int *modes, const size_t *ranks,
