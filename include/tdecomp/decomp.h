@@ -60,7 +60,11 @@ TD_API void td_svd_options_init(td_svd_options *opt);
  * u (m x k), s (k), vt (k x n) are caller-allocated; u or vt may be NULL when not wanted.
  * k <= min(m, n), else TD_EINVAL. Singular values descending. Sign convention (TensorLy's
  * u-based svd_flip): each column of u has its largest-magnitude entry positive (first such entry
- * on ties), the matching row of vt flipped with it. TD_ENOTFINITE for NaN/Inf input. */
+ * on ties), the matching row of vt flipped with it. Statuses: TD_EINVAL, TD_ESHAPE (u/vt shapes),
+ * TD_ERANGE (a dimension past BLAS's int), TD_ENOTFINITE (NaN/Inf input), TD_ENOMEM, TD_ELAPACK.
+ * Workspace beyond the outputs: GESDD ~(m n + min(m,n) (m + n)) doubles; GRAM min(m,n)^2 + its
+ * eigenvectors; RANDOMIZED ~(m + 2n) l + l^2 with l = k + oversample (up to 1.5 k + oversample
+ * after a growth). */
 TD_API TD_WUR td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_options *opt,
                                      td_tensor *u, double *s, td_tensor *vt);
 

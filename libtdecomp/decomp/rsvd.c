@@ -2,8 +2,9 @@
  *
  * Y = A Omega, Q = qr(Y); each power iteration Z = A^T Q, Q = qr(A qr(Z)). Z = A^T Q is also
  * B^T = (Q^T A)^T, so the tail of B's rank-k truncation is cheap at every step (an l x l Gram),
- * and the last Z is the projected matrix: no extra pass. The SVD of B is exact, so the returned triplets are the
- * exact SVD of Q Q^T A and ||A - U S V^T||^2 = ||A||^2 - sum s^2 for what is returned. */
+ * and the last Z is the projected matrix: no extra pass. The SVD of B is exact, so the returned
+ * triplets are the exact SVD of Q Q^T A and ||A - U S V^T||^2 = ||A||^2 - sum s^2 for what is
+ * returned. */
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
