@@ -21,19 +21,37 @@ typedef int (*td_progress_fn)(void *ctx, int iteration, double rel_error);
 /* --- truncated SVD --------------------------------------------------------------------------- */
 
 typedef enum td_svd_method {
-    TD_SVD_AUTO = 0,     /* Gram + dsyevd when one side is <= 1/4 of the other, else dgesdd;
-                            randomised never chosen automatically */
+    TD_SVD_AUTO = 0,     /* the cheapest by a flop estimate: randomised when k + oversample is at
+                            most a quarter of the short side and its estimate is lowest, else
+                            Gram + dsyevd when one side is <= 1/4 of the other, else dgesdd */
     TD_SVD_GRAM,         /* eigen-decomposition of A A^T or A^T A (the smaller); squares the
                             condition number: singular values below ~1e-8 * s_max lose accuracy */
     TD_SVD_GESDD,        /* LAPACK divide and conquer on a copy */
-    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder with power iterations */
+    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder: Gaussian test matrix (td_rng),
+                            k + oversample columns, power iterations with QR between them, chosen
+                            adaptively (see power_tol), then an exact SVD of the projected matrix.
+                            Cost ~(4 + 4q) m n (k + oversample) flops and 2 + 2q passes over A,
+                            plus per iteration an (k + oversample)^2 Gram of the projection and a
+                            small residual check. When the tail converges too slowly to reach
+                            power_tol by the cap (flat spectra) or the residual check finds a
+                            direction larger than the k-th kept value, the exact route (GRAM or
+                            GESDD) runs instead. The result is the exact SVD of Q Q^T A, so
+                            ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2 holds for what is returned. */
 } td_svd_method;
 
 typedef struct td_svd_options {
     td_svd_method method;   /* default TD_SVD_AUTO */
     int oversample;         /* randomised: extra columns, default 10 */
-    int power_iters;        /* randomised: power iterations, default 2 */
+    int power_iters;        /* randomised: minimum number of power iterations, default 1 */
     uint64_t seed;          /* randomised: test-matrix seed, default 0 */
+    int max_power_iters;    /* randomised: cap on power iterations, default 8 (>= power_iters) */
+    double power_tol;       /* randomised: stop iterating once the estimated tail
+                               ||A||_F^2 - ||(Q^T A)_k||_F^2 (the result's squared error) changes by
+                               less than power_tol times itself (or 1e-12 ||A||_F^2) between two
+                               iterations; the exact route runs instead when the gain predicted
+                               to remain at the cap exceeds 10 power_tol of the tail. Default
+                               1e-6 (the error within ~1e-6 of the optimum's); 0 runs
+                               max_power_iters */
 } td_svd_options;
 
 TD_API void td_svd_options_init(td_svd_options *opt);
@@ -42,14 +60,20 @@ TD_API void td_svd_options_init(td_svd_options *opt);
  * u (m x k), s (k), vt (k x n) are caller-allocated; u or vt may be NULL when not wanted.
  * k <= min(m, n), else TD_EINVAL. Singular values descending. Sign convention (TensorLy's
  * u-based svd_flip): each column of u has its largest-magnitude entry positive (first such entry
- * on ties), the matching row of vt flipped with it. TD_ENOTFINITE for NaN/Inf input. */
+ * on ties), the matching row of vt flipped with it. Statuses: TD_EINVAL, TD_ESHAPE (u/vt shapes),
+ * TD_ERANGE (a dimension past BLAS's int), TD_ENOTFINITE (NaN/Inf input), TD_ENOMEM, TD_ELAPACK.
+ * Workspace beyond the outputs: GESDD ~(m n + min(m,n) (m + n)) doubles; GRAM min(m,n)^2 + its
+ * eigenvectors; RANDOMIZED ~(m + 2n) l + l^2 with l = k + oversample (up to 1.5 k + oversample
+ * after a growth). */
 TD_API TD_WUR td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_options *opt,
                                      td_tensor *u, double *s, td_tensor *vt);
 
 /* Leading k left singular vectors of the mode-n unfolding of x (I_n x k, into u) and, if s is not
  * NULL, all min(I_n, size/I_n) squared singular values in descending order into s2 (length I_n;
  * entries past the rank are 0). Uses the Gram (SYRK on blocks) + dsyevd route; sign convention as
- * td_svd_trunc. u may be NULL to get only the spectrum. */
+ * td_svd_trunc. u may be NULL to get only the spectrum: then the values come from dsyevd 'N'
+ * (no vectors) on the smaller of the two Grams (I_n^2 or (size/I_n)^2 entries; the latter copies
+ * the unfolding when the mode is interior), which is the route rank rules should use. */
 TD_API TD_WUR td_status td_mode_spectrum(const td_tensor *x, int mode, size_t k, td_tensor *u,
                                          double *s2);
 
@@ -58,7 +82,8 @@ TD_API TD_WUR td_status td_mode_spectrum(const td_tensor *x, int mode, size_t k,
 typedef enum td_tucker_method {
     TD_TUCKER_HOSVD = 0,  /* each factor from the full unfolding of x */
     TD_TUCKER_STHOSVD,    /* sequentially truncated, modes ordered by cost */
-    TD_TUCKER_HOOI        /* initialised from HOSVD, then alternating sweeps */
+    TD_TUCKER_HOOI        /* initialised from HOSVD, then alternating sweeps (warm-started, see
+                             td_tucker_options.hooi_exact) */
 } td_tucker_method;
 
 /* Rank-decision callback: given mode (index into x's modes) and the squared singular values of
@@ -76,6 +101,13 @@ typedef struct td_tucker_options {
     void *truncate_ctx;
     td_progress_fn progress;  /* optional, HOOI sweeps */
     void *progress_ctx;
+    int hooi_exact;           /* 0 (default): HOOI sweeps after the first start from the previous
+                                 factors (a few block power steps on the mode Gram, 2 I_n^2 R_n
+                                 flops each, and Rayleigh-Ritz on the R_n x R_n projection) instead
+                                 of a dense eigensolver (~9 I_n^3); a warm sweep whose error change
+                                 falls below tol is followed by a dense sweep, and the run stops
+                                 only when a dense sweep's change is below tol. 1: every sweep
+                                 dense (TensorLy's steps) */
 } td_tucker_options;
 
 TD_API void td_tucker_options_init(td_tucker_options *opt);

@@ -7,11 +7,46 @@
 
 /* Eigen-decomposition of the symmetric n x n matrix g (not modified): the k leading eigenvectors
  * into vecs (n x k row-major, may be NULL) and all n eigenvalues, descending, into evals (may be
- * NULL). Sign convention of td_svd_trunc applied to the vectors. */
+ * NULL). Sign convention of td_svd_trunc applied to the vectors. dsyevd ('N' without vectors). */
 td_status td__sym_eig_leading(const double *g, size_t n, size_t k, double *vecs, double *evals);
+
+/* The k leading pairs only (top: k values, descending, may be NULL): dsyevr on the index range
+ * when k is small against a large n (n >= 1024, k <= n/8), else dsyevd. */
+td_status td__sym_eig_top(const double *g, size_t n, size_t k, double *vecs, double *top);
 
 /* Flips each column c of the m x k row-major matrix u so its largest-|.| entry (first on ties)
  * is positive; if flips is not NULL, flips[c] = -1 or +1 records what was done. */
 void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips);
+
+/* Orthonormalise the columns of the m x l row-major matrix y in place (Householder QR). */
+td_status td__orthonormalise(double *y, size_t m, size_t l);
+
+/* Full thin SVD of the m x n row-major adata (copied) by dgesdd; leading k kept, signs fixed.
+ * u (m x k) or vt (k x n) may be NULL. */
+td_status td__svd_gesdd(const double *adata, size_t m, size_t n, size_t k, double *u, double *s,
+                        double *vt);
+
+/* What a truncated SVD did (tests and benchmarks read it). */
+typedef struct td__svd_info {
+    td_svd_method method;  /* route taken, after AUTO and any fallback */
+    int power_iters;       /* randomised: power iterations run */
+    int fell_back;         /* randomised: stalled or failed the residual check; an exact route ran */
+    int stalled;           /* randomised: the tail converged too slowly (flat spectrum) */
+    double tail;           /* randomised: last ||A||_F^2 - ||(Q^T A)_k||_F^2 */
+    size_t columns;        /* randomised: columns of Q at the end (k + oversample, or grown) */
+    double residual;       /* randomised: lower estimate of ||A - Q Q^T A||_2 from the check */
+} td__svd_info;
+
+/* td_svd_trunc with a report (info may be NULL). */
+td_status td__svd_trunc_ex(const td_tensor *a, size_t k, const td_svd_options *opt, td_tensor *u,
+                           double *s, td_tensor *vt, td__svd_info *info);
+
+/* The route TD_SVD_AUTO takes for an m x n matrix at rank k (flop estimate). */
+td_svd_method td__svd_auto_method(size_t m, size_t n, size_t k, int oversample);
+
+/* Randomised route (rsvd.c). *check_ok = 0 when the power iteration stalled or the a-posteriori
+ * residual check failed (the outputs are then to be discarded). u may be NULL. */
+td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *o, double *u, double *s,
+                         double *vt, int *check_ok, td__svd_info *info);
 
 #endif

@@ -1,9 +1,12 @@
 /* Decompositions: exact recovery, orthonormality, error bounds, edge cases, statuses. */
 #include <float.h>
+#include <lapacke.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "common/naive.h"
 #include "common/testutil.h"
+#include "decomp/decomp_internal.h"
 
 /* x = sum_r a0[:,r] o a1[:,r] o ... (exact CP tensor) from random factors. */
 static void cp_tensor(td_tensor *x, int nd, const size_t *shape, size_t r, uint64_t seed)
@@ -133,6 +136,267 @@ START_TEST(test_svd_known_spectrum)
     ck_assert_int_eq(td_svd_trunc(&at, 3, &o, &u2, s2, NULL), TD_ENOTFINITE);
     td_tensor_free(&at); td_tensor_free(&u2);
     td_tensor_free(&r1); td_tensor_free(&r2); td_tensor_free(&q1); td_tensor_free(&q2); td_tensor_free(&a);
+}
+END_TEST
+
+/* Singular values of the m x n row-major a by LAPACK directly (dgesdd 'N'): the reference. */
+static void lapack_values(const td_tensor *a, double *s)
+{
+    const size_t m = a->shape[0], n = a->shape[1];
+    double *c = malloc(a->size * sizeof(double));
+    ck_assert(c != NULL);
+    memcpy(c, a->data, a->size * sizeof(double));
+    /* row-major m x n is column-major n x m: the same singular values, no LAPACKE transpose */
+    ck_assert_int_eq(LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)n, (lapack_int)m, c, (lapack_int)n, s,
+                                    NULL, 1, NULL, 1), 0);
+    free(c);
+}
+
+/* p orthonormal columns (m x p): leading eigenvectors of a random Gram, orthonormality asserted. */
+static void orth_basis(td_tensor *q, size_t m, size_t p, uint64_t seed)
+{
+    td_tensor r;
+    tt_random_matrix(&r, m, m, seed);
+    ck_assert_int_eq(td_matrix_alloc(q, m, p), TD_OK);
+    TT_OK(td_mode_spectrum(&r, 0, p, q, NULL));
+    ck_assert(orth_defect(q) < 1e-12);
+    td_tensor_free(&r);
+}
+
+/* a = Q1 diag(sv) Q2^T (+ noise * N(0,1)), m x n, p = len(sv) <= min(m, n). */
+static void matrix_with_spectrum(td_tensor *a, size_t m, size_t n, const double *sv, size_t p, double noise,
+                                 uint64_t seed)
+{
+    td_tensor q1, q2;
+    orth_basis(&q1, m, p, seed);
+    orth_basis(&q2, n, p, seed + 1);
+    ck_assert_int_eq(td_matrix_alloc(a, m, n), TD_OK);
+    td_rng g;
+    td_rng_seed(&g, seed + 2);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = 0;
+            for (size_t c = 0; c < p; c++) v += q1.data[i * p + c] * sv[c] * q2.data[j * p + c];
+            a->data[i * n + j] = v + noise * td_rng_normal(&g);
+        }
+    td_tensor_free(&q1);
+    td_tensor_free(&q2);
+}
+
+/* ||a - u diag(s) vt||_F / ||a||_F by loops, and the formula sqrt(||a||^2 - sum s^2) / ||a||. */
+static void svd_errors(const td_tensor *a, const td_tensor *u, const double *s, const td_tensor *vt, size_t k,
+                       double *recomposed, double *formula)
+{
+    const size_t m = a->shape[0], n = a->shape[1];
+    double r2 = 0, a2 = 0, s2 = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = a->data[i * n + j];
+            for (size_t c = 0; c < k; c++) v -= u->data[i * k + c] * s[c] * vt->data[c * n + j];
+            r2 += v * v;
+            a2 += a->data[i * n + j] * a->data[i * n + j];
+        }
+    for (size_t c = 0; c < k; c++) s2 += s[c] * s[c];
+    *recomposed = sqrt(r2 / a2);
+    *formula = sqrt(fmax(a2 - s2, 0) / a2);
+}
+
+/* Rows of vt orthonormal. */
+static double orth_defect_rows(const td_tensor *vt)
+{
+    td_tensor t;
+    ck_assert_int_eq(td_matrix_alloc(&t, vt->shape[1], vt->shape[0]), TD_OK);
+    for (size_t c = 0; c < vt->shape[0]; c++)
+        for (size_t j = 0; j < vt->shape[1]; j++) t.data[j * vt->shape[0] + c] = vt->data[c * vt->shape[1] + j];
+    double d = orth_defect(&t);
+    td_tensor_free(&t);
+    return d;
+}
+
+/* One randomised run against LAPACK's exact values; returns the info. */
+static td__svd_info check_random_route(const td_tensor *a, size_t k, const td_svd_options *o, double s_tol,
+                                       double err_rtol)
+{
+    const size_t m = a->shape[0], n = a->shape[1], p = m < n ? m : n;
+    td_tensor u, vt;
+    double *s = malloc(k * sizeof(double)), *ex = malloc(p * sizeof(double));
+    ck_assert(s && ex);
+    ck_assert_int_eq(td_matrix_alloc(&u, m, k), TD_OK);
+    ck_assert_int_eq(td_matrix_alloc(&vt, k, n), TD_OK);
+    td__svd_info info;
+    TT_OK(td__svd_trunc_ex(a, k, o, &u, s, &vt, &info));
+    lapack_values(a, ex);
+    for (size_t c = 0; c < k; c++)
+        ck_assert_msg(fabs(s[c] - ex[c]) <= s_tol * ex[0], "s%zu %.17g vs %.17g", c, s[c], ex[c]);
+    ck_assert(orth_defect(&u) < 1e-12);
+    ck_assert(orth_defect_rows(&vt) < 1e-12);
+    double rec, form, a2 = 0, kept = 0;
+    svd_errors(a, &u, s, &vt, k, &rec, &form);
+    /* the reported error (the formula) is exact for what is returned */
+    ck_assert_msg(fabs(rec - form) < 1e-9, "recomposed %.12g formula %.12g", rec, form);
+    for (size_t c = 0; c < p; c++) a2 += ex[c] * ex[c];
+    for (size_t c = 0; c < k; c++) kept += ex[c] * ex[c];
+    const double exact = sqrt(fmax(a2 - kept, 0) / a2);
+    ck_assert_msg(rec <= exact * (1 + err_rtol) + 1e-12 && rec >= exact * (1 - 1e-9) - 1e-12,
+                  "error %.12g exact truncated %.12g", rec, exact);
+    td_tensor_free(&u);
+    td_tensor_free(&vt);
+    free(s);
+    free(ex);
+    return info;
+}
+
+START_TEST(test_svd_randomized_low_rank_noise)
+{
+    enum { P = 24 };
+    double sv[P];
+    for (int c = 0; c < P; c++) sv[c] = 100.0 * pow(0.8, c);
+    const size_t m = 240, n = 600, k = 16;
+    td_tensor a, at;
+    matrix_with_spectrum(&a, m, n, sv, P, 1e-3, 31);
+    ck_assert_int_eq(td_matrix_alloc(&at, n, m), TD_OK);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) at.data[j * m + i] = a.data[i * n + j];
+    /* AUTO takes the randomised route here: k + 10 = 26 <= 240/4 and fewer flops */
+    ck_assert_int_eq(td__svd_auto_method(m, n, k, 10), TD_SVD_RANDOMIZED);
+    ck_assert_int_eq(td__svd_auto_method(m, n, 100, 10), TD_SVD_GESDD);
+    ck_assert_int_eq(td__svd_auto_method(600, 4000, 300, 10), TD_SVD_GRAM);
+    td_svd_options o;
+    td_svd_options_init(&o);
+    td__svd_info info = check_random_route(&a, k, &o, 1e-12, 1e-9);
+    ck_assert_int_eq(info.method, TD_SVD_RANDOMIZED);
+    ck_assert_int_eq(info.fell_back, 0);
+    ck_assert(info.power_iters >= 1 && info.power_iters < o.max_power_iters);
+    info = check_random_route(&at, k, &o, 1e-12, 1e-9);   /* tall */
+    ck_assert_int_eq(info.method, TD_SVD_RANDOMIZED);
+    /* no power iteration and no oversampling: the residual check sends it to the exact route */
+    o.method = TD_SVD_RANDOMIZED;
+    o.power_iters = o.max_power_iters = 0;
+    o.oversample = 0;
+    info = check_random_route(&a, k, &o, 1e-12, 1e-9);
+    ck_assert_int_eq(info.fell_back, 1);
+    ck_assert_int_eq(info.method, TD_SVD_GESDD);
+    td_tensor_free(&a);
+    td_tensor_free(&at);
+}
+END_TEST
+
+START_TEST(test_svd_randomized_flat_spectrum)
+{
+    enum { P = 120 };
+    const size_t m = 120, n = 300, k = 10;
+    double sv[P];
+    for (int c = 0; c < P; c++) sv[c] = 1.0;
+    td_tensor a;
+    matrix_with_spectrum(&a, m, n, sv, P, 0, 41);
+    td_svd_options o;
+    td_svd_options_init(&o);
+    o.method = TD_SVD_RANDOMIZED;
+    /* exactly flat: any k-subspace is optimal, the tail cannot change, the iteration stops right
+     * after its minimum (one more when the first iterate grew the range) instead of running to
+     * the cap; error sqrt(1 - k/p) */
+    td__svd_info info = check_random_route(&a, k, &o, 1e-12, 1e-12);
+    ck_assert_msg(info.power_iters <= 2, "iterations %d", info.power_iters);
+    ck_assert_int_eq(info.fell_back, 0);
+    ck_assert(fabs(sqrt(info.tail) / sqrt((double)P) - sqrt(1.0 - (double)k / P)) < 1e-12);
+    td_tensor_free(&a);
+    /* whitened-like: nearly flat with noise; the error stays within 1e-3 of the optimum, by the
+     * power iteration or, when it stalls, by the exact route */
+    for (int c = 0; c < P; c++) sv[c] = 1.0 - 0.3 * c / P;
+    matrix_with_spectrum(&a, m, n, sv, P, 0.01, 43);
+    info = check_random_route(&a, k, &o, 0.05, 1e-3);
+    ck_assert(info.power_iters >= 1 && info.power_iters <= o.max_power_iters);
+    ck_assert(info.stalled ? info.fell_back && info.method != TD_SVD_RANDOMIZED : info.method == TD_SVD_RANDOMIZED);
+    td_tensor_free(&a);
+}
+END_TEST
+
+START_TEST(test_values_only_spectrum)
+{
+    /* shapes where the short Gram is the mode's own, and where it is the other side (end and
+     * interior modes) */
+    const size_t shapes[4][3] = {{6, 5, 4}, {40, 3, 2}, {3, 40, 2}, {2, 3, 40}};
+    for (int si = 0; si < 4; si++)
+        for (int mode = 0; mode < 3; mode++) {
+            td_tensor x, unf, u;
+            tt_random(&x, 3, shapes[si], 50 + (uint64_t)si);
+            const size_t in = shapes[si][mode], cols = x.size / in, p = in < cols ? in : cols;
+            ck_assert_int_eq(td_matrix_alloc(&unf, in, cols), TD_OK);
+            nv_unfold(&x, mode, &unf);
+            double *ex = malloc(p * sizeof(double)), *vo = malloc(in * sizeof(double)),
+                   *full = malloc(in * sizeof(double));
+            ck_assert(ex && vo && full);
+            lapack_values(&unf, ex);
+            ck_assert_int_eq(td_matrix_alloc(&u, in, in), TD_OK);
+            TT_OK(td_mode_spectrum(&x, mode, 0, NULL, vo));
+            TT_OK(td_mode_spectrum(&x, mode, in, &u, full));
+            for (size_t i = 0; i < in; i++) {
+                const double want = i < p ? ex[i] * ex[i] : 0.0;
+                ck_assert_msg(fabs(vo[i] - want) < 1e-11 * ex[0] * ex[0], "shape %d mode %d i %zu", si, mode, i);
+                ck_assert(fabs(full[i] - want) < 1e-11 * ex[0] * ex[0]);
+            }
+            free(ex); free(vo); free(full);
+            td_tensor_free(&x); td_tensor_free(&unf); td_tensor_free(&u);
+        }
+}
+END_TEST
+
+START_TEST(test_sym_eig_index_range)
+{
+    /* n >= 1024 and k <= n/8 takes dsyevr's index range; the truth is LAPACK's dsyevd called here */
+    const size_t n = 1030, k = 12;
+    td_tensor b;
+    tt_random_matrix(&b, n, n, 61);
+    double *g = malloc(n * n * sizeof(double)), *w = malloc(n * sizeof(double)),
+           *ref = malloc(n * n * sizeof(double)), *vec = malloc(n * k * sizeof(double)), top[12];
+    ck_assert(g && w && ref && vec);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) g[i * n + j] = b.data[i * n + j] + b.data[j * n + i];
+    memcpy(ref, g, n * n * sizeof(double));
+    ck_assert_int_eq(LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', (lapack_int)n, ref, (lapack_int)n, w), 0);
+    TT_OK(td__sym_eig_top(g, n, k, vec, top));
+    for (size_t c = 0; c < k; c++) {
+        const double want = w[n - 1 - c];
+        ck_assert_msg(fabs(top[c] - want) < 1e-10 * fabs(w[n - 1]), "value %zu", c);
+        double dot = 0;
+        for (size_t i = 0; i < n; i++) dot += vec[i * k + c] * ref[(n - 1 - c) * n + i];
+        ck_assert_msg(fabs(fabs(dot) - 1) < 1e-8, "vector %zu: |dot| %.12g", c, fabs(dot));
+    }
+    free(g); free(w); free(ref); free(vec);
+    td_tensor_free(&b);
+}
+END_TEST
+
+START_TEST(test_orthonormalise_paths)
+{
+    /* well conditioned (Cholesky-QR), exactly rank deficient and ill conditioned (the Householder
+     * fallback): orthonormal columns spanning the input's range (Q Q^T Y = Y) either way */
+    const size_t m = 200, l = 12;
+    for (int kind = 0; kind < 3; kind++) {
+        td_tensor y, q;
+        tt_random_matrix(&y, m, l, 90 + (uint64_t)kind);
+        for (size_t i = 0; i < m; i++) {
+            if (kind == 1) y.data[i * l + 5] = 2.0 * y.data[i * l + 2];          /* rank l - 1 */
+            if (kind == 2) y.data[i * l + 7] = y.data[i * l + 3] + 1e-9 * y.data[i * l + 7]; /* kappa ~1e9 */
+        }
+        TT_OK(td_tensor_copy(&q, &y));
+        TT_OK(td__orthonormalise(q.data, m, l));
+        ck_assert_msg(orth_defect(&q) < 1e-12, "kind %d: defect %g", kind, orth_defect(&q));
+        double worst = 0;
+        for (size_t i = 0; i < m; i++)
+            for (size_t c = 0; c < l; c++) {
+                double v = 0;
+                for (size_t a = 0; a < l; a++) {
+                    double d = 0;
+                    for (size_t j = 0; j < m; j++) d += q.data[j * l + a] * y.data[j * l + c];
+                    v += q.data[i * l + a] * d;
+                }
+                worst = fmax(worst, fabs(v - y.data[i * l + c]));
+            }
+        ck_assert_msg(worst < 1e-10, "kind %d: span %g", kind, worst);
+        td_tensor_free(&y);
+        td_tensor_free(&q);
+    }
 }
 END_TEST
 
@@ -494,16 +758,181 @@ START_TEST(test_cp_options_and_edges)
 }
 END_TEST
 
+/* HOOI with the warm start against the dense-eigensolver sweeps (hooi_exact = 1). */
+static void hooi_pair(const td_tensor *x, int nm, const int *modes, const size_t *ranks, double tol, int max_iter,
+                      td_tucker_result *warm, td_tucker_result *cold)
+{
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    o.tol = tol;
+    o.max_iter = max_iter;
+    TT_OK(td_tucker(x, nm, modes, ranks, &o, warm));
+    o.hooi_exact = 1;
+    TT_OK(td_tucker(x, nm, modes, ranks, &o, cold));
+}
+
+START_TEST(test_hooi_warm_start)
+{
+    /* exactly low multilinear rank on the two decomposed modes: exact recovery either way */
+    {
+        const size_t shape[4] = {30, 24, 3, 3}, cr[4] = {5, 4, 3, 3}, ranks[2] = {5, 4};
+        const int modes[2] = {0, 1};
+        td_tensor x;
+        tucker_tensor(&x, 4, shape, cr, 71);
+        td_tucker_result w, c;
+        hooi_pair(&x, 2, modes, ranks, 0, 6, &w, &c);
+        ck_assert_int_eq(w.iterations, 6);
+        ck_assert_msg(w.rel_error < 1e-12 && tucker_err(&x, &w) < 1e-12, "warm err %g", w.rel_error);
+        ck_assert(c.rel_error < 1e-12);
+        for (int i = 0; i < 2; i++) ck_assert(orth_defect(&w.factors[i]) < 1e-12);
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        td_tensor_free(&x);
+    }
+    /* random data: the same error as the dense sweeps at convergence; every warm sweep is an
+     * ascent step, so the error history never rises */
+    {
+        const size_t shape[4] = {40, 36, 3, 3}, ranks[2] = {8, 7};
+        const int modes[2] = {0, 1};
+        td_tensor x;
+        tt_random(&x, 4, shape, 73);
+        td_tucker_result w, c;
+        hooi_pair(&x, 2, modes, ranks, 1e-9, 500, &w, &c);
+        ck_assert(w.converged && c.converged);
+        ck_assert_msg(fabs(w.rel_error - c.rel_error) < 1e-6, "warm %.10g cold %.10g", w.rel_error, c.rel_error);
+        ck_assert(fabs(tucker_err(&x, &w) - w.rel_error) < 1e-12);
+        for (int i = 1; i < w.iterations; i++)
+            ck_assert_msg(w.history[i] <= w.history[i - 1] + 1e-13, "sweep %d rose", i + 1);
+        for (int i = 0; i < 2; i++) ck_assert(orth_defect(&w.factors[i]) < 1e-12);
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        /* fixed sweeps (tol 0): all after the first are warm, and each one makes progress */
+        hooi_pair(&x, 2, modes, ranks, 0, 6, &w, &c);
+        for (int i = 1; i < 6; i++) ck_assert_msg(w.history[i] < w.history[i - 1] - 1e-9, "warm sweep %d stalled", i + 1);
+        ck_assert(fabs(w.history[0] - c.history[0]) < 1e-15); /* the first sweep is the dense one */
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        /* a loose tol: a warm sweep's small change is confirmed by a dense sweep before stopping,
+         * so the warm run ends no worse than the cold one by more than tol */
+        hooi_pair(&x, 2, modes, ranks, 1e-4, 100, &w, &c);
+        ck_assert(w.converged && c.converged);
+        ck_assert_msg(w.rel_error <= c.rel_error + 1e-4, "warm %.10g cold %.10g", w.rel_error, c.rel_error);
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        td_tensor_free(&x);
+    }
+    /* three modes, 3-way */
+    {
+        const size_t shape[3] = {20, 18, 16}, ranks[3] = {4, 5, 3};
+        const int modes[3] = {0, 1, 2};
+        td_tensor x;
+        tt_random(&x, 3, shape, 79);
+        td_tucker_result w, c;
+        hooi_pair(&x, 3, modes, ranks, 1e-10, 500, &w, &c);
+        ck_assert_msg(fabs(w.rel_error - c.rel_error) < 1e-6, "warm %.10g cold %.10g", w.rel_error, c.rel_error);
+        td_tucker_free(&w);
+        td_tucker_free(&c);
+        td_tensor_free(&x);
+    }
+}
+END_TEST
+
+/* Leading r eigenvectors (n x r) of the symmetric g by LAPACK's dsyevd called here. */
+static void lapack_top(const td_tensor *g, size_t r, td_tensor *u)
+{
+    const size_t n = g->shape[0];
+    double *a = malloc(n * n * sizeof(double)), *w = malloc(n * sizeof(double));
+    ck_assert(a && w);
+    memcpy(a, g->data, n * n * sizeof(double));
+    ck_assert_int_eq(LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', (lapack_int)n, a, (lapack_int)n, w), 0);
+    ck_assert_int_eq(td_matrix_alloc(u, n, r), TD_OK);
+    for (size_t c = 0; c < r; c++)
+        for (size_t i = 0; i < n; i++) u->data[i * r + c] = a[(n - 1 - c) * n + i];
+    free(a);
+    free(w);
+}
+
+/* Leading r left singular vectors of x's mode-m unfolding after projecting mode p on up^T
+ * (up NULL: no projection), all by naive loops and LAPACK. */
+static void naive_factor(const td_tensor *x, int m, int p, const td_tensor *up, size_t r, td_tensor *u)
+{
+    td_tensor y = {0}, g;
+    const td_tensor *src = x;
+    if (up) {
+        size_t shape[TD_MAX_MODES];
+        memcpy(shape, x->shape, sizeof shape);
+        shape[p] = up->shape[1];
+        ck_assert_int_eq(td_tensor_alloc(&y, x->ndim, shape), TD_OK);
+        nv_ttm(x, p, up, 1, &y);
+        src = &y;
+    }
+    ck_assert_int_eq(td_matrix_alloc(&g, x->shape[m], x->shape[m]), TD_OK);
+    nv_gram(src, m, &g);
+    lapack_top(&g, r, u);
+    td_tensor_free(&g);
+    td_tensor_free(&y);
+}
+
+START_TEST(test_hooi_sweep_against_naive)
+{
+    /* one dense sweep of Tucker-2 on an OIHW-shaped tensor (the permuted-copy path) against the
+     * same sweep by naive loops: HOSVD init, U0 from x x_1 U1^T, U1 from x x_0 U0^T */
+    const size_t shape[4] = {12, 10, 3, 3}, r[2] = {4, 3};
+    const int modes[2] = {0, 1};
+    td_tensor x, u0, u1, n0, n1, y, core;
+    tt_random(&x, 4, shape, 81);
+    naive_factor(&x, 0, 0, NULL, r[0], &u0);
+    naive_factor(&x, 1, 1, NULL, r[1], &u1);
+    naive_factor(&x, 0, 1, &u1, r[0], &n0);
+    naive_factor(&x, 1, 0, &n0, r[1], &n1);
+    const size_t ys[4] = {4, 10, 3, 3}, cs[4] = {4, 3, 3, 3};
+    ck_assert_int_eq(td_tensor_alloc(&y, 4, ys), TD_OK);
+    ck_assert_int_eq(td_tensor_alloc(&core, 4, cs), TD_OK);
+    nv_ttm(&x, 0, &n0, 1, &y);
+    nv_ttm(&y, 1, &n1, 1, &core);
+    const double nx = td_norm(&x), nc = td_norm(&core), want = sqrt(nx * nx - nc * nc) / nx;
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    o.tol = 0;
+    o.max_iter = 1;
+    td_tucker_result res;
+    TT_OK(td_tucker(&x, 2, modes, r, &o, &res));
+    ck_assert_msg(fabs(res.history[0] - want) < 1e-12, "sweep error %.15g vs %.15g", res.history[0], want);
+    /* the same subspaces: |U^T N| has singular values 1, i.e. ||U^T N||_F^2 = r */
+    const td_tensor *mine[2] = {&res.factors[0], &res.factors[1]}, *ref[2] = {&n0, &n1};
+    for (int f = 0; f < 2; f++) {
+        double s2 = 0;
+        for (size_t a = 0; a < r[f]; a++)
+            for (size_t b = 0; b < r[f]; b++) {
+                double d = 0;
+                for (size_t i = 0; i < shape[f]; i++) d += mine[f]->data[i * r[f] + a] * ref[f]->data[i * r[f] + b];
+                s2 += d * d;
+            }
+        ck_assert_msg(fabs(s2 - (double)r[f]) < 1e-10, "factor %d subspace %.15g", f, s2);
+    }
+    td_tucker_free(&res);
+    td_tensor_free(&x); td_tensor_free(&u0); td_tensor_free(&u1); td_tensor_free(&n0); td_tensor_free(&n1);
+    td_tensor_free(&y); td_tensor_free(&core);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("decomp");
     TCase *tc = tcase_create("decomp");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_svd_known_spectrum);
+    tcase_add_test(tc, test_svd_randomized_low_rank_noise);
+    tcase_add_test(tc, test_svd_randomized_flat_spectrum);
+    tcase_add_test(tc, test_values_only_spectrum);
+    tcase_add_test(tc, test_sym_eig_index_range);
+    tcase_add_test(tc, test_orthonormalise_paths);
     tcase_add_test(tc, test_tucker_exact_recovery);
     tcase_add_test(tc, test_tucker_bounds_and_orthogonality);
     tcase_add_test(tc, test_tucker2_partial_modes);
     tcase_add_test(tc, test_tucker_edge_cases);
+    tcase_add_test(tc, test_hooi_warm_start);
+    tcase_add_test(tc, test_hooi_sweep_against_naive);
     tcase_add_test(tc, test_cp_exact_recovery);
     tcase_add_test(tc, test_cp_options_and_edges);
     suite_add_tcase(s, tc);

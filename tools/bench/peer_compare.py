@@ -3,11 +3,14 @@
 on the same HDF5 inputs, same OpenBLAS core and thread count, fixed sweeps (--tol 0) on both sides.
 Only the decomposition is timed on either side (tdecomp's JSON `seconds`, the peer's timer).
 Prints one line per case and the speed ratio; --json FILE writes the rows.
+Also Tucker-2 (512,512,3,3) at (128,128) measured as time to reach TensorLy's 10-sweep relative
+error (our fewest sweeps whose error is at most TensorLy's, found from one run's history, then
+timed) against TensorLy's 10 sweeps, next to the fixed 10-sweep times; --tte-only runs just that.
 
 usage: /usr/bin/python3 tools/bench/peer_compare.py --tool BUILD/tools/tdecomp-tool/tdecomp-tool
-           [--peer PEER.py] [--threads 2] [--repeat 3] [--quick] [--json F]
-TensorLy's checkout: $TENSORLY_SRC or ~/tensorly-src; TensorLy is never part of this repository
-(docs/perf.md)."""
+           [--peer PEER.py] [--threads 2] [--repeat 3] [--quick] [--tte-only] [--json F]
+PEER.py (or $TDECOMP_PEER) runs TensorLy on the same inputs; TensorLy's checkout: $TENSORLY_SRC or
+~/tensorly-src; TensorLy is never part of this repository (docs/perf.md)."""
 import argparse, json, os, statistics, subprocess, sys, tempfile
 
 GOALS = (5.0, 10.0, 10.0)  # issue targets: CP 200^3 R16, Tucker 200^3 r20, Tucker-2 (512,512,3,3)
@@ -18,16 +21,49 @@ def run_json(cmd, env):
         sys.exit(f"peer_compare: {' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()[-300:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
+TTE_GOAL = 10.0  # issue 18: time to TensorLy's 10-sweep error >= 10x faster than its 10 sweeps
+TTE_MAX_SWEEPS = 100
+
+def time_to_error(a, peer, env, work, k):
+    """Tucker-2 (k,k,3,3) at (k/4,k/4): our time to TensorLy's 10-sweep error vs its 10 sweeps."""
+    path = os.path.join(work, "w.h5")
+    if os.path.exists(path): os.remove(path)
+    run_json(peer + ["gen-synth", "--shape", f"{k},{k},3,3", "--rank", "0", "--seed", "1", "--out", path], env)
+    r = f"{k // 4},{k // 4}"
+    p = run_json(peer + ["tucker", "--in", path, "--repeat", str(a.repeat), "--ranks", r, "--modes", "0,1",
+                         "--tol", "0", "--max-iter", "10"], env)
+    target, tp = p["rel_error"], p["seconds_median"]
+    ours = [a.tool, "tucker", path, "--dataset", "/tensor", "--json", "--ranks", r, "--modes", "0,1", "--tol", "0"]
+    hist = run_json(ours + ["--max-iter", str(TTE_MAX_SWEEPS)], env)["history"]
+    reach = next((i + 1 for i, e in enumerate(hist) if e <= target), None)
+    ten = statistics.median(run_json(ours + ["--max-iter", "10"], env)["seconds"] for _ in range(a.repeat))
+    name = f"tucker2 ({k},{k},3,3) ({k // 4},{k // 4}) time to TensorLy's 10-sweep error"
+    if reach is None:
+        print(f"{name}: not reached in {TTE_MAX_SWEEPS} sweeps (last {hist[-1]:.8f} vs {target:.8f}): NOT met")
+        return {"case": name, "met": False, "tensorly_s": tp, "tensorly_rel_error": target}
+    runs = [run_json(ours + ["--max-iter", str(reach)], env) for _ in range(a.repeat)]
+    ts = statistics.median(j["seconds"] for j in runs)
+    row = {"case": name, "tdecomp_s": ts, "tdecomp_sweeps": reach, "tdecomp_rel_error": runs[0]["rel_error"],
+           "tensorly_s": tp, "tensorly_rel_error": target, "speedup": tp / ts, "goal": TTE_GOAL,
+           "met": tp / ts >= TTE_GOAL, "tdecomp_10_sweeps_s": ten, "fixed_10_sweeps_speedup": tp / ten}
+    print(f"{name}: tdecomp {ts:.3f} s ({reach} sweeps, rel_error {runs[0]['rel_error']:.8f}) tensorly 10 sweeps "
+          f"{tp:.3f} s (rel_error {target:.8f}) speedup {tp / ts:.1f}x (target {TTE_GOAL:g}x: "
+          f"{'met' if row['met'] else 'NOT met'}); fixed 10 sweeps: tdecomp {ten:.3f} s, {tp / ten:.1f}x")
+    return row
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True)
-    ap.add_argument("--peer", default=os.path.join(here, "..", "..", "..", "shared", "peers", "tensorly_peer.py"))
+    ap.add_argument("--peer", default=os.environ.get("TDECOMP_PEER"), help="the TensorLy harness (or $TDECOMP_PEER)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--tte-only", action="store_true", help="only the Tucker-2 time-to-error case")
     a = ap.parse_args()
+    if not a.peer:
+        sys.exit("peer_compare: --peer PEER.py (or TDECOMP_PEER) is needed: the TensorLy harness")
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     core = env.get("OPENBLAS_CORETYPE")
     peer = ["/usr/bin/python3", a.peer, "--threads", str(a.threads)] + (["--coretype", core] if core else [])
@@ -44,6 +80,7 @@ def main():
          ["tucker", "--ranks", f"{k//4},{k//4}", "--modes", "0,1", "--tol", "0", "--max-iter", "10"],
          ["tucker", "--ranks", f"{k//4},{k//4}", "--modes", "0,1", "--tol", "0", "--max-iter", "10"]),
     ]
+    if a.tte_only: cases = []
     info = run_json(peer + ["info"], env)
     print(f"OpenBLAS core (peer side): {info.get('blas', {}).get('core', info)}; threads {a.threads}")
     rows = []
@@ -73,6 +110,7 @@ def main():
                 row["per_sweep"] = {"tdecomp_s": ps, "tensorly_s": pp, "speedup": pp / ps, "goal": 2.5, "met": pp / ps >= 2.5}
                 print(f"{'  cp per sweep':44s} tdecomp {ps*1e3:7.2f} ms tensorly {pp*1e3:7.2f} ms speedup {pp/ps:6.1f}x "
                       f"(target 2.5x: {'met' if pp / ps >= 2.5 else 'NOT met'})")
+    rows.append(time_to_error(a, peer, env, work, k))
     if a.json:
         with open(a.json, "w") as f: json.dump({"peer_compare": 1, "threads": a.threads,
                                                 "coretype": core, "rows": rows}, f, indent=1)

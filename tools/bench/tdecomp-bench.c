@@ -2,6 +2,10 @@
  * limits (DGEMM of comparable shapes, read bandwidth), in one run, and writes JSON.
  * Speed is reported as ratios measured in the same process; absolute times are for orientation.
  * Usage: tdecomp-bench [--quick] [--json FILE] [--tool TDECOMP-TOOL] [--peer]
+ *        tdecomp-bench --svd-raw FILE M N K [auto|gesdd|gram|randomized]
+ *   --svd-raw  times td_svd_trunc of the M x N float64 matrix in FILE (raw C-order bytes) at rank
+ *           K and prints one JSON line (seconds, route, power iterations, the error from the
+ *           recomposition); tools/bench/svd_bench.py drives it against numpy
  *   --tool  also times a whole-file `decompose` of a model with many 3x3 convs (serial, --jobs 2)
  *   --peer  also runs tools/bench/peer_compare.py (TensorLy, same inputs, fixed sweeps; needs
  *           --tool and a TensorLy checkout, see docs/perf.md); run from the repo root */
@@ -14,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "tdecomp.h"
+#include "decomp/decomp_internal.h"
 
 
 static double now(void)
@@ -122,8 +127,53 @@ static double read_bandwidth(size_t mib)
     return (double)n * sizeof(double) / best / 1e9;
 }
 
+/* --svd-raw: one truncated SVD of a matrix read from raw float64 bytes, as JSON. */
+static int svd_raw(int argc, char **argv)
+{
+    if (argc < 6) { fprintf(stderr, "usage: tdecomp-bench --svd-raw FILE M N K [auto|gesdd|gram|randomized]\n"); return 2; }
+    const size_t m = (size_t)atol(argv[3]), n = (size_t)atol(argv[4]), k = (size_t)atol(argv[5]);
+    const char *meth = argc > 6 ? argv[6] : "auto";
+    td_svd_options o;
+    td_svd_options_init(&o);
+    if (!strcmp(meth, "gesdd")) o.method = TD_SVD_GESDD;
+    else if (!strcmp(meth, "gram")) o.method = TD_SVD_GRAM;
+    else if (!strcmp(meth, "randomized")) o.method = TD_SVD_RANDOMIZED;
+    else if (strcmp(meth, "auto")) { fprintf(stderr, "tdecomp-bench: unknown method %s\n", meth); return 2; }
+    td_tensor a, u, vt;
+    CHECK(td_matrix_alloc(&a, m, n));
+    FILE *f = fopen(argv[2], "rb");
+    if (!f || fread(a.data, sizeof(double), a.size, f) != a.size) { fprintf(stderr, "tdecomp-bench: cannot read %s\n", argv[2]); return 3; }
+    fclose(f);
+    CHECK(td_matrix_alloc(&u, m, k));
+    CHECK(td_matrix_alloc(&vt, k, n));
+    double *s = malloc(k * sizeof(double));
+    if (!s) return 3;
+    td__svd_info info;
+    long mark = mem_mark();
+    double t = now();
+    CHECK(td__svd_trunc_ex(&a, k, &o, &u, s, &vt, &info));
+    t = now() - t;
+    double mem = mem_extra_mib(mark);
+    /* the error of what was returned, by recomposition (outside the timing) */
+    for (size_t i = 0; i < m; i++)
+        for (size_t c = 0; c < k; c++) u.data[i * k + c] *= s[c];
+    const double na = td_norm(&a);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, -1.0, u.data, (int)k, vt.data,
+                (int)n, 1.0, a.data, (int)n);
+    const double err = td_norm(&a) / na;
+    static const char *names[] = {"auto", "gram", "gesdd", "randomized"};
+    printf("{\"seconds\": %.6g, \"route\": \"%s\", \"power_iters\": %d, \"fell_back\": %d, \"stalled\": %d, "
+           "\"columns\": %zu, \"rel_error\": %.12g, \"extra_mem_mib\": %.1f, \"openblas_core\": \"%s\", \"threads\": %d}\n",
+           t, names[info.method], info.power_iters, info.fell_back, info.stalled, info.columns, err, mem, openblas_get_corename(),
+           openblas_get_num_threads());
+    free(s);
+    td_tensor_free(&a); td_tensor_free(&u); td_tensor_free(&vt);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--svd-raw")) return svd_raw(argc, argv);
     int quick = 0, peer = 0;
     const char *json_path = NULL, *tool = NULL;
     for (int i = 1; i < argc; i++) {
