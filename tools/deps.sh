@@ -4,7 +4,7 @@ TD_PACKAGES="gcc g++ pkg-config meson ninja-build liblapacke-dev libopenblas-dev
 libjansson-dev check python3-numpy python3-h5py"
 # Only the tests need these: valgrind, PyTorch + scikit-learn for the interop suite, clang and
 # its sanitizer/libFuzzer runtime for the fuzz stage.
-TD_TEST_PACKAGES="valgrind python3-torch python3-sklearn clang libclang-rt-14-dev librsvg2-bin"
+TD_TEST_PACKAGES="valgrind python3-torch python3-torchvision python3-sklearn clang libclang-rt-14-dev librsvg2-bin"
 
 # td_install_deps [EXTRA PACKAGES...]
 td_install_deps() {

@@ -39,7 +39,8 @@ echo "== valgrind memcheck (C test programs, release build)"
 t0=$(date +%s)
 log=$(mktemp)
 if meson test -C build-release --setup valgrind --print-errorlogs --num-processes 2 \
-    test_tensor test_kernels test_decomp test_rank test_layer test_adapter test_plan test_alloc_failure test_threads >"$log" 2>&1; then
+    test_tensor test_kernels test_decomp test_rank test_layer test_adapter test_whiten test_plan test_alloc_failure test_threads \
+    test_safetensors test_h5_hostile >"$log" 2>&1; then
     grep -E "^ *[0-9]+/[0-9]+ " "$log"; echo "valgrind: ok"; total_ok=$((total_ok + 1))
 else
     cat "$log" | tail -60; echo "valgrind: FAILED"; total_fail=$((total_fail + 1)); rc=1
@@ -78,7 +79,7 @@ fuzz_classify() {
     return $bad
 }
 
-echo "== fuzz (libFuzzer, ASan+UBSan: described files 45 s, raw mutated files 45 s in fork mode)"
+echo "== fuzz (libFuzzer, ASan+UBSan: described files 45 s, raw mutated files 45 s in fork mode, safetensors 30 s)"
 t0=$(date +%s)
 corpus=$(mktemp -d)
 seeds=$(mktemp -d)
@@ -94,13 +95,17 @@ if CC=clang td_configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -
         -ignore_crashes=1 -ignore_timeouts=1 -timeout=20 -artifact_prefix="$corpus.art/" -max_total_time=45 -max_len=65536 -rss_limit_mb=4096 \
         "$seeds" >"$corpus.log" 2>&1 || true; } &&
     grep -E "^#[0-9]+: cov" "$corpus.log" | tail -1 &&
-    fuzz_classify "$corpus.art"; then
+    fuzz_classify "$corpus.art" &&
+    ninja -C build-fuzz tests/fuzz/fuzz_safetensors >/dev/null 2>&1 &&
+    mkdir -p "$corpus.st" && cp tests/fuzz/st_seeds/* tests/data/bad/*.safetensors "$corpus.st"/ 2>/dev/null;
+    ./build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time=30 -max_len=4096 "$corpus.st" >"$corpus.log" 2>&1 &&
+    grep -E "^Done [0-9]+ runs" "$corpus.log"; then
     echo "fuzz: ok"; total_ok=$((total_ok + 1))
 else
     tail -40 "$corpus.log" 2>/dev/null; ls "$corpus.art" 2>/dev/null
     echo "fuzz: FAILED"; total_fail=$((total_fail + 1)); rc=1
 fi
-rm -rf "$corpus" "$corpus.log" "$corpus.art" "$seeds"
+rm -rf "$corpus" "$corpus.log" "$corpus.art" "$corpus.st" "$seeds"
 echo "== fuzz: $(( $(date +%s) - t0 )) s"
 
 echo "== install check (pkg-config)"

@@ -25,13 +25,16 @@ typedef enum td_dtype {
 /* "float16", "float32", "float64", "bfloat16" or "other". */
 TD_API const char *td_dtype_name(td_dtype dtype);
 
-/* Reads the float16/32/64 dataset `dataset` (absolute or relative to the root) of the HDF5 file
- * `path` into a new owning tensor `out` (double, C order, any rank 0..TD_MAX_MODES), and its
- * stored type into *dtype (may be NULL). The file is opened read-only.
+/* Reads the float dataset `dataset` (absolute or relative to the root) of the HDF5 file `path`
+ * into a new owning tensor `out` (double, C order, any rank 0..TD_MAX_MODES), and its stored type
+ * into *dtype (may be NULL). Floats are recognised by bit layout: IEEE half, bfloat16, float32,
+ * float64 (any other layout is TD_EDTYPE, named). The file is opened read-only.
  * Failures fill err with "PATH: DATASET: problem" and return: TD_ENOTFOUND (no file, no such
  * dataset, or a group), TD_EFORMAT (not an HDF5 file, unreadable or truncated data, a declared
- * size the file cannot hold), TD_EDTYPE (not a float dataset: names the stored type),
- * TD_EINVAL (empty dataset), TD_ERANGE (too many modes), TD_EOVERFLOW, TD_ENOMEM.
+ * size the file does not store (elements never written), a soft, external or user-defined link
+ * anywhere on the path, external raw storage or a virtual dataset: all refused before any data
+ * is read), TD_EDTYPE (not a float dataset: names the stored type), TD_EINVAL (empty dataset),
+ * TD_ERANGE (too many modes), TD_ELIMIT (more than 2^32 elements), TD_EOVERFLOW, TD_ENOMEM.
  * Values are not checked for NaN/Inf here (td_tensor_check_finite). */
 TD_API TD_WUR td_status td_h5_read_tensor(const char *path, const char *dataset, td_tensor *out,
                                           td_dtype *dtype, td_error *err);
@@ -213,8 +216,10 @@ typedef struct td_model {
 /* Reads the structure of a weight file (no weight values yet): HDF5 (torch, Keras 2, Keras 3) or
  * safetensors (a file, or a sharded set through its model.safetensors.index.json), detected by
  * content unless layout forces one. Refused, with err naming the file and dataset: non-regular
- * files; a PyTorch pickle or torch.save zip (the message names the export command); soft and
- * external links, external storage and virtual datasets (HDF5); malformed Keras attributes,
+ * files; a PyTorch pickle or torch.save zip (the message names the export command); soft,
+ * external and user-defined links, external storage, virtual datasets, datasets that do not
+ * store every element they declare and floats of any layout but IEEE half, bfloat16, float32
+ * and float64 (HDF5, all before any data is read); malformed Keras attributes,
  * geometry records and safetensors headers. Statuses: TD_ENOTFOUND, TD_EFORMAT, TD_EDTYPE,
  * TD_EOVERFLOW, TD_ENOMEM, TD_EIO. *m is zeroed on failure. Not thread-safe with other HDF5 use. */
 TD_API TD_WUR td_status td_model_open(td_model *m, const char *path, td_layout layout, td_error *err);
@@ -376,7 +381,9 @@ TD_API TD_WUR td_status td_model_write_adapters(const td_model *m, td_outfile *o
 
 typedef struct td_calibration td_calibration;   /* opaque: the open statistics file */
 
-/* Opens and checks the root (version 1). TD_ENOTFOUND, TD_EFORMAT naming the file and problem. */
+/* Opens path read-only (kept open until td_calibration_free) and checks the root attribute
+ * tdecomp_calibration_version (1). Statuses: TD_ENOTFOUND, TD_EFORMAT (not HDF5, no or another
+ * version), TD_ENOMEM; err names the file and the problem. Not thread-safe on one handle. */
 TD_API TD_WUR td_status td_calibration_open(td_calibration **c, const char *path, td_error *err);
 TD_API void td_calibration_free(td_calibration *c);
 

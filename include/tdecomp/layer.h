@@ -48,7 +48,7 @@ typedef struct td_layer_desc {
  * Dense layers count as one 1 x 1 "pixel" and their cost is always known.
  * Output size (PyTorch's formula, per axis): Ho = floor((H + pt + pb - d (k - 1) - 1) / s) + 1;
  * 'valid' is the same with no padding; 'same' gives Ho = ceil(H / s).
- * Worked (BRIEF.md): a 3x3 conv 64 -> 128 on (64, 100, 100), no padding: 73,728 parameters,
+ * Worked (docs/maths.md, cost model): a 3x3 conv 64 -> 128 on (64, 100, 100), no padding: 73,728 parameters,
  * 708,083,712 MACs, 1,416,167,424 FLOPs; its Tucker-2 chain at rank 32: 15,360 parameters,
  * 296,656,896 FLOPs (1x1 64 -> 32 on 100 x 100, 3x3 32 -> 32 and 1x1 32 -> 128 on 98 x 98).
  * The notes' "2 K - 1 per output" convention (1,414.94 -> 294.80 MFLOPs) is not used. */
@@ -136,7 +136,7 @@ typedef struct td_chain_piece {
 } td_chain_piece;
 
 /* A rewritten layer: pieces[0 .. npieces-1] applied in order. Piece shapes (the torch keys
- * <name>.0, <name>.1, ... of DESIGN.md, in this order):
+ * <name>.0, <name>.1, ... of docs/cli.md 'Outputs', in this order):
  *   tucker2      (R_in, Cin, 1, 1), (R_out, R_in, kh, kw), (Cout, R_out, 1, 1) + bias
  *   cp           (R, Cin, 1, 1), (R, 1, kh, 1) groups R, (R, 1, 1, kw) groups R, (Cout, R, 1, 1) + bias
  *   svd (conv)   (j, Cin, kh, kw), (Cout, j, 1, 1) + bias          (a 1x1 conv: both 1x1)
@@ -194,9 +194,60 @@ TD_API size_t td_svd_rank_limit(const td_layer_desc *d, size_t k);
  * td_chain_cost's TD_EOVERFLOW. Cost: O(1). */
 TD_API TD_WUR td_status td_chain_cost_for(const td_layer_desc *d, td_method m, const size_t ranks[2], td_cost *cost);
 
+/* An upper estimate of the memory (bytes) td_layer_rewrite of d by m at ranks needs besides the
+ * kernel itself: the composed kernel, the pieces, the method's intermediates, and with statistics
+ * (with_stats 1) the whitened kernel and the metric's square roots (patch_cov's size bounds
+ * them). For callers that enforce a memory limit before reading any data. Statuses as
+ * td_chain_cost_for. O(1), thread-safe. */
+TD_API TD_WUR td_status td_rewrite_workspace(const td_layer_desc *d, td_method m, const size_t ranks[2], int with_stats,
+                                             uint64_t *bytes);
+
 /* Frees every piece and zeroes the chain. Safe on a zeroed chain; pieces that are views (owner 0)
  * are only reset, so a chain of views over a file's buffers may be freed too. */
 TD_API void td_chain_free(td_chain *c);
+
+/* --- data-aware rewrites ----------------------------------------------------------------------
+ * With statistics s, the error that matters is the layer's output error on the data:
+ *   E ||D (W - W') x||^2 = ||D (W - W') S||_F^2,  S S^T = C,
+ * C the metric of the layer's inputs (dense and 1x1: input_cov; a k x k conv: input_cov per
+ * channel, repeated over the kh kw positions, i.e. C (x) I, which assumes spatially uncorrelated
+ * inputs; the SVD lowering uses patch_cov instead when given, which is exact), D = diag(out_scale)
+ * (a following BatchNorm's gamma / sqrt(var + eps)). S is the symmetric square root of C with every
+ * eigenvalue below 1e-6 times the block's mean eigenvalue raised to that floor (dead channels make
+ * C singular; nothing is inverted blindly; an all-zero block is taken as the identity); D's entries
+ * are floored at 1e-6 of the largest. A rewrite with statistics decomposes W~ = D W S by the
+ * data-free method and maps the pieces back (first piece times S^-1, last piece's rows times
+ * D^-1):
+ *   svd / svd-grouped: the truncated SVD of W~ (per group with the group's block of C): the exact
+ *     optimum of the output error on the data (SVD-LLM, Wang et al. 2025);
+ *   tucker2: with output_cov, U_out = the leading eigenvectors of D C_y D (Zhang et al. 2015),
+ *     U_in the best input factor given U_out, the core by projection; without it (or with
+ *     ignore_output_cov), HOOI/HOSVD of W~ in that metric;
+ *   cp: CP-ALS of W~.
+ * Identity statistics without output_cov give the data-free chain (to rounding). chain.output_rel_error =
+ * ||D (W - W') S0|| / ||D W S0|| with the unfloored metric S0 (td_chain_output_error), exact for
+ * the chain written; chain.rel_error stays the weight error. */
+
+/* TD_OK when s fits d: input_cov (Cin, Cin) (dense: (in, in)), output_cov (Cout, Cout) and
+ * patch_cov (Cin kh kw)^2 when given, every entry finite, diagonals >= 0, symmetric to 1e-8 of the
+ * largest diagonal entry, count > 0, out_scale finite. Else TD_EINVAL (NULL, no input_cov, count),
+ * TD_ESHAPE (a shape, NaN/Inf, a negative diagonal, asymmetry) or TD_ENOTFINITE (out_scale), with
+ * *why (static text, may be NULL) saying which. Thread-safe, no allocation. */
+TD_API TD_WUR td_status td_layer_stats_check(const td_layer_desc *d, const td_layer_stats *s, const char **why);
+
+/* The relative output error ||D (W - approx) S0||_F / ||D W S0||_F of approx against kernel (both
+ * d's kernel shape), with the metric above (patch_cov when given, else input_cov (x) I); 0 when
+ * the layer's inputs are all zero on the data. Statuses: those of td_layer_stats_check, TD_ESHAPE,
+ * TD_ENOMEM, TD_ERANGE. Cost: O(Cout n^2 kh kw), n = Cin (or n^2 Cout with patch_cov). */
+TD_API TD_WUR td_status td_chain_output_error(const td_layer_desc *d, const td_layer_stats *s,
+                                              const td_tensor *kernel, const td_tensor *approx, double *rel);
+
+/* W~ = D W S in the metric method m works in (svd-grouped with k groups: per group its block),
+ * same shape as the kernel (groups 1 only): the spectra of its unfoldings are the output-error
+ * spectra the planner allocates by. Statuses: td_layer_stats_check's, TD_ESHAPE (kernel, grouped
+ * layer), TD_EINVAL (k not dividing Cin), TD_ENOMEM, TD_ELAPACK. out is zeroed on failure. */
+TD_API TD_WUR td_status td_layer_whiten(const td_layer_desc *d, const td_layer_stats *s, td_method m, size_t k,
+                                        const td_tensor *kernel, td_tensor *out);
 
 /* Options of td_layer_rewrite; td_rewrite_options_init sets the defaults. */
 typedef struct td_rewrite_options {
@@ -205,6 +256,10 @@ typedef struct td_rewrite_options {
     td_tucker_options tucker;   /* Tucker-2: method (default HOOI), tol, max_iter, progress;
                                    its clamp and truncate fields are ignored */
     td_cp_options cp;           /* CP-ALS options (defaults of td_cp_options_init) */
+    const td_layer_stats *stats;/* calibration statistics (NULL, the default: data-free). With
+                                   them the rewrite minimises the output error (below) */
+    int ignore_output_cov;      /* 1: Tucker-2's output factor from the whitened HOSVD/HOOI even
+                                   when stats->output_cov is given */
 } td_rewrite_options;
 
 TD_API void td_rewrite_options_init(td_rewrite_options *opt);
@@ -293,7 +348,7 @@ TD_API TD_WUR td_status td_chain_rel_error(const td_chain *c, const td_tensor *k
  * Ho W R kh + Ho Wo R kw + Ho Wo R Cout; (grouped) SVD: Ho Wo j Cin kh kw + Ho Wo Cout k j. */
 TD_API TD_WUR td_status td_chain_cost(const td_chain *c, td_cost *cost);
 
-/* --- LoRA adapters from an SVD split (BRIEF.md section 2) ---------------------------------------
+/* --- LoRA adapters from an SVD split (docs/maths.md, LoRA adapters) ------------------------------
  * W' = frozen + (alpha / r) B A, in the common PyTorch layout (microsoft/loralib):
  *   dense (out, in):               A (r, in),         B (out, r)
  *   conv (Cout, Cin/g, k, k):      A (r k, Cin k),    B (Cout/g k, r k)

@@ -402,7 +402,7 @@ td_status td_tucker(const td_tensor *x, int nmodes, const int *modes, const size
 
     const double t0 = td__now();
     const double nx = td_norm(x);
-    int order[TD_MAX_MODES], n = 0;
+    int order[TD_MAX_MODES] = {0}, n = 0;
     for (int m = 0; m < x->ndim; m++)
         if (used[m]) order[n++] = m;
     res->nmodes = n;

@@ -24,6 +24,7 @@ td_status td_h5_read_tensor(const char *path, const char *dataset, td_tensor *ou
     hid_t file = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     td_status st = td__h5_open_ro(path, &file, err);
     if (st != TD_OK) goto done;
+    if ((st = td__h5_check_path(file, path, dataset, err)) != TD_OK) goto done;
     if (!td__h5_path_exists(file, dataset)) {
         st = td__error_set(err, TD_ENOTFOUND, path, dataset, "no such dataset");
         goto done;
@@ -61,6 +62,7 @@ td_status td_h5_dataset_shape(const char *path, const char *dataset, int *ndim, 
     hid_t file = H5I_INVALID_HID, dset = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
     td_status st = td__h5_open_ro(path, &file, err);
     if (st != TD_OK) goto done;
+    if ((st = td__h5_check_path(file, path, dataset, err)) != TD_OK) goto done;
     if (!td__h5_path_exists(file, dataset)) { st = td__error_set(err, TD_ENOTFOUND, path, dataset, "no such dataset"); goto done; }
     dset = H5Dopen2(file, dataset, H5P_DEFAULT);
     if (dset < 0) { st = td__error_set(err, TD_ENOTFOUND, path, dataset, "is not a dataset (or cannot be opened)"); goto done; }

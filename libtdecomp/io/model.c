@@ -184,7 +184,7 @@ td_status td__model_order(td_model *m, const td__strlist *record_order)
     char **g = malloc((n ? n : 1) * sizeof *g);
     int *gp = malloc((n ? n : 1) * sizeof *gp);
     const td_status st = k && l && g && gp ? TD_OK : TD_ENOMEM;
-    if (st == TD_OK) {
+    if (st == TD_OK && n > 0) {
         for (size_t i = 0; i < n; i++) {
             k[i] = (order_key){i, -1, m->layers[i].name, m->impl->group_pos[i]};
             for (size_t r = 0; record_order && r < record_order->n; r++)

@@ -31,8 +31,9 @@ static td_model_tensor *new_tensor(visit_ctx *v)
  * with its type, never read as a float tensor). */
 static td_status describe_dataset(visit_ctx *v, hid_t d, const char *path, td_model_tensor *t)
 {
+    td_status st = td__h5_check_storage(d, v->m->file, path, v->err); /* any dataset, read or copied */
+    if (st != TD_OK) return st;
     hid_t ty = H5Dget_type(d), sp = H5Dget_space(d);
-    td_status st = TD_OK;
     int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     hsize_t *dims = nd > 0 ? malloc((size_t)nd * sizeof *dims) : NULL;
     if (ty < 0 || nd < 0 || (nd > 0 && (!dims || H5Sget_simple_extent_dims(sp, dims, NULL) < 0))) {
@@ -40,6 +41,11 @@ static td_status describe_dataset(visit_ctx *v, hid_t d, const char *path, td_mo
         goto done;
     }
     t->dtype = td__h5_dtype_of(ty, t->dtype_name, sizeof t->dtype_name);
+    if (td__h5_is_custom_float(ty)) { /* numbers that would be misread, or copied as if understood */
+        st = td__error_set(v->err, TD_EDTYPE, v->m->file, path, "is a %s; only IEEE half, bfloat16, float32 and float64 are read",
+                           t->dtype_name);
+        goto done;
+    }
     t->ndim = nd;
     t->elements = 1;
     for (int k = 0; k < nd; k++) {
@@ -72,14 +78,8 @@ static herr_t visit_link(hid_t g, const char *name, const H5L_info_t *info, void
     herr_t rc = -1;
     H5O_info_t oi;
     hid_t d = H5I_INVALID_HID;
-    if (info->type == H5L_TYPE_SOFT || info->type == H5L_TYPE_EXTERNAL) {
-        v->st = td__error_set(v->err, TD_EFORMAT, v->m->file, path, "%s links are not allowed in weight files",
-                              info->type == H5L_TYPE_SOFT ? "soft" : "external");
-        goto done;
-    }
-    rc = 0;
-    if (info->type != H5L_TYPE_HARD) goto done;
-    rc = -1;
+    /* soft, external and user-defined links alike: H5Lvisit itself follows none of them */
+    if ((v->st = td__h5_link_refusal(info->type, v->m->file, path, v->err)) != TD_OK) goto done;
     if (H5Oget_info_by_name(g, name, &oi, H5P_DEFAULT) < 0) {
         v->st = td__error_set(v->err, TD_EFORMAT, v->m->file, path, "unreadable object header");
         goto done;

@@ -260,8 +260,8 @@ td_status td_outfile_write(td_outfile *o, const char *path, const td_tensor *t, 
     if (space < 0) { st = td__error_set(err, TD_EIO, o->final_path, path, "cannot create a dataspace"); goto done; }
     dset = H5Dcreate2(o->h5, path, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (dset < 0) { st = td__error_set(err, TD_EIO, o->final_path, path, "cannot create the dataset"); goto done; }
-    if (t->size && H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
-        st = td__error_set(err, TD_EIO, o->final_path, path, "write failed (disk full?)");
+    if ((st = td__h5_write_floats(dset, dtype, t->data, t->size)) != TD_OK)
+        td__error_set(err, st, o->final_path, path, st == TD_ENOMEM ? "out of memory" : "write failed (disk full?)");
 done:
     if (dset >= 0) H5Dclose(dset);
     if (space >= 0) H5Sclose(space);

@@ -77,6 +77,7 @@ static td_status check_rewrites(const td_model *m, const td_model_rewrite *rw, s
 td_status td_model_writer_open(td_model_writer **out, const td_model *m, td_outfile *o, td_format fmt,
                                const td_model_rewrite *rw, size_t nrw, td_error *err)
 {
+    td_error_clear(err);
     if (!out) return TD_EINVAL;
     *out = NULL;
     if (!m || !m->impl || !o || (!rw && nrw)) return TD_EINVAL;

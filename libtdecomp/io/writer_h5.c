@@ -485,21 +485,14 @@ td_status td__writer_h5_finish(td_model_writer *w, td_error *err)
     return st;
 }
 
-/* Rounds data to dtype through HDF5's own conversion (float16 and bfloat16 included), in place. */
+/* Rounds data to dtype in place, once, to nearest even (st_half.c; not libhdf5's conversion,
+ * which rounds half and bfloat16 wrongly), exactly as td_outfile_write stores it. */
 td_status td_tensor_round(td_tensor *t, td_dtype dtype)
 {
     if (!t) return TD_EINVAL;
-    if (dtype == TD_DTYPE_F64 || t->size == 0) return TD_OK;
-    td__h5quiet q;
-    td__h5_quiet_begin(&q);
-    hid_t ft = td__h5_float_type(dtype);
-    td_status st = ft < 0 ? TD_EINVAL : TD_OK;
-    if (st == TD_OK && (H5Tconvert(H5T_NATIVE_DOUBLE, ft, t->size, t->data, NULL, H5P_DEFAULT) < 0 ||
-                        H5Tconvert(ft, H5T_NATIVE_DOUBLE, t->size, t->data, NULL, H5P_DEFAULT) < 0))
-        st = TD_EIO;
-    if (ft >= 0) H5Tclose(ft);
-    td__h5_quiet_end(&q);
-    return st;
+    td__st_dtype sd;
+    if (!td__st_dtype_from_td(dtype, &sd)) return TD_EINVAL;
+    return td__st_round(sd, t->data, t->size);
 }
 
 /* Writes t (same element count) at src's path with src's shape, dtype and attributes. */
@@ -554,12 +547,26 @@ static td_status write_adapter(const td_model *m, td_outfile *o, const td_model_
 td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_format fmt, td_model_adapter *ad, size_t n,
                                   td_error *err)
 {
+    td_error_clear(err);
     if (!m || !m->impl || !o || (!ad && n)) return TD_EINVAL;
     if (fmt == TD_FORMAT_AUTO) fmt = td_format_choose(TD_FORMAT_AUTO, NULL, m);
-    if (fmt != TD_FORMAT_HDF5 || td__outfile_h5(o) < 0)
-        return td__error_set(err, TD_EUNSUPPORTED, td_outfile_path(o), NULL, "adapters are written as HDF5 here");
     for (size_t r = 0; r < n; r++)
         if (ad[r].layer >= m->nlayers || !ad[r].adapter || !ad[r].adapter->a.data) return TD_EINVAL;
+    const int st_in = m->impl->backend == TD__BACKEND_ST;
+    if (st_in && fmt == TD_FORMAT_SAFETENSORS && td_outfile_fd(o) >= 0) {
+        for (size_t r = 0; r < n; r++) { /* what is written is what gets measured */
+            const td_dtype dt = m->tensors[m->layers[ad[r].layer].kernel].dtype;
+            td_adapter *a = ad[r].adapter;
+            td_status st = td_tensor_round(&a->frozen, dt);
+            if (st == TD_OK) st = td_tensor_round(&a->a, dt);
+            if (st == TD_OK) st = td_tensor_round(&a->b, dt);
+            if (st != TD_OK) return st;
+        }
+        return td__adapters_st_write(m, o, ad, n, err);
+    }
+    if (st_in || fmt != TD_FORMAT_HDF5 || td__outfile_h5(o) < 0)
+        return td__error_set(err, TD_EUNSUPPORTED, td_outfile_path(o), NULL,
+                             "adapters keep the input's format: HDF5 from HDF5, safetensors from safetensors");
     const char **skip = calloc(n + 1, sizeof *skip);
     if (!skip) return TD_ENOMEM;
     td_status st = TD_OK;

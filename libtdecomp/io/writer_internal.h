@@ -42,6 +42,8 @@ td_status td__writer_st_put(td_model_writer *w, td__slot *s, const td_chain *c, 
 td_status td__writer_st_attr(td_model_writer *w, const char *key, const char *value, td_error *err);
 td_status td__writer_st_finish(td_model_writer *w, td_error *err);
 void td__writer_st_free(td_model_writer *w);
+/* td_model_write_adapters for a safetensors input (the output is safetensors). */
+td_status td__adapters_st_write(const td_model *m, td_outfile *o, const td_model_adapter *ad, size_t n, td_error *err);
 
 /* OIHW -> HWIO ((C, 1, kh, kw) depthwise pieces -> (kh, kw, C, 1)); dense (out, in) -> (in, out). */
 td_status td__to_keras(const td_tensor *k, int depthwise, td_tensor *out);

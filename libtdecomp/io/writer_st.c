@@ -201,3 +201,91 @@ td_status td__writer_st_finish(td_model_writer *w, td_error *err)
     if (st == TD_OK) st = td__st_writer_finish(&out_of(w)->sw, err);
     return st;
 }
+
+/* --- adapters of a safetensors input, as safetensors ------------------------------------------
+ * Every tensor stays byte for byte except each adapted kernel (its frozen part, same name, dtype
+ * and shape); <prefix>.lora_A and <prefix>.lora_B follow in the kernel's dtype; the input's
+ * __metadata__ is kept, with tdecomp_adapters_rank, tdecomp_adapters_alpha and tdecomp_version. */
+
+static const td_model_adapter *adapter_of_tensor(const td_model *m, const td_model_adapter *ad, size_t n, size_t i)
+{
+    for (size_t k = 0; k < n; k++)
+        if ((size_t)m->layers[ad[k].layer].kernel == i) return &ad[k];
+    return NULL;
+}
+
+/* "<prefix>.lora_A" for a kernel named "<prefix>.weight" (else "<name>.lora_A"). */
+static char *lora_name(const char *kernel, const char *suffix)
+{
+    const size_t n = strlen(kernel), w = strlen("weight");
+    const int torch = n > w && !strcmp(kernel + n - w, "weight");
+    const size_t len = n + strlen(suffix) + 2;
+    char *s = malloc(len);
+    if (!s) return NULL;
+    if (torch) snprintf(s, len, "%.*s%s", (int)(n - w), kernel, suffix);
+    else snprintf(s, len, "%s.%s", kernel, suffix);
+    return s;
+}
+
+static td_status declare_adapters(const td_model *m, td__st_writer *sw, const td_model_adapter *ad, size_t n,
+                                  size_t *entry, size_t *lora, td_error *err)
+{
+    td_status st = TD_OK;
+    for (size_t i = 0; i < m->ntensors && st == TD_OK; i++) {
+        const td_model_tensor *t = &m->tensors[i];
+        uint64_t sh[TD_MAX_MODES];
+        for (int k = 0; k < t->ndim && k < TD_MAX_MODES; k++) sh[k] = t->shape[k];
+        if (t->ndim > TD_MAX_MODES) st = td__error_set(err, TD_EUNSUPPORTED, m->file, t->path, "has more than %d dimensions", TD_MAX_MODES);
+        if (st == TD_OK) st = td__st_writer_add(sw, t->name, (td__st_dtype)td__model_st_dtype(m, i), t->ndim, sh, &entry[i], err);
+    }
+    for (size_t k = 0; k < n && st == TD_OK; k++) {
+        const td_model_tensor *t = &m->tensors[m->layers[ad[k].layer].kernel];
+        const td_tensor *ab[2] = {&ad[k].adapter->a, &ad[k].adapter->b};
+        for (int q = 0; q < 2 && st == TD_OK; q++) {
+            char *name = lora_name(t->name, q ? "lora_B" : "lora_A");
+            if (!name) return TD_ENOMEM;
+            if (td__model_find_tensor_named(m, name) >= 0)
+                st = td__error_set(err, TD_EFORMAT, m->file, name, "already exists in the input: the adapter cannot be written");
+            const uint64_t sh[2] = {ab[q]->shape[0], ab[q]->shape[1]};
+            if (st == TD_OK) st = td__st_writer_add(sw, name, (td__st_dtype)td__model_st_dtype(m, (size_t)m->layers[ad[k].layer].kernel), 2, sh, &lora[2 * k + q], err);
+            free(name);
+        }
+    }
+    return st;
+}
+
+td_status td__adapters_st_write(const td_model *m, td_outfile *o, const td_model_adapter *ad, size_t n, td_error *err)
+{
+    td__st_writer sw;
+    memset(&sw, 0, sizeof sw);
+    size_t *entry = malloc((m->ntensors ? m->ntensors : 1) * sizeof *entry), *lora = malloc((2 * n + 1) * sizeof *lora);
+    td_status st = entry && lora ? td__st_writer_init(&sw, td_outfile_fd(o), td_outfile_path(o), err) : TD_ENOMEM;
+    if (st == TD_OK) st = declare_adapters(m, &sw, ad, n, entry, lora, err);
+    const char *key, *v;
+    for (size_t k = 0; st == TD_OK && (key = td__model_st_metadata(m, k, &v)); k++) st = td__st_writer_set_metadata(&sw, key, v, err);
+    char num[64];
+    if (st == TD_OK && n) {
+        snprintf(num, sizeof num, "%zu", ad[0].adapter->rank);
+        st = td__st_writer_set_metadata(&sw, "tdecomp_adapters_rank", num, err);
+        snprintf(num, sizeof num, "%.17g", ad[0].adapter->scaling * (double)ad[0].adapter->rank);
+        if (st == TD_OK) st = td__st_writer_set_metadata(&sw, "tdecomp_adapters_alpha", num, err);
+    }
+    if (st == TD_OK) st = td__st_writer_set_metadata(&sw, "tdecomp_version", td_version(), err);
+    if (st == TD_OK) st = td__st_writer_begin_data(&sw, err);
+    for (size_t i = 0; i < m->ntensors && st == TD_OK; i++) {
+        const td_model_adapter *a = adapter_of_tensor(m, ad, n, i);
+        int fd;
+        uint64_t off;
+        if (a) st = td__st_writer_put_double(&sw, entry[i], a->adapter->frozen.data, err);
+        else if ((st = td__model_st_raw(m, i, &fd, &off)) == TD_OK) st = td__st_writer_put_raw(&sw, entry[i], fd, off, err);
+    }
+    for (size_t k = 0; k < n && st == TD_OK; k++) {
+        st = td__st_writer_put_double(&sw, lora[2 * k], ad[k].adapter->a.data, err);
+        if (st == TD_OK) st = td__st_writer_put_double(&sw, lora[2 * k + 1], ad[k].adapter->b.data, err);
+    }
+    if (st == TD_OK) st = td__st_writer_finish(&sw, err);
+    td__st_writer_free(&sw);
+    free(entry);
+    free(lora);
+    return st;
+}

@@ -1,4 +1,4 @@
-/* LoRA adapters initialised from an SVD split of the layer's weight (BRIEF.md section 2). */
+/* LoRA adapters initialised from an SVD split of the layer's weight (docs/maths.md, LoRA adapters). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>

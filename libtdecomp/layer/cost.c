@@ -137,3 +137,36 @@ td_status td_chain_cost(const td_chain *ch, td_cost *cost)
     if (!cost->known) cost->macs = cost->flops = 0;
     return TD_OK;
 }
+
+/* Doubles a rewrite holds at its peak besides the kernel: the composed kernel (rel_error), the
+ * whitened copy with statistics, the chain's pieces, and the method's own work: Grams of both
+ * channel modes and two kernel-sized intermediates (Tucker-2/HOOI), the lowering and its Gram
+ * with both factors (SVD), an MTTKRP and a Khatri-Rao product per mode (CP). */
+td_status td_rewrite_workspace(const td_layer_desc *d, td_method m, const size_t ranks[2], int with_stats,
+                               uint64_t *bytes)
+{
+    if (!bytes) return TD_EINVAL;
+    *bytes = 0;
+    td_cost c;
+    td_status st = td_chain_cost_for(d, m, ranks, &c);
+    if (st != TD_OK) return st;
+    td_cost whole;
+    if ((st = td_layer_cost(d, &whole)) != TD_OK) return st;
+    const double k = (double)whole.params, cin = (double)d->cin, cout = (double)d->cout;
+    const double sp = (double)(d->kh * d->kw), rows = cout, cols = k / (cout > 0 ? cout : 1);
+    double work;
+    switch (m) {
+    case TD_METHOD_TUCKER2: work = cin * cin + cout * cout + 2.0 * k; break;
+    case TD_METHOD_CP: work = 2.0 * k + 4.0 * (double)ranks[0] * (cin * sp + cout * sp + cin * cout); break;
+    default: {
+        const double s = rows < cols ? rows : cols;
+        work = k + s * s + (rows + cols) * s;
+        break;
+    }
+    }
+    double total = k + (double)c.params + work + (with_stats ? k + 2.0 * cin * cin * sp * sp : 0.0);
+    total *= (double)sizeof(double);
+    if (!(total < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)total;
+    return TD_OK;
+}

@@ -10,4 +10,19 @@ int td__kernel_matches(const td_layer_desc *d, const td_tensor *k);
 /* Allocates (zero-filled) the kernel of every piece of a chain laid out by td_chain_layout. */
 td_status td__chain_alloc(td_chain *c);
 
+/* A whitening metric: per diagonal block g (blocks of n), S_g = the symmetric square root of the
+ * floored covariance block and S_g^-1; d / dinv the floored output weights (NULL: all 1). */
+typedef struct td__metric {
+    size_t n, blocks, cout;
+    double *s, *sinv, *d, *dinv;
+} td__metric;
+
+td_status td__metric_new(const td_tensor *cov, size_t blocks, const double *out_scale, size_t cout, td__metric *m);
+/* The metric a method works in, for k groups; *rep = kernel columns per metric index. */
+td_status td__metric_for(const td_layer_desc *d, const td_layer_stats *s, td_method m, size_t k, td__metric *out,
+                         size_t *rep);
+void td__metric_free(td__metric *m);
+td_status td__metric_apply(const td__metric *m, size_t g, int inverse, double *x, size_t rows, size_t ld, size_t rep);
+void td__metric_scale_rows(const td__metric *m, int inverse, double *x, size_t ld, size_t cols);
+
 #endif

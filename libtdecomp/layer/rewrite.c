@@ -1,5 +1,6 @@
 /* Rewrites of conv and dense layers into chains of thinner layers. */
 #include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,9 +62,17 @@ static td_status begin(const td_layer_desc *d, const td_tensor *kernel, const td
     return st;
 }
 
-static td_status finish(td_chain *c, const td_tensor *kernel, double t0)
+/* rel_error (and with statistics the output error) of the chain, from one composition. */
+static td_status finish(td_chain *c, const td_layer_desc *d, const td_tensor *kernel, const td_layer_stats *stats,
+                        double t0)
 {
-    td_status st = td_chain_rel_error(c, kernel, &c->rel_error);
+    td_tensor w = {0};
+    td_status st = td_tensor_alloc(&w, kernel->ndim, kernel->shape);
+    if (st == TD_OK) st = td_chain_compose(c, &w);
+    if (st == TD_OK) st = td_rel_diff(&w, kernel, &c->rel_error);
+    if (st == TD_OK && stats) st = td_chain_output_error(d, stats, kernel, &w, &c->output_rel_error);
+    c->has_output_error = st == TD_OK && stats;
+    td_tensor_free(&w);
     c->seconds = td__now() - t0;
     return st;
 }
@@ -78,7 +87,6 @@ static void transpose_into(double *dst, const double *src, size_t rows, size_t c
 static td_status tucker2(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, const size_t r[2],
                          const td_tucker_options *opt, td_chain *out)
 {
-    const double t0 = td__now();
     td_tucker_options o = *opt;
     o.truncate = NULL;
     o.clamp = 0;
@@ -92,7 +100,6 @@ static td_status tucker2(const td_layer_desc *d, const td_tensor *kernel, const 
     transpose_into(p[0].kernel.data, tr.factors[1].data, r[1], d->cin);   /* U_in^T */
     memcpy(p[1].kernel.data, tr.core.data, tr.core.size * sizeof(double));
     memcpy(p[2].kernel.data, tr.factors[0].data, d->cout * r[0] * sizeof(double));
-    st = finish(out, kernel, t0);
 done:
     td_tucker_free(&tr);
     return st;
@@ -101,7 +108,6 @@ done:
 static td_status cp(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t rank,
                     const td_cp_options *opt, td_chain *out)
 {
-    const double t0 = td__now();
     const size_t r = rank, kh = d->kh, kw = d->kw, ranks[2] = {rank, 0};
     td_cp_result f;
     memset(&f, 0, sizeof f);
@@ -114,7 +120,6 @@ static td_status cp(const td_layer_desc *d, const td_tensor *kernel, const td_te
     transpose_into(p[2].kernel.data, f.factors[3].data, r, kw);
     for (size_t o = 0; o < d->cout; o++)   /* the weights folded into the last piece */
         for (size_t a = 0; a < r; a++) p[3].kernel.data[o * r + a] = f.factors[0].data[o * r + a] * f.weights[a];
-    st = finish(out, kernel, t0);
 done:
     td_cp_free(&f);
     return st;
@@ -139,7 +144,6 @@ static td_status svd_block(const td_tensor *m, size_t j, td_tensor *us, td_tenso
 static td_status svd(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t k, size_t j,
                      td_chain *out)
 {
-    const double t0 = td__now();
     const size_t sp = d->kh * d->kw, cols = d->cin / k * sp, kj = k * j;
     const size_t ranks[2] = {k > 1 ? k : j, k > 1 ? j : 0};
     td_tensor m = {0}, us = {0}, vt = {0};
@@ -157,9 +161,106 @@ static td_status svd(const td_layer_desc *d, const td_tensor *kernel, const td_t
         td_tensor_free(&us);
         td_tensor_free(&vt);
     }
-    if (st == TD_OK) st = finish(out, kernel, t0);
     td_tensor_free(&m);
     return st;
+}
+
+/* Tucker-2 in the whitened metric with the output factor from the output covariance (Zhang et
+ * al. 2015): U_out = leading eigenvectors of D C_y D, U_in the best input factor given U_out (the
+ * leading left singular vectors of W~ x_0 U_out^T on mode 1), the core by projection. */
+static td_status tucker2_outcov(const td_layer_desc *d, const td_tensor *wt, const td_tensor *bias,
+                                const td_tensor *ocov, const td__metric *mt, const size_t r[2], td_chain *out)
+{
+    const size_t n = d->cout;
+    td_tensor uo = {0}, t = {0};
+    td_tucker_result tr;
+    memset(&tr, 0, sizeof tr);
+    double *a = malloc(n * n * sizeof *a), *ev = malloc(n * sizeof *ev);
+    td_status st = a && ev ? begin(d, wt, bias, TD_METHOD_TUCKER2, r, out) : TD_ENOMEM;
+    if (st == TD_OK) {
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++)
+                a[i * n + j] = ocov->data[i * n + j] * (mt->d ? mt->d[i] * mt->d[j] : 1.0);
+        if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, a, (lapack_int)n, ev) != 0) st = TD_ELAPACK;
+    }
+    if (st == TD_OK) st = td_matrix_alloc(&uo, n, r[0]);
+    if (st == TD_OK)
+        for (size_t i = 0; i < n; i++)   /* eigenvalues ascending: the last r[0] columns, reversed */
+            for (size_t c = 0; c < r[0]; c++) uo.data[i * r[0] + c] = a[i * n + (n - 1 - c)];
+    const size_t ts[4] = {r[0], d->cin, d->kh, d->kw};
+    if (st == TD_OK) st = td_tensor_alloc(&t, 4, ts);
+    if (st == TD_OK) st = td_ttm(wt, 0, &uo, 1, &t);
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    o.method = TD_TUCKER_HOSVD;
+    const int mode1 = 1;
+    if (st == TD_OK) st = td_tucker(&t, 1, &mode1, &r[1], &o, &tr);
+    if (st == TD_OK) {
+        td_chain_piece *p = out->pieces;
+        transpose_into(p[0].kernel.data, tr.factors[0].data, r[1], d->cin);
+        memcpy(p[1].kernel.data, tr.core.data, tr.core.size * sizeof(double));
+        memcpy(p[2].kernel.data, uo.data, n * r[0] * sizeof(double));
+    }
+    td_tucker_free(&tr);
+    td_tensor_free(&t);
+    td_tensor_free(&uo);
+    free(a);
+    free(ev);
+    return st;
+}
+
+/* Maps a chain of the whitened kernel back: the input side through S^-1, the output side D^-1. */
+static td_status unwhiten(td_chain *c, const td__metric *mt, size_t rep)
+{
+    td_chain_piece *p = c->pieces;
+    td_tensor *first = &p[0].kernel, *last = &p[c->npieces - 1].kernel;
+    const size_t rows = first->shape[0], cols = first->size / rows, lcols = last->size / last->shape[0];
+    td_status st = TD_OK;
+    if (c->method == TD_METHOD_SVD_GROUPED) {
+        const size_t k = c->ranks[0], j = c->ranks[1];
+        for (size_t g = 0; g < k && st == TD_OK; g++)
+            st = td__metric_apply(mt, g, 1, first->data + g * j * cols, j, cols, rep);
+    } else {
+        st = td__metric_apply(mt, 0, 1, first->data, rows, cols, c->method == TD_METHOD_SVD ? rep : 1);
+    }
+    td__metric_scale_rows(mt, 1, last->data, lcols, lcols);
+    return st;
+}
+
+/* Data-aware rewrite: the data-free method on W~ = D W S, mapped back. */
+static td_status rewrite_whitened(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
+                                  td_method m, const size_t r[2], const td_rewrite_options *opt, td_chain *out)
+{
+    const size_t k = m == TD_METHOD_SVD_GROUPED ? r[0] : 1;
+    td__metric mt;
+    size_t rep;
+    td_tensor wt = {0};
+    td_status st = td__metric_for(d, opt->stats, m, k, &mt, &rep);
+    if (st != TD_OK) return st;
+    st = td_layer_whiten(d, opt->stats, m, k, kernel, &wt);
+    if (st == TD_OK) {
+        if (m == TD_METHOD_TUCKER2 && opt->stats->output_cov && !opt->ignore_output_cov)
+            st = tucker2_outcov(d, &wt, bias, opt->stats->output_cov, &mt, r, out);
+        else if (m == TD_METHOD_TUCKER2) st = tucker2(d, &wt, bias, r, &opt->tucker, out);
+        else if (m == TD_METHOD_CP) st = cp(d, &wt, bias, r[0], &opt->cp, out);
+        else st = svd(d, &wt, bias, k, m == TD_METHOD_SVD ? r[0] : r[1], out);
+    }
+    if (st == TD_OK) st = unwhiten(out, &mt, rep);
+    td_tensor_free(&wt);
+    td__metric_free(&mt);
+    return st;
+}
+
+/* The data-free method on the kernel itself. */
+static td_status rewrite_plain(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, td_method m,
+                               const size_t r[2], const td_rewrite_options *opt, td_chain *out)
+{
+    switch (m) {
+    case TD_METHOD_TUCKER2: return tucker2(d, kernel, bias, r, &opt->tucker, out);
+    case TD_METHOD_CP: return cp(d, kernel, bias, r[0], &opt->cp, out);
+    case TD_METHOD_SVD: return svd(d, kernel, bias, 1, r[0], out);
+    default: return svd(d, kernel, bias, r[0], r[1], out);
+    }
 }
 
 void td_rewrite_options_init(td_rewrite_options *opt)
@@ -206,12 +307,11 @@ td_status td_layer_rewrite(const td_layer_desc *d, const td_tensor *kernel, cons
     }
     if (!ok) return TD_EINVAL;
     const size_t r[2] = {r0, r1};
-    switch (m) {
-    case TD_METHOD_TUCKER2: st = tucker2(d, kernel, bias, r, &opt->tucker, out); break;
-    case TD_METHOD_CP: st = cp(d, kernel, bias, r0, &opt->cp, out); break;
-    case TD_METHOD_SVD: st = svd(d, kernel, bias, 1, r0, out); break;
-    default: st = svd(d, kernel, bias, r0, r1, out); break;
-    }
+    const double t0 = td__now();
+    if (opt->stats && (st = td_layer_stats_check(d, opt->stats, NULL)) != TD_OK) return st;
+    if (opt->stats && (st = check_layer(d, kernel, bias)) != TD_OK) return st;
+    st = opt->stats ? rewrite_whitened(d, kernel, bias, m, r, opt, out) : rewrite_plain(d, kernel, bias, m, r, opt, out);
+    if (st == TD_OK) st = finish(out, d, kernel, opt->stats, t0);
     if (st != TD_OK) { td_chain_free(out); return st; }
     out->clamped = clamped;
     return TD_OK;

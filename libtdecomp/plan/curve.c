@@ -76,15 +76,21 @@ double td__curve_cost(const td_plan_curve *c, size_t a, size_t b, int by_flops)
     return q->c0 + q->ca * (double)a + q->cb * (double)b + q->cab * (double)a * (double)b;
 }
 
+/* The tail at rank a: ranks past the unfolding's rank n keep everything (tail n). */
+static double tail_at(const td_plan_curve *c, int slot, size_t a)
+{
+    return c->tail[slot][a < c->n[slot] ? a : c->n[slot]];
+}
+
 double td__curve_err2(const td_plan_curve *c, size_t a, size_t b)
 {
     switch (c->method) {
-    case TD_METHOD_TUCKER2: return c->tail[0][a] + c->tail[1][b];
-    case TD_METHOD_CP: return c->tail[0][a < c->n[0] ? a : c->n[0]] + c->tail[1][a < c->n[1] ? a : c->n[1]];
-    case TD_METHOD_SVD: return c->tail[0][a];
+    case TD_METHOD_TUCKER2:
+    case TD_METHOD_CP: return tail_at(c, 0, a) + tail_at(c, 1, c->method == TD_METHOD_CP ? a : b);
+    case TD_METHOD_SVD: return tail_at(c, 0, a);
     default:
         for (int i = 0; i < c->nk; i++)
-            if (c->k[i] == a) return c->gtail[i][b];
+            if (c->k[i] == a) return c->gtail[i][b < c->jmax[i] ? b : c->jmax[i]];
         return INFINITY;
     }
 }
@@ -111,13 +117,16 @@ static td_status mode_curve(td_plan_curve *c, const td_tensor *w, int mode, int 
 
 /* ALDS' grouped SVD: for each k dividing Cin (up to TD_PLAN_MAX_GROUPS, or just kfixed), the
  * summed tails of the groups' (Cout, Cin/k kh kw) slices. */
-static td_status group_curves(td_plan_curve *c, const td_tensor *w, size_t kfixed)
+static td_status group_curves(td_plan_curve *c, const td_tensor *kernel, const td_layer_stats *stats, size_t kfixed)
 {
     const td_layer_desc *d = &c->desc;
     const size_t sp = d->kh * d->kw;
     td_status st = TD_OK;
     for (size_t k = 1; k <= TD_PLAN_MAX_GROUPS && st == TD_OK; k++) {
         if (d->cin % k || (kfixed && k != kfixed)) continue;
+        td_tensor wt = {0};   /* with statistics, each k whitens with its own diagonal blocks */
+        if (stats && (st = td_layer_whiten(d, stats, TD_METHOD_SVD_GROUPED, k, kernel, &wt)) != TD_OK) break;
+        const td_tensor *w = stats ? &wt : kernel;
         const size_t cols = d->cin / k * sp, jm = d->cout < cols ? d->cout : cols;
         td_tensor slice = {0};
         double *s2 = malloc(d->cout * sizeof(double)), *sum = calloc(jm + 1, sizeof(double));
@@ -134,6 +143,7 @@ static td_status group_curves(td_plan_curve *c, const td_tensor *w, size_t kfixe
             }
         }
         td_tensor_free(&slice);
+        td_tensor_free(&wt);
         free(s2);
         if (st != TD_OK) { free(sum); break; }
         c->k[c->nk] = k;
@@ -143,7 +153,7 @@ static td_status group_curves(td_plan_curve *c, const td_tensor *w, size_t kfixe
     return st == TD_OK && c->nk == 0 ? TD_EINVAL : st;
 }
 
-static td_status build(td_plan_curve *c, const td_plan_layer *l, const td_tensor *w, const td_plan_options *opt)
+static td_status build_curves(td_plan_curve *c, const td_plan_layer *l, const td_tensor *w, const td_plan_options *opt)
 {
     td_cost before;
     td_status st = td_layer_cost(&l->desc, &before);
@@ -156,7 +166,14 @@ static td_status build(td_plan_curve *c, const td_plan_layer *l, const td_tensor
     const double nw = td_norm(w);
     c->nw2 = nw * nw;
     if (c->method == TD_METHOD_SVD_GROUPED) {
-        if ((st = group_curves(c, w, opt->svd_groups)) != TD_OK) return st;
+        if ((st = group_curves(c, w, l->stats, opt->svd_groups)) != TD_OK) return st;
+        if (l->stats) { /* relative to the whitened kernel's norm (k = 1: the same for every k) */
+            td_tensor wt = {0};
+            if ((st = td_layer_whiten(&l->desc, l->stats, TD_METHOD_SVD, 1, w, &wt)) != TD_OK) return st;
+            const double n2 = td_norm(&wt);
+            c->nw2 = n2 * n2;
+            td_tensor_free(&wt);
+        }
         for (int i = 0; i < c->nk && st == TD_OK; i++)
             st = fit_costs(c, c->k[i], c->k[i], c->jmax[i], &c->params[i], &c->flops[i]);
         return st;
@@ -172,6 +189,19 @@ static td_status build(td_plan_curve *c, const td_plan_layer *l, const td_tensor
     /* the ranks a configuration may take: Tucker-2 up to the channels, CP any, SVD its limit */
     const size_t amax = c->method == TD_METHOD_TUCKER2 ? l->desc.cout : c->method == TD_METHOD_CP ? SIZE_MAX : c->n[0];
     return fit_costs(c, 1, amax, c->method == TD_METHOD_TUCKER2 ? l->desc.cin : 1, &c->params[0], &c->flops[0]);
+}
+
+/* With statistics the spectra are those of the whitened kernel: the planner's errors are then
+ * relative output errors (svd-grouped whitens per k in group_curves). */
+static td_status build(td_plan_curve *c, const td_plan_layer *l, const td_tensor *w, const td_plan_options *opt)
+{
+    const td_method m = td__plan_method(&l->desc, opt);
+    if (!l->stats || m == TD_METHOD_SVD_GROUPED) return build_curves(c, l, w, opt);
+    td_tensor wt = {0};
+    td_status st = td_layer_whiten(&l->desc, l->stats, m, 1, w, &wt);
+    if (st == TD_OK) st = build_curves(c, l, &wt, opt);
+    td_tensor_free(&wt);
+    return st;
 }
 
 td_status td_plan_curve_new(const td_plan_layer *l, const td_tensor *kernel, const td_plan_options *opt,

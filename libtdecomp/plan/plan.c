@@ -460,5 +460,6 @@ td_status td_plan_build(const td_plan_layer *l, const td_tensor *kernel, const t
     if (opt) o = *opt;
     else td_rewrite_options_init(&o);
     o.clamp = 0; /* the decision's ranks are within their limits */
+    o.stats = l->stats;
     return td_layer_rewrite(&l->desc, kernel, bias, dec->method, dec->ranks, &o, out);
 }

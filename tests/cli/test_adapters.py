@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""CLI tests of `tdecomp-tool adapters`: BRIEF.md's MLP (rank 1 adds 6,794 parameters), the exact
+"""CLI tests of `tdecomp-tool adapters`: docs/maths.md's MLP (rank 1 adds 6,794 parameters), the exact
 identities frozen + (alpha/r) B A == W (principal) and == the rank-2R truncation (residual, truth
 from numpy's SVD), loralib's conv layout with grouped and depthwise convs, Keras 2 and 3 files,
 the demo models, skips, usage and input errors.
@@ -53,7 +53,7 @@ def check_layer(f, key, w, r, alpha, mode, groups=1, tol=2e-6, where=""):
         e0 = np.linalg.norm(frozen - w64) / nw
         check(abs(e0 - tail(s, R) / nw) < 1e-5, f"{where}{key}: frozen = W_R ({e0} vs {tail(s, R) / nw})")
 
-# --- BRIEF.md section 2: MLP 784-1000-2000-10, rank 1 adds 6,794 (0.242 %) ---
+# --- docs/maths.md, LoRA adapters: MLP 784-1000-2000-10, rank 1 adds 6,794 (0.242 %) ---
 mlp = out("mlp.h5")
 dims = [784, 1000, 2000, 10]
 mlp_w = {}
@@ -182,5 +182,58 @@ check(not os.path.exists(out("x.h5")), "no output after errors")
 check(sorted(n for n in os.listdir(W) if ".tdtmp" in n) == [], "no temporary files left")
 p = run("adapters", "--help")
 check(p.returncode == 0 and "principal" in p.stdout, "adapters --help")
+
+# --- safetensors in, safetensors out: written and read here with numpy + struct + json ---
+import struct  # noqa: E402
+
+
+def st_write(path, tensors, meta=None):
+    hdr, off, blobs = {}, 0, []
+    for k, a in tensors.items():
+        b = np.ascontiguousarray(a).tobytes()
+        hdr[k] = {"dtype": {"float32": "F32", "int64": "I64"}[a.dtype.name], "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    if meta:
+        hdr["__metadata__"] = meta
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def st_read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__", {})
+    dt = {"F32": np.float32, "I64": np.int64}
+    return {k: np.frombuffer(b[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]], dt[e["dtype"]]).reshape(e["shape"])
+            for k, e in h.items()}, meta
+
+
+rs = np.random.default_rng(5)
+tens = {"fc1.weight": rs.standard_normal((12, 20)).astype(np.float32), "fc1.bias": rs.standard_normal(12).astype(np.float32),
+        "conv.weight": rs.standard_normal((6, 4, 3, 3)).astype(np.float32), "steps": np.arange(3, dtype=np.int64)}
+src = out("in.safetensors")
+st_write(src, tens, {"note": "kept"})
+before = digest(src)
+p = run("adapters", src, "--rank", 2, "--alpha", 4, "-o", out("ad.safetensors"))
+if check(p.returncode == 0, f"adapters on safetensors: {p.stderr}"):
+    got, meta = st_read(out("ad.safetensors"))
+    check(meta.get("note") == "kept" and meta.get("tdecomp_adapters_rank") == "2", f"metadata kept and extended: {meta}")
+    check(np.array_equal(got["fc1.bias"], tens["fc1.bias"]) and np.array_equal(got["steps"], tens["steps"]), "other tensors copied exactly")
+    w = tens["fc1.weight"].astype(np.float64)
+    a, b = got["fc1.lora_A"].astype(np.float64), got["fc1.lora_B"].astype(np.float64)
+    e = np.linalg.norm(got["fc1.weight"] + (4 / 2) * b @ a - w) / np.linalg.norm(w)
+    check(a.shape == (2, 20) and b.shape == (12, 2) and e < 1e-6, f"frozen + s B A = W: {e} {a.shape} {b.shape}")
+    cw = tens["conv.weight"].astype(np.float64)
+    ca, cb = got["conv.lora_A"].astype(np.float64), got["conv.lora_B"].astype(np.float64)
+    # loralib's conv layout: A (r k, Cin k), B (Cout k, r k), delta = (B A).view(W.shape)
+    ec = np.linalg.norm(got["conv.weight"] + 2 * (cb @ ca).reshape(cw.shape) - cw) / np.linalg.norm(cw)
+    check(ec < 1e-6, f"conv frozen + s B A = W: {ec}")
+check(digest(src) == before, "safetensors input untouched")
+p = run("adapters", src, "--rank", 2, "-o", out("ad2.h5"))
+check(p.returncode != 0 and not os.path.exists(out("ad2.h5")), f"safetensors in, HDF5 out refused: {p.returncode} {p.stderr[-200:]}")
 
 S.finish()

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """CLI tests of inspect, decompose and verify on every weight-file layout, built here with the
-same h5py calls the writers make (research/weight_files.md): Keras 2 save_weights (vlen names),
+same h5py calls the writers make (docs/formats.md and docs/cli.md describe the layouts): Keras 2 save_weights (vlen names),
 Keras 2 with fixed-length NULLPAD names split into layer_names0/1 and an empty weight_names,
 Keras 2 model.save (model_weights, model_config, optimizer_weights), Keras 3 .weights.h5,
 torch-style (module. prefix, nested groups, float16, int64 scalars). Also error cases.

@@ -1,4 +1,4 @@
-/* LoRA adapters from an SVD split: BRIEF.md's MLP numbers, the loralib conv layout (grouped and
+/* LoRA adapters from an SVD split: docs/maths.md's MLP numbers, the loralib conv layout (grouped and
  * depthwise included) and the exact identities, against singular values from LAPACK's dgesvd
  * called here (not the library's SVD). */
 #include <lapacke.h>
@@ -57,7 +57,7 @@ static void naive_compose(const td_adapter *ad, td_tensor *out)
 
 START_TEST(test_brief_mlp_adapter_size)
 {
-    /* BRIEF.md section 2: MLP 784-1000-2000-10, rank 1 adds 1784 + 3000 + 2010 = 6,794 (0.242 %) */
+    /* docs/maths.md, LoRA adapters: MLP 784-1000-2000-10, rank 1 adds 1784 + 3000 + 2010 = 6,794 (0.242 %) */
     const size_t dims[4] = {784, 1000, 2000, 10};
     const uint64_t expect[3] = {1784, 3000, 2010};
     uint64_t total = 0, added = 0;

@@ -1,4 +1,4 @@
-/* Layer rewrites and the cost model: BRIEF.md's worked numbers; every rewrite at full rank
+/* Layer rewrites and the cost model: docs/maths.md's worked numbers; every rewrite at full rank
  * reproduces the original layer under a naive direct convolution. */
 #include <math.h>
 #include <stdio.h>
@@ -648,6 +648,31 @@ START_TEST(test_chain_costs)
 END_TEST
 
 /* A strided 1x1 conv by SVD: two 1x1 pieces, the stride on the first; exact at full rank. */
+/* The workspace estimate covers at least the pieces and the composed kernel, grows with the
+ * rank, and grows with statistics. */
+START_TEST(test_rewrite_workspace)
+{
+    td_layer_desc d = {0};
+    d.kind = TD_LAYER_CONV2D;
+    d.cout = 64; d.cin = 32; d.kh = d.kw = 3; d.groups = 1;
+    d.stride[0] = d.stride[1] = d.dilation[0] = d.dilation[1] = 1;
+    const td_method ms[4] = {TD_METHOD_TUCKER2, TD_METHOD_CP, TD_METHOD_SVD, TD_METHOD_SVD_GROUPED};
+    const size_t lo[4][2] = {{4, 4}, {4, 0}, {4, 0}, {2, 4}}, hi[4][2] = {{32, 16}, {40, 0}, {64, 0}, {2, 64}};
+    for (int i = 0; i < 4; i++) {
+        uint64_t a, b, c;
+        td_cost pc;
+        ck_assert_int_eq(td_rewrite_workspace(&d, ms[i], lo[i], 0, &a), TD_OK);
+        ck_assert_int_eq(td_rewrite_workspace(&d, ms[i], hi[i], 0, &b), TD_OK);
+        ck_assert_int_eq(td_rewrite_workspace(&d, ms[i], hi[i], 1, &c), TD_OK);
+        ck_assert_int_eq(td_chain_cost_for(&d, ms[i], hi[i], &pc), TD_OK);
+        ck_assert(b >= 8 * (pc.params + 64 * 32 * 9) && b > a && c > b);
+    }
+    uint64_t x;
+    const size_t bad[2] = {0, 0};
+    ck_assert_int_eq(td_rewrite_workspace(&d, TD_METHOD_TUCKER2, bad, 0, &x), TD_EINVAL);
+}
+END_TEST
+
 START_TEST(test_svd_1x1_strided)
 {
     td_layer_desc d = conv(6, 4, 1, 1);
@@ -679,6 +704,7 @@ int main(void)
     TCase *tc = tcase_create("layer");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_brief_worked_numbers);
+    tcase_add_test(tc, test_rewrite_workspace);
     tcase_add_test(tc, test_dense_svd_brief);
     tcase_add_test(tc, test_full_rank_rewrites_exact);
     tcase_add_test(tc, test_refusals_and_clamp);

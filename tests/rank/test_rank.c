@@ -1,4 +1,4 @@
-/* Rank rules on known spectra; EVBMF on the worked examples of research/rank_selection.md. */
+/* Rank rules on known spectra; EVBMF on worked examples (Nakajima et al. 2013 closed form; docs/rank-rules.md). */
 #include <math.h>
 #include <string.h>
 #include "common/testutil.h"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Side-by-side: tdecomp-tool against TensorLy 0.9 (through ../shared/peers/tensorly_peer.py)
+"""Side-by-side: tdecomp-tool against TensorLy 0.9 (through a TensorLy driver script, --peer PATH)
 on the same HDF5 inputs, same OpenBLAS core and thread count, fixed sweeps (--tol 0) on both sides.
 Only the decomposition is timed on either side (tdecomp's JSON `seconds`, the peer's timer).
 Prints one line per case and the speed ratio; --json FILE writes the rows.
@@ -8,9 +8,9 @@ error (our fewest sweeps whose error is at most TensorLy's, found from one run's
 timed) against TensorLy's 10 sweeps, next to the fixed 10-sweep times; --tte-only runs just that.
 
 usage: /usr/bin/python3 tools/bench/peer_compare.py --tool BUILD/tools/tdecomp-tool/tdecomp-tool
-           [--peer ../shared/peers/tensorly_peer.py] [--threads 2] [--repeat 3] [--quick] [--tte-only]
-           [--json F]
-TensorLy's checkout: $TENSORLY_SRC or ~/tensorly-src (see ../shared/peers/README.md)."""
+           [--peer PEER.py] [--threads 2] [--repeat 3] [--quick] [--tte-only] [--json F]
+TensorLy's checkout: $TENSORLY_SRC or ~/tensorly-src; TensorLy is never part of this repository
+(docs/perf.md)."""
 import argparse, json, os, statistics, subprocess, sys, tempfile
 
 GOALS = (5.0, 10.0, 10.0)  # issue targets: CP 200^3 R16, Tucker 200^3 r20, Tucker-2 (512,512,3,3)

@@ -8,7 +8,7 @@
  *           recomposition); tools/bench/svd_bench.py drives it against numpy
  *   --tool  also times a whole-file `decompose` of a model with many 3x3 convs (serial, --jobs 2)
  *   --peer  also runs tools/bench/peer_compare.py (TensorLy, same inputs, fixed sweeps; needs
- *           --tool and a TensorLy checkout, see ../shared/peers/README.md); run from the repo root */
+ *           --tool and a TensorLy checkout, see docs/perf.md); run from the repo root */
 #include <cblas.h>
 #include <malloc.h>
 #include <math.h>

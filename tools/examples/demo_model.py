@@ -3,8 +3,8 @@
 tools/train_demo.py, tools/examples/layer_spec.py and tests.
 
 As a script it reports the test accuracy of torch-style .h5 files of this model, original or
-decomposed by tdecomp-tool (decomposed layers are rebuilt as the nn.Sequential chains of the
-DESIGN.md contract, with the layer spec's stride/padding/dilation):
+decomposed by tdecomp-tool (decomposed layers are rebuilt as the nn.Sequential chains of
+docs/cli.md 'Outputs', with the layer spec's stride/padding/dilation):
 
     /usr/bin/python3 tools/examples/demo_model.py tests/data/demo.torch.h5 [OTHER.h5 ...]
 """
@@ -129,7 +129,7 @@ def _pair(v):
 
 
 def _chain(name, conv, sd, spec):
-    """The nn.Sequential a decomposed conv `name` was written as (DESIGN.md 'Outputs')."""
+    """The nn.Sequential a decomposed conv `name` was written as (docs/cli.md 'Outputs')."""
     def w(i):
         return sd[f"{name}.{i}.weight"]
 

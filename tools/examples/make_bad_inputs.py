@@ -47,3 +47,43 @@ json.dump({"features.0": {"padding": "sometimes"}}, open(p("spec_bad_padding.jso
 json.dump(["features.0"], open(p("spec_not_object.json"), "w"))
 with h5py.File(p("spec_target.h5"), "w") as f:   # a valid file the bad specs are applied to
     f["features.0.weight"] = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+
+# Data kept outside the file: external raw storage (a "secret" beside it), virtual datasets
+# (source missing; mapping onto itself, which makes libhdf5 recurse until the stack overflows)
+# and an external link to a real weight. All must be refused before any data is read.
+open(p("external_storage.secret"), "wb").write(b"root:$6$saltsalt$5ecretHashThatMustNeverBeCopied0123456789abcdef\n")
+h5("external_storage.h5", lambda f: (f.__setitem__("fc.weight", np.ones((4, 4), np.float32)),
+                                     f.create_dataset("fc.bias", shape=(4,), dtype="f4", external=[("external_storage.secret", 0, 16)])))
+def vds(f, src_file, src_name):
+    lay = h5py.VirtualLayout(shape=(4, 4), dtype="f4")
+    lay[:] = h5py.VirtualSource(src_file, src_name, shape=(4, 4))
+    f.create_virtual_dataset("fc.weight", lay, fillvalue=0)
+h5("vds_missing_source.h5", lambda f: vds(f, "no_such_source.h5", "/w"))
+h5("vds_self.h5", lambda f: vds(f, ".", "/fc.weight"))
+h5("external_link_weight.h5", lambda f: f.__setitem__("features.0.weight", h5py.ExternalLink("spec_target.h5", "/features.0.weight")))
+# An 8000x7800 float32 chunked dataset never written: a 1.4 KB file declaring 250 MB
+h5("unwritten_chunked.h5", lambda f: f.create_dataset("fc.weight", shape=(8000, 7800), dtype="f4", chunks=(100, 100)))
+
+# 2-byte floats by layout: HDF5 types built field by field (h5py has no bfloat16)
+def float2(esize, ebias):
+    t = h5py.h5t.IEEE_F32LE.copy()
+    t.set_fields(15, 15 - esize, esize, 0, 15 - esize)
+    t.set_size(2)
+    t.set_precision(16)
+    t.set_ebias(ebias)
+    return t
+def put_bits(f, name, t, bits):
+    d = h5py.h5d.create(f.id, name.encode(), t, h5py.h5s.create_simple(bits.shape))
+    d.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(bits, "<u2"), mtype=t)
+def bf16_bits(x):   # round to nearest even on the float32 bits
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+# valid: bfloat16 weights (values up to ~1e4, which IEEE half would not even hold as patterns)
+def bf16_file(f):
+    put_bits(f, "features.0.weight", float2(8, 127), bf16_bits(rng.standard_normal((8, 4, 3, 3)) * 3000))
+    put_bits(f, "features.0.bias", float2(8, 127), bf16_bits(rng.standard_normal(8)))
+    put_bits(f, "classifier.weight", float2(8, 127), bf16_bits(rng.standard_normal((16, 12)) * 3000))
+    put_bits(f, "classifier.bias", float2(8, 127), bf16_bits(rng.standard_normal(16)))
+h5("valid_bf16.h5", bf16_file)
+# a custom 2-byte float: 6-bit exponent, 9-bit mantissa (neither half nor bfloat16)
+h5("custom_float16.h5", lambda f: put_bits(f, "features.0.weight", float2(6, 31), np.full((8, 4, 3, 3), 0x3E00, np.uint16)))

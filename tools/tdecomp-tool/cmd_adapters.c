@@ -1,5 +1,5 @@
 /* tdecomp-tool adapters: split every dense and conv layer into a frozen part and an SVD-initialised
- * LoRA adapter (BRIEF.md section 2; loralib's layout), and write them. */
+ * LoRA adapter (docs/maths.md, LoRA adapters; loralib's layout), and write them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,18 +128,24 @@ int cmd_adapters(int argc, char **argv)
     }
     {
         td_outfile *of;
-        if ((code = tool_output_open(&g, out, TD_OUTPUT_HDF5, &of))) goto done;
+        /* adapters keep the input's format (a safetensors file's metadata is written by the library) */
+        const int st_out = td_format_choose(TD_FORMAT_AUTO, out, &m) == TD_FORMAT_SAFETENSORS;
+        if (st_out != (m.layout == TD_LAYOUT_SAFETENSORS)) {
+            code = tool_fail(TOOL_EINPUT, out, NULL, "adapters keep the input's format: HDF5 from HDF5, safetensors from safetensors");
+            goto done;
+        }
+        if ((code = tool_output_open(&g, out, st_out ? TD_OUTPUT_BYTES : TD_OUTPUT_HDF5, &of))) goto done;
         tool_set_phase(TOOL_PHASE_WRITING);
-        st = td_model_write_adapters(&m, of, TD_FORMAT_HDF5, list, nad, &err);
-        if (st == TD_OK) st = tool_stamp(of, &err);
-        if (st == TD_OK) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_rank", (double)rank, 1, &err);
-        if (st == TD_OK) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_alpha", alpha, 0, &err);
-        if (st == TD_OK) st = td_outfile_attr_string(of, "/", "tdecomp_adapters_mode", mode ? "residual" : "principal", &err);
+        st = td_model_write_adapters(&m, of, st_out ? TD_FORMAT_SAFETENSORS : TD_FORMAT_HDF5, list, nad, &err);
+        if (st == TD_OK && !st_out) st = tool_stamp(of, &err);
+        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_rank", (double)rank, 1, &err);
+        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_alpha", alpha, 0, &err);
+        if (st == TD_OK && !st_out) st = td_outfile_attr_string(of, "/", "tdecomp_adapters_mode", mode ? "residual" : "principal", &err);
         if (st != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
         if ((code = tool_outputs_commit(&g))) goto done;
     }
     /* report */
-    const uint64_t total = td_model_total_elements(&m); /* the model's parameters, biases included (BRIEF's count) */
+    const uint64_t total = td_model_total_elements(&m); /* the model's parameters, biases included (as docs/maths.md's MLP example counts) */
     uint64_t added = 0;
     size_t nskip = 0;
     json_t *layers = json_array();

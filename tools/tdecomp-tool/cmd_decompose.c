@@ -15,7 +15,8 @@ const char cmd_decompose_usage[] =
     "          --target-params F | --target-flops F | --max-error E)\n"
     "         [--layers GLOB]... [--exclude GLOB]... [--keep-larger] [--dry-run] [--svd-groups K]\n"
     "         [--objective minmax|sum] [--jobs N] [--max-memory SIZE] [--layout L] [--layer-spec SPEC.json]\n"
-    "         [--format h5|safetensors] [--report REPORT.json] [--force]\n"
+    "         [--format h5|safetensors] [--calibration STATS.h5 [--include-head]] [--report REPORT.json]\n"
+    "         [--json] [--force]\n"
     "Decomposes every conv and dense layer the method applies to, with exactly one rank rule, and\n"
     "writes a loadable file of the same layout (or --format; by default the output's extension).\n"
     "Rank rules (docs/rank-rules.md):\n"
@@ -29,8 +30,12 @@ const char cmd_decompose_usage[] =
     "  --max-error E      the smallest model whose every decomposed layer has rel_error <= E\n"
     "--keep-larger keeps chains that have more parameters than their layer (otherwise skipped: \"would\n"
     "not shrink\"). --objective sum (global targets) minimises the sum of squared errors instead of the\n"
-    "largest. --dry-run plans and reports without writing. --jobs N decomposes N layers at a time with\n"
-    "one BLAS thread each; the output is byte-identical for every N.\n";
+    "largest. --json prints the report (the --report object) instead of the table. --dry-run plans and reports without writing. --jobs N decomposes N layers at a time with\n"
+    "one BLAS thread each; the output is byte-identical for every N.\n"
+    "--calibration STATS.h5 (statistics of your inputs, from tdecomp.torch.calibrate; docs/formats.md)\n"
+    "minimises each layer's output error on that data instead of its weight error: every rule then\n"
+    "works on whitened spectra and the report gives output_rel_error per layer. With it, the last\n"
+    "dense layer (the classifier head) is left alone unless --include-head.\n";
 
 typedef struct lay {
     td_tensor kernel, bias;
@@ -39,11 +44,13 @@ typedef struct lay {
     int done;
     td_cost after;
     double rel_error;
+    int has_out;
+    double out_error;           /* relative output error of what was written (with statistics) */
 } lay;
 
 typedef struct options {
     const char *in, *out, *report, *format;
-    int dry, jobs;
+    int dry, jobs, json;
     double maxmem;
     tool_plan_args plan;
     tool_outputs g;
@@ -57,6 +64,7 @@ static int parse(int argc, char **argv, options *o)
         const char *a = argv[i];
         if (!strcmp(a, "--force")) { o->g.force = 1; continue; }
         if (!strcmp(a, "--dry-run")) { o->dry = 1; continue; }
+        if (!strcmp(a, "--json")) { o->json = 1; continue; }
         if ((r = tool_plan_option(argc, argv, &i, &o->plan))) {
             if (r < 0) return TOOL_EUSAGE;
         } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
@@ -121,12 +129,19 @@ static void run_batch(batch *b, int jobs)
 }
 
 /* After the decomposition: rounded to the file's dtype, measured, written, freed. */
-static int finish_layer(const td_model *m, size_t i, lay *l, td_model_writer *w, td_error *err)
+static int finish_layer(const td_model *m, const tool_plan *p, size_t i, lay *l, td_model_writer *w, td_error *err)
 {
     td_status st = l->st;
     if (st == TD_OK) st = td_model_round_chain(m, i, &l->chain);
-    /* the error of what is written: the rounded pieces composed back */
-    if (st == TD_OK) st = td_chain_rel_error(&l->chain, &l->kernel, &l->rel_error);
+    /* the errors of what is written: the rounded pieces composed back */
+    td_tensor wr = {0};
+    if (st == TD_OK) st = td_tensor_alloc(&wr, l->kernel.ndim, l->kernel.shape);
+    if (st == TD_OK) st = td_chain_compose(&l->chain, &wr);
+    if (st == TD_OK) st = td_rel_diff(&wr, &l->kernel, &l->rel_error);
+    const td_layer_stats *stats = p->layers[i].stats;
+    if (st == TD_OK && stats) st = td_chain_output_error(&m->layers[i].desc, stats, &l->kernel, &wr, &l->out_error);
+    l->has_out = st == TD_OK && stats;
+    td_tensor_free(&wr);
     if (st == TD_OK) st = td_chain_cost(&l->chain, &l->after);
     td_tensor_free(&l->kernel);
     td_tensor_free(&l->bias);
@@ -162,7 +177,7 @@ static int run(const td_model *m, const tool_plan *p, lay *L, int jobs, td_model
         if (code) break;
         batch b = {p, L, idx + s, e - s, 0, PTHREAD_MUTEX_INITIALIZER};
         run_batch(&b, jobs);
-        for (size_t k = s; k < e && code == TOOL_OK; k++) code = finish_layer(m, idx[k], &L[idx[k]], w, &err);
+        for (size_t k = s; k < e && code == TOOL_OK; k++) code = finish_layer(m, p, idx[k], &L[idx[k]], w, &err);
         if (tty) fprintf(stderr, "\rtdecomp-tool: [%zu/%zu] %-40.40s", e, n, m->layers[idx[e - 1]].name);
     }
     if (tty) fprintf(stderr, "\r%-70s\r", "");
@@ -175,13 +190,13 @@ static int run(const td_model *m, const tool_plan *p, lay *L, int jobs, td_model
 typedef struct totals {
     uint64_t params_before, params_after, other, flops_before, flops_after;
     int flops_known;
-    size_t decomposed, skipped;
-    double max_rel_error;
+    size_t decomposed, skipped, with_out;
+    double max_rel_error, max_out, sum_out;
 } totals;
 
 static totals sum_up(const td_model *m, const tool_plan *p, const lay *L)
 {
-    totals t = {0, 0, td_model_total_elements(m) - td_model_kernel_params(m), 0, 0, 1, 0, 0, 0};
+    totals t = {0, 0, td_model_total_elements(m) - td_model_kernel_params(m), 0, 0, 1, 0, 0, 0, 0, 0, 0};
     for (size_t i = 0; i < m->nlayers; i++) {
         const td_plan_decision *d = &p->dec[i];
         const int ok = L[i].done;
@@ -193,6 +208,7 @@ static totals sum_up(const td_model *m, const tool_plan *p, const lay *L)
         t.flops_known &= td_layer_cost(&m->layers[i].desc, &c) == TD_OK && c.known;
         if (ok) { t.decomposed++; if (L[i].rel_error > t.max_rel_error) t.max_rel_error = L[i].rel_error; }
         else t.skipped++;
+        if (ok && L[i].has_out) { t.with_out++; t.sum_out += L[i].out_error; if (L[i].out_error > t.max_out) t.max_out = L[i].out_error; }
     }
     return t;
 }
@@ -228,6 +244,8 @@ static json_t *layer_json(const td_model *m, size_t i, const tool_plan *p, const
     cost_json(x, &before, "before");
     cost_json(x, ok ? &l->after : &before, "after");
     json_object_set_new(x, "rel_error", json_real(ok ? l->rel_error : 0.0));
+    if (ok && l->has_out) json_object_set_new(x, "output_rel_error", json_real(l->out_error));
+    json_object_set_new(x, "has_calibration", json_boolean(p->has_cal && p->has_cal[i]));
     json_object_set_new(x, "est_error", ok && d->est_known ? json_real(d->est_error) : json_null());
     json_object_set_new(x, "seconds", json_real(ok ? l->chain.seconds : 0.0));
     json_object_set_new(x, "skipped", json_boolean(!ok));
@@ -249,6 +267,10 @@ static json_t *report_json(const options *o, const td_model *m, const tool_plan 
     json_object_set_new(tot, "layers_decomposed", json_integer((json_int_t)t->decomposed));
     json_object_set_new(tot, "layers_skipped", json_integer((json_int_t)t->skipped));
     json_object_set_new(tot, "max_rel_error", json_real(t->max_rel_error));
+    /* over the decomposed layers that had statistics; null when none had */
+    json_object_set_new(tot, "max_output_rel_error", t->with_out ? json_real(t->max_out) : json_null());
+    json_object_set_new(tot, "mean_output_rel_error", t->with_out ? json_real(t->sum_out / (double)t->with_out) : json_null());
+    json_object_set_new(tot, "layers_with_calibration", json_integer((json_int_t)p->ncal));
     json_object_set_new(rep, "tdecomp_report", json_integer(1));
     json_object_set_new(rep, "version", json_string(td_version()));
     json_object_set_new(rep, "input", json_string(o->in));
@@ -276,11 +298,15 @@ static void report_text(const json_t *rep, int only_selected)
         else if (json_array_size(rk) == 1) snprintf(rs, sizeof rs, "%lld", (long long)json_integer_value(json_array_get(rk, 0)));
         if (json_is_integer(fb)) snprintf(fbs, sizeof fbs, "%.3f", (double)json_integer_value(fb) / 1e6);
         if (json_is_integer(fa)) snprintf(fas, sizeof fas, "%.3f", (double)json_integer_value(fa) / 1e6);
+        char note[128];
+        json_t *oe = json_object_get(x, "output_rel_error");
+        snprintf(note, sizeof note, "%s%s%s", reason ? reason : json_is_true(json_object_get(x, "clamped")) ? "clamped" : "",
+                 oe ? (reason || json_is_true(json_object_get(x, "clamped")) ? "; " : "") : "", "");
+        if (oe) snprintf(note + strlen(note), sizeof note - strlen(note), "output error %.4g", json_real_value(oe));
         printf("%-28.28s %-11s %-12s %10lld %10lld %12s %12s %9.4g  %s\n", json_string_value(json_object_get(x, "name")),
                json_string_value(json_object_get(x, "method")), rs, (long long)json_integer_value(json_object_get(x, "params_before")),
                (long long)json_integer_value(json_object_get(x, "params_after")), fbs, fas,
-               json_real_value(json_object_get(x, "rel_error")),
-               reason ? reason : json_is_true(json_object_get(x, "clamped")) ? "clamped" : "");
+               json_real_value(json_object_get(x, "rel_error")), note);
     }
     json_t *t = json_object_get(rep, "totals");
     const double pb = (double)json_integer_value(json_object_get(t, "params_before")), pa = (double)json_integer_value(json_object_get(t, "params_after"));
@@ -289,23 +315,31 @@ static void report_text(const json_t *rep, int only_selected)
         const double fb = (double)json_integer_value(json_object_get(t, "flops_before")), fa = (double)json_integer_value(json_object_get(t, "flops_after"));
         printf(", %.3f -> %.3f MFLOPs (%.1f%%)", fb / 1e6, fa / 1e6, 100.0 * fa / (fb > 0 ? fb : 1));
     }
-    printf("; %lld layers decomposed, %lld skipped, max rel_error %.4g%s\n", (long long)json_integer_value(json_object_get(t, "layers_decomposed")),
-           (long long)json_integer_value(json_object_get(t, "layers_skipped")), json_real_value(json_object_get(t, "max_rel_error")),
-           json_is_true(json_object_get(json_object_get(rep, "options"), "dry_run")) ? " (dry run: nothing written)" : "");
+    printf("; %lld layers decomposed, %lld skipped, max rel_error %.4g", (long long)json_integer_value(json_object_get(t, "layers_decomposed")),
+           (long long)json_integer_value(json_object_get(t, "layers_skipped")), json_real_value(json_object_get(t, "max_rel_error")));
+    json_t *mo = json_object_get(t, "max_output_rel_error");
+    if (json_is_number(mo))
+        printf(", output error max %.4g mean %.4g", json_number_value(mo), json_number_value(json_object_get(t, "mean_output_rel_error")));
+    printf("%s\n", json_is_true(json_object_get(json_object_get(rep, "options"), "dry_run")) ? " (dry run: nothing written)" : "");
 }
 
 /* --- the command ------------------------------------------------------------------------------ */
 
-/* Every kernel is read, decomposed and dropped a batch at a time: the need is the largest batch's
- * working set (kernel, Grams, projections, chain, composed kernel: < 6 kernels each). */
-static double memory_need(const td_model *m, int jobs)
+/* Every kernel is read, decomposed and dropped a batch at a time: the need is the largest
+ * layer's kernel and the library's workspace for its rewrite, times the jobs running at once. */
+static double memory_need(const td_model *m, const tool_plan *p, int jobs)
 {
     double largest = 0;
     for (size_t i = 0; i < m->nlayers; i++) {
+        const td_plan_decision *d = &p->dec[i];
         td_cost c;
-        if (td_layer_cost(&m->layers[i].desc, &c) == TD_OK && (double)c.params > largest) largest = (double)c.params;
+        uint64_t ws = 0;
+        if (d->skipped || td_layer_cost(&m->layers[i].desc, &c) != TD_OK) continue;
+        if (td_rewrite_workspace(&m->layers[i].desc, d->method, d->ranks, p->layers[i].stats != NULL, &ws) != TD_OK) ws = UINT64_MAX;
+        const double need = 8.0 * (double)c.params + (double)ws;
+        if (need > largest) largest = need;
     }
-    return 8.0 * 6.0 * largest * jobs;
+    return largest * jobs;
 }
 
 static int open_writer(const options *o, const td_model *m, const tool_plan *p, tool_outputs *g, td_chain *layouts,
@@ -343,7 +377,7 @@ static int finish_writer(const td_model *m, const tool_plan *p, const lay *L, td
     td_layer_record *rec = calloc(m->nlayers ? m->nlayers : 1, sizeof *rec);
     if (!rec) return tool_fail(TOOL_ERESOURCE, m->file, NULL, "out of memory");
     for (size_t i = 0; i < m->nlayers; i++)
-        rec[i] = (td_layer_record){i, L[i].done ? NULL : p->dec[i].reason, L[i].rel_error, 0, 0};
+        rec[i] = (td_layer_record){i, L[i].done ? NULL : p->dec[i].reason, L[i].rel_error, L[i].done && L[i].has_out, L[i].out_error};
     td_error err;
     td_error_clear(&err);
     tool_set_phase(TOOL_PHASE_WRITING);
@@ -360,6 +394,7 @@ int cmd_decompose(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.jobs = 1;
     tool_plan_args_init(&o.plan, "decompose");
+    o.plan.model.takes_calibration = 1;
     int code = parse(argc, argv, &o);
     if (code) return code;
     tool_protect(&o.g, o.in);
@@ -375,10 +410,18 @@ int cmd_decompose(int argc, char **argv)
     json_t *rep = NULL;
     memset(&p, 0, sizeof p);
     if (!L || !layouts) { code = tool_fail(TOOL_ERESOURCE, o.in, NULL, "out of memory"); goto done; }
-    if (tool_memory_check(memory_need(&m, o.jobs), o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
+    /* planning reads one kernel at a time (with its Gram and a whitened copy) */
+    uint64_t big = 0;
+    for (size_t i = 0; i < m.nlayers; i++) {
+        td_cost c;
+        if (td_layer_cost(&m.layers[i].desc, &c) == TD_OK && c.params > big) big = c.params;
+    }
+    if (tool_memory_check(3.0 * 8.0 * (double)big, o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     tool_warn_assumed(&m);
     tool_core_warning();
     if ((code = tool_plan_model(&m, &o.plan, &p))) goto done;
+    /* after planning (shapes and spectra only), before any chain is computed or written */
+    if (tool_memory_check(memory_need(&m, &p, o.jobs), o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     /* test hook: a pause between planning and reading the kernels again (tests/cli/test_safety.py
      * changes the input meanwhile) */
     const char *hook = getenv("TDECOMP_TEST_HOOK");
@@ -395,7 +438,8 @@ int cmd_decompose(int argc, char **argv)
     if (o.report && (code = tool_output_json(&o.g, o.report, rep))) goto done;
     if ((code = tool_outputs_commit(&o.g))) goto done;
     if (!t.decomposed && m.nlayers) tool_warn("no layer was decomposed (see each layer's reason); the output is a faithful copy");
-    report_text(rep, o.plan.model.nglobs > 0);
+    if (o.json) tool_print_json(rep);
+    else report_text(rep, o.plan.model.nglobs > 0);
 done:
     json_decref(rep);
     td_model_writer_free(w);

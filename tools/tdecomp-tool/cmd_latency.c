@@ -11,7 +11,7 @@
 const char cmd_latency_usage[] =
     "usage: tdecomp-tool latency IN --input-size HxW [--layer-spec SPEC.json] [--layout L]\n"
     "         [--method auto|tucker2|cp|svd|svd-grouped] [rank rule as decompose; default --rank-ratio 0.5]\n"
-    "         [--layers GLOB]... [--exclude GLOB]... [--repeat N] [--threads N] [--json]\n"
+    "         [--layers GLOB]... [--exclude GLOB]... [--repeat N] [--threads N] [--calibration STATS.h5] [--json]\n"
     "Decomposes each layer as decompose would, then times the original layer and its chain on one\n"
     "image with the im2col + GEMM executor (double precision; median of N runs, default 9, after a\n"
     "warm-up; original and chain alternate) and reports the measured speedup beside the FLOP ratio.\n"
@@ -125,6 +125,7 @@ int cmd_latency(int argc, char **argv)
     size_t H = 0, Wd = 0;
     tool_plan_args args;
     tool_plan_args_init(&args, "latency");
+    args.model.takes_calibration = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_latency_usage, stdout); return TOOL_OK; }

@@ -16,14 +16,15 @@
 
 const char cmd_spectrum_usage[] =
     "usage: tdecomp-tool spectrum IN [--layers GLOB]... [--exclude GLOB]... -o DIR [--layer-spec SPEC.json]\n"
-    "         [--layout L] [--force]\n"
+    "         [--layout L] [--calibration STATS.h5] [--force]\n"
     "Creates DIR (its parent must exist; an existing DIR needs --force) with, per layer, <layer>.csv\n"
     "and <layer>.svg: the singular values of the mode-0 (Cout) and mode-1 (Cin) unfoldings and the\n"
     "relative error against rank (each mode's truncation, and what --method auto would give: the\n"
     "Tucker-2 HOSVD bound at ranks (R, R) for kxk convs, the exact SVD error for dense and 1x1 layers);\n"
     "and model.csv, model.svg: the planner's largest per-layer error against the parameters kept, for\n"
     "the min-max allocator (--target-params) and for uniform ratios (--rank-ratio). Layer names are\n"
-    "made file-safe (characters other than letters, digits, '.', '-', '_' become '_').\n";
+    "made file-safe (characters other than letters, digits, '.', '-', '_' become '_').\n"
+    "--calibration STATS.h5: the spectra and errors are those of each layer's output on that data.\n";
 
 #define NBUDGET 25
 
@@ -199,13 +200,18 @@ static int layer_spectra(const td_model *m, size_t i, const td_plan_layer *pl, c
     const td_model_layer *ml = &m->layers[i];
     td_error err;
     td_error_clear(&err);
-    td_tensor k = {0}, b = {0};
+    td_tensor k = {0}, b = {0}, wt = {0};
     td_status st = td_model_read_layer(m, i, &k, &b, &err);
+    /* with statistics the spectra plotted are the output-error ones (the whitened kernel's) */
+    const int kxk_layer = ml->desc.kind == TD_LAYER_CONV2D && ml->desc.kh * ml->desc.kw > 1;
+    if (st == TD_OK && pl->stats)
+        st = td_layer_whiten(&ml->desc, pl->stats, kxk_layer ? TD_METHOD_TUCKER2 : TD_METHOD_SVD, 1, &k, &wt);
     for (int md = 0; md < 2 && st == TD_OK; md++) {
         l->n[md] = k.shape[md];
         if (!(l->s2[md] = calloc(l->n[md] ? l->n[md] : 1, sizeof(double)))) st = TD_ENOMEM;
-        else st = td_mode_spectrum(&k, md, 0, NULL, l->s2[md]);
+        else st = td_mode_spectrum(pl->stats ? &wt : &k, md, 0, NULL, l->s2[md]);
     }
+    td_tensor_free(&wt);
     if (st == TD_OK) st = td_plan_curve_new(pl, &k, po, curve, &err);
     td_tensor_free(&k);
     td_tensor_free(&b);
@@ -255,6 +261,7 @@ int cmd_spectrum(int argc, char **argv)
     tool_outputs g;
     memset(&ma, 0, sizeof ma);
     memset(&g, 0, sizeof g);
+    ma.takes_calibration = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_spectrum_usage, stdout); return TOOL_OK; }
@@ -283,16 +290,29 @@ int cmd_spectrum(int argc, char **argv)
     td_plan_layer *pl = calloc(n ? n : 1, sizeof *pl);
     td_plan_decision *dec = calloc(n ? n : 1, sizeof *dec);
     td_plan_curve **curves = calloc(n ? n : 1, sizeof *curves);
+    td_layer_calibration *cal = calloc(n ? n : 1, sizeof *cal);
+    td_calibration *cf = NULL;
     td_plan_options po;
     td_plan_options_init(&po);
     po.rule = TD_RULE_TARGET_PARAMS;
     po.estimate_errors = 1;
-    if (!L || !pl || !dec || !curves) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    if (!L || !pl || !dec || !curves || !cal) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
+    td_error cerr;
+    td_error_clear(&cerr);
+    if (ma.calibration && td_calibration_open(&cf, ma.calibration, &cerr) != TD_OK) {
+        code = tool_fail_status(cerr.status, &cerr, ma.calibration, NULL);
+        goto done;
+    }
     uint64_t total = td_model_kernel_params(&m);
     tool_core_warning();
     for (size_t i = 0; i < n && code == TOOL_OK; i++) {
         const td_model_layer *ml = &m.layers[i];
         pl[i] = (td_plan_layer){ml->name, ml->desc, ml->admits, !tool_layer_selected(&ma, ml->name), NULL};
+        int found = 0;
+        if (cf && !pl[i].excluded && ml->admits.mask) {
+            if (td_calibration_read(cf, &m, i, &cal[i], &found, &cerr) != TD_OK) { code = tool_fail_status(cerr.status, &cerr, ma.calibration, NULL); break; }
+            if (found) pl[i].stats = &cal[i].stats;
+        }
         if ((L[i].selected = !pl[i].excluded)) code = layer_spectra(&m, i, &pl[i], &po, &L[i], &curves[i]);
     }
     if (code) goto done;
@@ -307,6 +327,9 @@ done:
     for (size_t i = 0; L && i < n; i++) { free(L[i].s2[0]); free(L[i].s2[1]); }
     for (size_t i = 0; curves && i < n; i++) td_plan_curve_free(curves[i]);
     free(curves);
+    for (size_t i = 0; cal && i < n; i++) td_layer_calibration_free(&cal[i]);
+    free(cal);
+    td_calibration_free(cf);
     free(L);
     free(pl);
     free(dec);

@@ -18,6 +18,7 @@ int tool_plan_option(int argc, char **argv, int *i, tool_plan_args *a)
     td_plan_options *po = &a->po;
     int r;
     if (!strcmp(arg, "--keep-larger")) { po->keep_larger = 1; return 1; }
+    if (!strcmp(arg, "--include-head")) { a->include_head = 1; return 1; }
     if (!strcmp(arg, "--vbmf")) { po->rule = TD_RULE_VBMF; a->rule_name = "vbmf"; a->nrules++; return 1; }
     if ((r = tool_opt_value(argc, argv, i, "--method", &v))) {
         if (r < 0) { tool_usage_error("%s: --method needs a value", c); return -1; }
@@ -94,6 +95,9 @@ int tool_plan_args_check(const tool_plan_args *a)
 void tool_plan_free(tool_plan *p)
 {
     for (size_t i = 0; p->curves && i < p->n; i++) td_plan_curve_free(p->curves[i]);
+    for (size_t i = 0; p->cal && i < p->n; i++) td_layer_calibration_free(&p->cal[i]);
+    free(p->cal);
+    free(p->has_cal);
     free(p->curves);
     free(p->layers);
     free(p->dec);
@@ -114,6 +118,39 @@ static int curve_of(const td_model *m, size_t i, const tool_plan_args *a, tool_p
     return st == TD_OK ? TOOL_OK : tool_fail_status(st, &err, m->file, m->layers[i].name);
 }
 
+/* Matching logits in mean square is not keeping the argmax: cut by output error, a small
+ * classifier head loses accuracy out of proportion to its saving. With statistics, the last dense
+ * layer in layer order is left alone unless --include-head (docs/rank-rules.md). */
+static const char head_reason[] = "classifier head (data-aware default; --include-head decomposes it)";
+
+/* Reads --calibration's statistics for every selected layer; warns once for those it lacks. */
+static int read_calibration(const td_model *m, const tool_plan_args *a, tool_plan *p)
+{
+    const char *path = a->model.calibration;
+    td_error err;
+    td_error_clear(&err);
+    td_calibration *c = NULL;
+    td_status st = td_calibration_open(&c, path, &err);
+    if (st != TD_OK) return tool_fail_status(st, &err, path, NULL);
+    p->cal = calloc(p->n ? p->n : 1, sizeof *p->cal);
+    p->has_cal = calloc(p->n ? p->n : 1, sizeof *p->has_cal);
+    if (!p->cal || !p->has_cal) { td_calibration_free(c); return tool_fail(TOOL_ERESOURCE, path, NULL, "out of memory"); }
+    size_t missing = 0;
+    const char *first = NULL;
+    for (size_t i = 0; i < p->n && st == TD_OK; i++) {
+        if (p->layers[i].excluded) continue;
+        st = td_calibration_read(c, m, i, &p->cal[i], &p->has_cal[i], &err);
+        if (st == TD_OK && p->has_cal[i]) { p->layers[i].stats = &p->cal[i].stats; p->ncal++; }
+        else if (st == TD_OK) { missing++; if (!first) first = m->layers[i].name; }
+    }
+    td_calibration_free(c);
+    if (st != TD_OK) return tool_fail_status(st, &err, path, NULL);
+    if (missing)
+        tool_warn("%s: no statistics for %zu layer%s (%s%s): decomposed data-free", path, missing, missing == 1 ? "" : "s",
+                  first, missing > 1 ? ", ..." : "");
+    return TOOL_OK;
+}
+
 int tool_plan_model(const td_model *m, const tool_plan_args *a, tool_plan *p)
 {
     memset(p, 0, sizeof *p);
@@ -128,6 +165,12 @@ int tool_plan_model(const td_model *m, const tool_plan_args *a, tool_plan *p)
         const td_model_layer *ml = &m->layers[i];
         p->layers[i] = (td_plan_layer){ml->name, ml->desc, ml->admits, !tool_layer_selected(&a->model, ml->name), NULL};
     }
+    size_t head = n;   /* the last dense layer in layer order */
+    for (size_t i = 0; i < n; i++)
+        if (m->layers[i].desc.kind == TD_LAYER_DENSE) head = i;
+    if (a->model.calibration && head < n && !a->include_head)
+        for (int k = TD_METHOD_NONE + 1; k < TD_METHOD_COUNT; k++) td_admission_refuse(&p->layers[head].admits, (td_method)k, head_reason);
+    if (a->model.calibration && (code = read_calibration(m, a, p))) return code;
     for (size_t i = 0; i < n && code == TOOL_OK; i++) code = curve_of(m, i, a, p);
     if (code) return code;
     td_error err;
@@ -146,6 +189,8 @@ json_t *tool_plan_args_json(const tool_plan_args *a)
     json_object_set_new(o, "keep_larger", json_boolean(a->po.keep_larger));
     json_object_set_new(o, "objective", json_string(a->po.min_total_error ? "sum" : "minmax"));
     if (a->po.svd_groups) json_object_set_new(o, "svd_groups", json_integer((json_int_t)a->po.svd_groups));
+    json_object_set_new(o, "calibration", a->model.calibration ? json_string(a->model.calibration) : json_null());
+    if (a->model.calibration) json_object_set_new(o, "include_head", json_boolean(a->include_head));
     return o;
 }
 

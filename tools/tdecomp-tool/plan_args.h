@@ -11,7 +11,8 @@ typedef struct tool_plan_args {
     const char *method_name, *rule_name;
     double rule_value;
     int nrules;
-    tool_model_args model;            /* --layout, --layer-spec, --layers, --exclude */
+    tool_model_args model;            /* --layout, --layer-spec, --layers, --exclude, --calibration */
+    int include_head;                 /* --include-head: with --calibration, the classifier head too */
 } tool_plan_args;
 
 void tool_plan_args_init(tool_plan_args *a, const char *cmd);
@@ -29,9 +30,13 @@ typedef struct tool_plan {
     td_plan_curve **curves;
     td_plan_decision *dec;
     td_plan_summary sum;
+    td_layer_calibration *cal;        /* with --calibration: each layer's statistics */
+    int *has_cal;                     /* 1 where the file had statistics for the layer */
+    size_t ncal;                      /* layers with statistics */
 } tool_plan;
 
-/* Plans every layer of m (selection applied) by a's rule. 0 or the exit code (printed). */
+/* Plans every layer of m (selection applied) by a's rule, with --calibration's statistics when
+ * given (layers without are planned data-free, with one warning). 0 or the exit code (printed). */
 int tool_plan_model(const td_model *m, const tool_plan_args *a, tool_plan *p);
 void tool_plan_free(tool_plan *p);
 

@@ -1,0 +1,3 @@
+from .. import __version__
+
+PRODUCER = f"tdecomp.torch {__version__}"
