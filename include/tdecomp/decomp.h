@@ -131,6 +131,8 @@ typedef struct td_tucker_result {
 /* Tucker decomposition of x on the nmodes modes listed (any order, no repeats; they are sorted
  * in the result), with ranks[i] for modes[i] unless opt->truncate decides them.
  * x = core x_{m} U_m over the decomposed modes. Tucker-2 of an OIHW conv kernel is modes {0,1}.
+ * Memory: HOOI on two modes whose second is interior with a trailing extent < 64 (Tucker-2 of a
+ * conv kernel) keeps one permuted copy of x (x->size doubles) for its sweeps.
  * Statuses: TD_EINVAL (bad modes/ranks, rank 0, rank > mode without clamp), TD_ENOTFINITE,
  * TD_ENOMEM, TD_ERANGE, TD_ELAPACK, TD_ECANCELED, TD_EINFEASIBLE (truncation chose 0). */
 TD_API TD_WUR td_status td_tucker(const td_tensor *x, int nmodes, const int *modes,
