@@ -438,7 +438,7 @@ int cmd_decompose(int argc, char **argv)
     if (o.report && (code = tool_output_json(&o.g, o.report, rep))) goto done;
     if ((code = tool_outputs_commit(&o.g))) goto done;
     if (!t.decomposed && m.nlayers) tool_warn("no layer was decomposed (see each layer's reason); the output is a faithful copy");
-    if (o.json) tool_print_json(rep);
+    if (o.json) tool_print_json(json_incref(rep)); /* it takes a reference; rep is freed below */
     else report_text(rep, o.plan.model.nglobs > 0);
 done:
     json_decref(rep);
