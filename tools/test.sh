@@ -79,7 +79,7 @@ fuzz_classify() {
     return $bad
 }
 
-echo "== fuzz (libFuzzer, ASan+UBSan: described files 45 s, raw mutated files 45 s in fork mode, safetensors 30 s)"
+echo "== fuzz (libFuzzer, ASan+UBSan: described files 35 s, raw mutated files 35 s in fork mode, safetensors 25 s)"
 t0=$(date +%s)
 corpus=$(mktemp -d)
 seeds=$(mktemp -d)
@@ -88,17 +88,17 @@ rm -f "$seeds"/fuzz_*.h5   # known libhdf5 hangs: every job would spend its time
 if CC=clang td_configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
         --buildtype=debugoptimized -Dinterop=false &&
     ninja -C build-fuzz tests/fuzz/fuzz_weights tests/fuzz/fuzz_raw >/dev/null 2>&1 &&
-    ./build-fuzz/tests/fuzz/fuzz_weights -max_total_time=45 -max_len=512 "$corpus" >"$corpus.log" 2>&1 &&
+    ./build-fuzz/tests/fuzz/fuzz_weights -max_total_time=35 -max_len=512 "$corpus" >"$corpus.log" 2>&1 &&
     grep -E "^Done [0-9]+ runs" "$corpus.log" &&
     mkdir -p "$corpus.art" &&
     { ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./build-fuzz/tests/fuzz/fuzz_raw -fork=1 \
-        -ignore_crashes=1 -ignore_timeouts=1 -timeout=20 -artifact_prefix="$corpus.art/" -max_total_time=45 -max_len=65536 -rss_limit_mb=4096 \
+        -ignore_crashes=1 -ignore_timeouts=1 -timeout=20 -artifact_prefix="$corpus.art/" -max_total_time=35 -max_len=65536 -rss_limit_mb=4096 \
         "$seeds" >"$corpus.log" 2>&1 || true; } &&
     grep -E "^#[0-9]+: cov" "$corpus.log" | tail -1 &&
     fuzz_classify "$corpus.art" &&
     ninja -C build-fuzz tests/fuzz/fuzz_safetensors >/dev/null 2>&1 &&
     mkdir -p "$corpus.st" && cp tests/fuzz/st_seeds/* tests/data/bad/*.safetensors "$corpus.st"/ 2>/dev/null;
-    ./build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time=30 -max_len=4096 "$corpus.st" >"$corpus.log" 2>&1 &&
+    ./build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time=25 -max_len=4096 "$corpus.st" >"$corpus.log" 2>&1 &&
     grep -E "^Done [0-9]+ runs" "$corpus.log"; then
     echo "fuzz: ok"; total_ok=$((total_ok + 1))
 else
