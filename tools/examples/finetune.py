@@ -218,6 +218,8 @@ def run_decomposed(a, tmp, spec, data, log):
     args = ["decompose", a.model, "-o", out, "--layer-spec", a.layer_spec]
     if a.method:
         args += ["--method", a.method]
+    if a.calibration:
+        args += ["--calibration", a.calibration]
     rule = [(opt, getattr(a, opt[2:].replace("-", "_"))) for opt, _ in RANK_RULES]
     rule = [(opt, v) for opt, v in rule if v not in (None, False)] or [("--rank-ratio", 0.5)]
     rule = [x for opt, v in rule for x in ([opt] if v is True else [opt, str(v)])]
@@ -307,6 +309,8 @@ def parse_args(argv):
                              "`tdecomp-tool decompose` unchanged (default --rank-ratio 0.5); "
                              "with --adapters, --rank is the adapter rank r (default 8).")
     g.add_argument("--method", help="passed to decompose --method")
+    g.add_argument("--calibration", help="statistics file passed to decompose --calibration "
+                   "(tools/examples/calibrate_demo.py writes the demo's)")
     rules = g.add_mutually_exclusive_group()
     for opt, typ in RANK_RULES:
         if typ is None:

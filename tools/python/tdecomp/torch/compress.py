@@ -81,7 +81,8 @@ def _run_tool(cmd):
     return r
 
 
-def compress(model, example_input, *, tool=None, calibration=None, workdir=None, auto_exclude=True, **rule):
+def compress(model, example_input, *, tool=None, calibration=None, workdir=None, auto_exclude=True, sequential=False,
+             **rule):
     """Decompose model's Conv2d and Linear layers with tdecomp-tool and return (compressed copy of
     model, the decompose report as a dict). model itself is left unchanged.
 
@@ -92,6 +93,10 @@ def compress(model, example_input, *, tool=None, calibration=None, workdir=None,
     workdir: keep the exported, calibration, output and report files in this folder (default: a
       temporary folder, removed afterwards).
     auto_exclude: exclude layers load() could not rebuild (see unsafe_layers()).
+    sequential: with calibration batches, plan once on the original model's statistics, then
+      rewrite the layers one at a time in model order, each from statistics gathered on the model
+      as compressed so far (its inputs are what the compressed prefix feeds it); same ranks, so the
+      same size. See _sequential().
     """
     exe = find_tool(tool)
     out_model = copy.deepcopy(model)
@@ -117,16 +122,66 @@ def compress(model, example_input, *, tool=None, calibration=None, workdir=None,
             if stats is not calibration:
                 calibrate(out_model, calibration, stats)
             cmd += ["--calibration", os.fspath(stats)]
+        if sequential and (calibration is None or isinstance(calibration, (str, os.PathLike))):
+            raise ValueError("compress: sequential=True needs calibration batches (not a file)")
+        if sequential:
+            batches = list(calibration)
+            cmd = [c for c in cmd if c not in ("-o", dst)] + ["--dry-run"]   # the plan only
         cmd += rule_flags(rule)
         _run_tool(cmd)
         with open(rep) as f:
             report = json.load(f)
-        if not rule.get("dry_run"):
+        if sequential and not rule.get("dry_run"):
+            _sequential(exe, out_model, example_input, batches, report, folder, rule)
+        elif not rule.get("dry_run"):
             load(out_model, dst)
         return out_model, report
     finally:
         if own:
             own.cleanup()
+
+
+def _step_flags(layer, last_dense):
+    """decompose flags that rewrite exactly one planned layer with its planned method and ranks."""
+    m, r = layer["method"], layer["ranks"]
+    flags = ["--layers", _glob_literal(layer["name"]), "--method", m, "--keep-larger"]
+    if m == "tucker2":
+        flags += ["--ranks", f"{r[0]},{r[1]}"]
+    elif m == "svd-grouped":
+        flags += ["--svd-groups", str(r[0]), "--rank", str(r[1])]
+    else:
+        flags += ["--rank", str(r[0])]
+    if layer["name"] == last_dense:
+        flags.append("--include-head")
+    return flags
+
+
+def _sequential(exe, model, example_input, batches, report, folder, rule):
+    """Rewrites the planned layers one at a time, each from the statistics of the model as
+    compressed so far; report's layer entries are replaced by those of the step that wrote them."""
+    dense = [n for n, m, _ in decomposable_modules(model) if isinstance(m, nn.Linear)]
+    last_dense = dense[-1] if dense else None
+    entries = {x["name"]: i for i, x in enumerate(report["layers"])}
+    for k, layer in enumerate(x for x in list(report["layers"]) if not x["skipped"]):
+        src, dst, stats, rep = (os.path.join(folder, f"seq{k}.{n}") for n in ("model.h5", "out.h5", "stats.h5", "json"))
+        record, _ = trace_geometry(model, example_input)
+        _files.write_weights(model.state_dict(), src, {"tdecomp_geometry": json.dumps(record)})
+        calibrate(model, batches, stats)
+        _run_tool([exe, "decompose", src, "-o", dst, "--report", rep, "--force", "--calibration", stats]
+                  + _step_flags(layer, last_dense) + (["--jobs", str(rule["jobs"])] if rule.get("jobs") else []))
+        with open(rep) as f:
+            step = {x["name"]: x for x in json.load(f)["layers"]}
+        if step[layer["name"]]["skipped"]:
+            raise RuntimeError(f"compress: sequential step left {layer['name']} alone: {step[layer['name']]['reason']}")
+        load(model, dst)
+        report["layers"][entries[layer["name"]]] = step[layer["name"]]
+    errs = [x["output_rel_error"] for x in report["layers"] if not x["skipped"] and "output_rel_error" in x]
+    t = report["totals"]
+    t["max_rel_error"] = max([x["rel_error"] for x in report["layers"] if not x["skipped"]], default=0.0)
+    t["max_output_rel_error"] = max(errs) if errs else None
+    t["mean_output_rel_error"] = sum(errs) / len(errs) if errs else None
+    report["options"]["sequential"] = True
+    report["output"] = None
 
 
 def kernel_parameters(model):
