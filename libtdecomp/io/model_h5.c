@@ -236,6 +236,42 @@ static void apply_conv_config(td_model_layer *l, json_t *cfg)
     l->geometry = TD_GEOMETRY_CONFIG;
 }
 
+/* The tensor of Keras layer `layer` whose name ends in "/" suffix ("<layer>/<layer>/gamma:0"). */
+static int keras_tensor(const td_model *m, const char *layer, const char *suffix)
+{
+    const size_t nl = strlen(layer), ns = strlen(suffix);
+    for (size_t i = 0; layer && i < m->ntensors; i++) {
+        const char *t = m->tensors[i].name;
+        const size_t n = strlen(t);
+        if (n > nl + ns + 1 && !strncmp(t, layer, nl) && t[nl] == '/' && !strcmp(t + n - ns, suffix) && t[n - ns - 1] == '/')
+            return (int)i;
+    }
+    return -1;
+}
+
+/* A BatchNormalization right after a conv or dense layer of a Sequential model weights that
+ * layer's output error by gamma / sqrt(moving_variance + epsilon) (as the torch geometry record's
+ * "batchnorm" does). */
+static void pair_batchnorm(td_model *m, json_t *root, json_t *layers)
+{
+    const char *cls = json_string_value(json_object_get(root, "class_name"));
+    if (!cls || strcmp(cls, "Sequential")) return;
+    for (size_t idx = 0; idx + 1 < json_array_size(layers); idx++) {
+        json_t *cfg = json_object_get(json_array_get(layers, idx), "config");
+        json_t *next = json_array_get(layers, idx + 1), *ncfg = json_object_get(next, "config");
+        const char *nc = json_string_value(json_object_get(next, "class_name"));
+        const int i = td__model_find_layer(m, json_string_value(json_object_get(cfg, "name")));
+        if (i < 0 || !nc || strcmp(nc, "BatchNormalization")) continue;
+        const char *bn = json_string_value(json_object_get(ncfg, "name"));
+        json_t *eps = json_object_get(ncfg, "epsilon");
+        const int g = keras_tensor(m, bn, "gamma:0"), v = keras_tensor(m, bn, "moving_variance:0");
+        if (g < 0 || v < 0 || !json_is_number(eps)) continue;
+        m->layers[i].bn_scale = g;
+        m->layers[i].bn_var = v;
+        m->layers[i].bn_eps = json_number_value(eps);
+    }
+}
+
 /* Keras config (model.save): strides, padding, dilation, groups per layer name. */
 static void apply_keras_config(td_model *m, hid_t file)
 {
@@ -254,6 +290,7 @@ static void apply_keras_config(td_model *m, hid_t file)
         if (i >= 0 && m->layers[i].desc.kind == TD_LAYER_CONV2D) apply_conv_config(&m->layers[i], cfg);
     }
     propagate_sizes(m, root, layers);
+    pair_batchnorm(m, root, layers);
     json_decref(root);
 }
 

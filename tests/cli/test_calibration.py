@@ -230,6 +230,42 @@ r = S.run("latency", DEMO, "--input-size", "8x8", "--layer-spec", SPEC, "--rank-
           "--calibration", stats, "--json")
 check(r.returncode == 0, f"latency --calibration: {r.stderr}")
 
+
+# --- Keras: a BatchNormalization after the conv weights its output error by gamma / sqrt(var + eps) ---
+KERAS = os.path.join(W, "demo_config.keras.h5")   # the demo's weights with the Sequential config naming the BatchNorm
+shutil.copy(os.path.join(DATA, "demo.keras.h5"), KERAS)
+with h5py.File(KERAS, "a") as f:
+    cfg = {"class_name": "Sequential", "config": {"name": "demo", "layers": [
+        {"class_name": "Conv2D", "config": {"name": "conv2d", "filters": 16, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same"}},
+        {"class_name": "Conv2D", "config": {"name": "conv2d_1", "filters": 32, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same"}},
+        {"class_name": "BatchNormalization", "config": {"name": "batch_normalization", "epsilon": 1e-3}}]}}
+    f.attrs["model_config"] = json.dumps(cfg)
+with h5py.File(KERAS, "r") as f:
+    kw = f["conv2d_1/conv2d_1/kernel:0"][()].astype(np.float64).transpose(3, 2, 0, 1)   # HWIO -> OIHW
+    gamma = f["batch_normalization/batch_normalization/gamma:0"][()].astype(np.float64)
+    var = f["batch_normalization/batch_normalization/moving_variance:0"][()].astype(np.float64)
+dscale = gamma / np.sqrt(var + 1e-3)   # the demo's BatchNormalization epsilon
+kst = os.path.join(W, "keras_stats.h5")
+with h5py.File(kst, "w") as f:
+    f.attrs["tdecomp_calibration_version"] = 1
+    a = rng.standard_normal((16, 16)) * 0.7 ** np.arange(16)
+    g = f.create_group("conv2d_1")
+    g["input_cov"] = a @ a.T / 16
+    g.attrs["count"] = 100
+    kcov = g["input_cov"][()]
+kout = os.path.join(W, "keras_out.h5")
+r = S.run("decompose", KERAS, "-o", kout, "--rank-ratio", "0.5", "--layers", "conv2d_1", "--calibration", kst, "--json")
+if check(r.returncode == 0, f"keras --calibration: {r.stderr}"):
+    x = {x["name"]: x for x in json.loads(r.stdout)["layers"]}["conv2d_1"]
+    rec = {x["name"]: x for x in records(kout)}["conv2d_1"]
+    with h5py.File(kout, "r") as f:
+        p = [f[f"{q['layer']}/{q['layer']}/kernel:0"][()].astype(np.float64).transpose(3, 2, 0, 1) for q in rec["pieces"]]
+    v = np.einsum("oa,abhw,bi->oihw", p[2][:, :, 0, 0], p[1], p[0][:, :, 0, 0])
+    m = metric(kcov, kw)
+    d, w = np.diag(dscale) @ lowering(kw - v), np.diag(dscale) @ lowering(kw)
+    e = float(np.sqrt(np.trace(d @ m @ d.T) / np.trace(w @ m @ w.T)))
+    check(abs(x["output_rel_error"] - e) <= 1e-6 * e, f"keras BN-weighted output error: reported {x['output_rel_error']} vs numpy {e} (unweighted {out_err(kw, v, kcov)}, rel_error {x['rel_error']} vs {np.linalg.norm(kw - v) / np.linalg.norm(kw)})")
+    check(abs(out_err(kw, v, kcov) - e) > 1e-3 * e, "the BatchNorm's scale changes the error (it is applied)")
 check((digest(DEMO), digest(stats)) == before, "inputs untouched")
 shutil.rmtree(W)
 S.finish("calibration: ")
