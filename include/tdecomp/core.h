@@ -48,14 +48,16 @@ TD_API TD_WUR td_status td_size_product(int n, const size_t *dims, size_t *out);
  * Zero-size extents are allowed (size 0, data NULL). Cost: one calloc. */
 TD_API TD_WUR td_status td_tensor_alloc(td_tensor *t, int ndim, const size_t *shape);
 
-/* Convenience for matrices: td_tensor_alloc(t, 2, {rows, cols}). */
+/* Convenience for matrices: td_tensor_alloc(t, 2, {rows, cols}).
+ * Statuses as td_tensor_alloc. */
 TD_API TD_WUR td_status td_matrix_alloc(td_tensor *t, size_t rows, size_t cols);
 
 /* Describes caller memory as a tensor without allocating; t->owner = 0. data may be NULL only when
  * the size is 0. Statuses as td_tensor_alloc except TD_ENOMEM. */
 TD_API TD_WUR td_status td_tensor_view(td_tensor *t, int ndim, const size_t *shape, double *data);
 
-/* Deep copy into a new owning tensor dst (overwritten, zeroed on failure). */
+/* Deep copy into a new owning tensor dst (overwritten, zeroed on failure).
+ * Statuses: TD_EINVAL (NULL), td_tensor_alloc's. */
 TD_API TD_WUR td_status td_tensor_copy(td_tensor *dst, const td_tensor *src);
 
 /* Releases owned data and zeroes the struct. Safe on a zeroed struct, a view, or NULL. */
@@ -93,7 +95,8 @@ TD_API TD_WUR td_status td_unfolding_of(const td_tensor *x, int mode, td_unfoldi
 TD_API TD_WUR td_status td_unfold(const td_tensor *x, int mode, td_tensor *out);
 
 /* Inverse of td_unfold: writes into out (caller-allocated with the folded shape) the tensor whose
- * mode-n unfolding is mat. fold(unfold(X, n), n) == X exactly. */
+ * mode-n unfolding is mat. fold(unfold(X, n), n) == X exactly.
+ * Statuses: TD_EINVAL (NULL, mode out of range), TD_ESHAPE (mat is not out's mode-n unfolding). */
 TD_API TD_WUR td_status td_fold(const td_tensor *mat, int mode, td_tensor *out);
 
 /* --- products -------------------------------------------------------------------------------- */
@@ -101,30 +104,35 @@ TD_API TD_WUR td_status td_fold(const td_tensor *mat, int mode, td_tensor *out);
 /* n-mode product y = x x_n op(m), op(m) = m (J x I_n) or, with transpose != 0, m^T where m is
  * (I_n x J). y must be caller-allocated with x's shape but I_n replaced by J.
  * One GEMM for mode 0 and mode N-1, otherwise one GEMM per contiguous block; no copies.
- * Cost: 2 * J * size(x) flops. Works for any ndim >= 1; a 1-D x gives y = op(m) x. */
+ * Cost: 2 * J * size(x) flops. Works for any ndim >= 1; a 1-D x gives y = op(m) x.
+ * Statuses: TD_EINVAL (NULL, mode out of range), TD_ESHAPE (m or y does not fit), TD_ERANGE (an extent beyond 32-bit BLAS). */
 TD_API TD_WUR td_status td_ttm(const td_tensor *x, int mode, const td_tensor *m, int transpose,
                                td_tensor *y);
 
 /* Multi-mode product y = x x_0 op(m[0]) x_1 op(m[1]) ... over every mode k < x->ndim with
  * mats[k] != NULL and k != skip (skip = -1 skips none). Modes are applied most-shrinking first.
  * y caller-allocated with the final shape. Allocates at most two intermediates internally.
- * If no mode is applied, y receives a copy of x. */
+ * If no mode is applied, y receives a copy of x.
+ * Statuses: TD_EINVAL (NULL, skip out of range), TD_ESHAPE, TD_ENOMEM, and td_ttm's. */
 TD_API TD_WUR td_status td_ttm_multi(const td_tensor *x, const td_tensor *const *mats, int skip,
                                      int transpose, td_tensor *y);
 
 /* Khatri-Rao product of the n matrices mats[k] (each I_k x R, same R), leaving out index skip
- * (-1 for none), in increasing k. out caller-allocated (prod I_k) x R. TensorLy's order. */
+ * (-1 for none), in increasing k. out caller-allocated (prod I_k) x R. TensorLy's order.
+ * Statuses: TD_EINVAL (NULL, n < 1, skip out of range), TD_ESHAPE (different R, out's shape), TD_EOVERFLOW. */
 TD_API TD_WUR td_status td_khatri_rao(const td_tensor *const *mats, int n, int skip, td_tensor *out);
 
 /* MTTKRP: out = X_(n) KR(factors[k], k != n) (I_n x R), factors[k] of shape I_k x R for every
  * k < x->ndim (factors[n] is not read and may be NULL). The full Khatri-Rao product is never
  * formed: partial products over the modes right of n (and left of n) of size at most
- * max(prod_{k<n} I_k, prod_{k>n} I_k) x R are used. Cost ~2 * size(x) * R flops. */
+ * max(prod_{k<n} I_k, prod_{k>n} I_k) x R are used. Cost ~2 * size(x) * R flops.
+ * Statuses: TD_EINVAL (NULL, mode out of range), TD_ESHAPE (a factor or out does not fit), TD_ERANGE, TD_ENOMEM. */
 TD_API TD_WUR td_status td_mttkrp(const td_tensor *x, const td_tensor *const *factors, int mode,
                                   td_tensor *out);
 
 /* Gram matrix of the mode-n unfolding: g = X_(n) X_(n)^T (I_n x I_n, full symmetric, both
- * triangles filled). SYRK on the blocks. Cost ~size(x) * I_n flops. */
+ * triangles filled). SYRK on the blocks. Cost ~size(x) * I_n flops.
+ * Statuses: TD_EINVAL (NULL, mode out of range), TD_ESHAPE (g not I_n x I_n), TD_ERANGE, TD_ENOMEM. */
 TD_API TD_WUR td_status td_gram(const td_tensor *x, int mode, td_tensor *g);
 
 /* Frobenius norm sqrt(sum x^2), computed without overflow for large entries. 0 for an empty tensor. */

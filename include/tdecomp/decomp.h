@@ -73,7 +73,8 @@ TD_API TD_WUR td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_
  * entries past the rank are 0). Uses the Gram (SYRK on blocks) + dsyevd route; sign convention as
  * td_svd_trunc. u may be NULL to get only the spectrum: then the values come from dsyevd 'N'
  * (no vectors) on the smaller of the two Grams (I_n^2 or (size/I_n)^2 entries; the latter copies
- * the unfolding when the mode is interior), which is the route rank rules should use. */
+ * the unfolding when the mode is interior), which is the route rank rules should use.
+ * Statuses: TD_EINVAL (NULL, mode out of range, k > I_n), TD_ESHAPE (u), TD_ENOMEM, TD_ERANGE, TD_ELAPACK. */
 TD_API TD_WUR td_status td_mode_spectrum(const td_tensor *x, int mode, size_t k, td_tensor *u,
                                          double *s2);
 
@@ -141,7 +142,8 @@ TD_API TD_WUR td_status td_tucker(const td_tensor *x, int nmodes, const int *mod
 
 TD_API void td_tucker_free(td_tucker_result *res);
 
-/* Reconstruction core x_m U_m into out (caller-allocated with the original shape). */
+/* Reconstruction core x_m U_m into out (caller-allocated with the original shape).
+ * Statuses: TD_EINVAL (NULL, an empty result), td_ttm_multi's (TD_ESHAPE when out does not fit). */
 TD_API TD_WUR td_status td_tucker_full(const td_tucker_result *res, td_tensor *out);
 
 /* --- CP -------------------------------------------------------------------------------------- */
@@ -189,7 +191,8 @@ TD_API TD_WUR td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_o
 
 TD_API void td_cp_free(td_cp_result *res);
 
-/* Reconstruction into out (caller-allocated with the original shape). */
+/* Reconstruction into out (caller-allocated with the original shape).
+ * Statuses: TD_EINVAL (NULL, an empty result), TD_ESHAPE (out does not fit), TD_ERANGE, TD_ENOMEM. */
 TD_API TD_WUR td_status td_cp_full(const td_cp_result *res, td_tensor *out);
 
 TD_END_DECLS

@@ -80,7 +80,8 @@ TD_API TD_WUR td_status td_outfile_check(const char *final_path, td_output_kind 
 TD_API TD_WUR td_status td_outfile_create(td_outfile **o, const char *final_path, td_output_kind kind,
                                           const char *const *protect, size_t nprotect, int force, td_error *err);
 
-/* The temporary's path and identity, for a supervisor that removes it if this process dies. */
+/* The temporary's path and identity, for a supervisor that removes it if this process dies.
+ * Statuses: TD_EINVAL (NULL, or no temporary: a folder output before its first file). */
 TD_API TD_WUR td_status td_outfile_temp(const td_outfile *o, const char **path, uint64_t *dev, uint64_t *ino);
 
 /* The final path. */
@@ -297,7 +298,8 @@ TD_API TD_WUR td_status td_model_writer_open(td_model_writer **w, const td_model
  * (TD_ESHAPE). TD_EIO when the write fails. */
 TD_API TD_WUR td_status td_model_writer_put(td_model_writer *w, size_t layer, const td_chain *chain, td_error *err);
 
-/* A string attribute of the output: an HDF5 root attribute, or a safetensors __metadata__ entry. */
+/* A string attribute of the output: an HDF5 root attribute, or a safetensors __metadata__ entry.
+ * Statuses: TD_EINVAL (NULL, after finish), TD_EIO, TD_ENOMEM; safetensors: TD_EINTERNAL when the header room is spent. */
 TD_API TD_WUR td_status td_model_writer_attr(td_model_writer *w, const char *key, const char *value, td_error *err);
 
 /* What the self-description says of each layer: every layer of the input, rewritten or not. */
@@ -325,10 +327,12 @@ TD_API TD_WUR td_status td_model_write(const td_model *m, td_outfile *o, td_form
                                        size_t n, td_error *err);
 
 /* Rounds every piece of a chain for layer to the file's dtypes (the kernel's for kernels, the
- * bias's for the bias), in place: what the writer stores. */
+ * bias's for the bias), in place: what the writer stores.
+ * Statuses: TD_EINVAL (NULL, layer out of range), td_tensor_round's. */
 TD_API TD_WUR td_status td_model_round_chain(const td_model *m, size_t layer, td_chain *c);
 
-/* Rounds t to dtype (float16/32/64, bfloat16; to nearest even) in place. */
+/* Rounds t to dtype (float16/32/64, bfloat16; to nearest even) in place.
+ * Statuses: TD_EINVAL (NULL, a dtype that is not a float type). */
 TD_API TD_WUR td_status td_tensor_round(td_tensor *t, td_dtype dtype);
 
 /* --- reading a decomposed file back ------------------------------------------------------- */

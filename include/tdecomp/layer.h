@@ -297,7 +297,8 @@ TD_API TD_WUR td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor 
  * right) - so the kh x 1 piece outputs Ho x W and the 1 x kw piece Ho x Wo; A diag(l)
  * (Cout, R, 1, 1) with the bias (the weights l folded in there). 'same' padding stays 'same' on
  * both spatial pieces, which resolves to the original per-axis padding. Parameters:
- * R (Cin + kh + kw + Cout). chain.ranks = (R). */
+ * R (Cin + kh + kw + Cout). chain.ranks = (R).
+ * Statuses as td_layer_rewrite. */
 TD_API TD_WUR td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel,
                                    const td_tensor *bias, size_t rank, const td_cp_options *opt,
                                    td_chain *out);
@@ -390,7 +391,8 @@ TD_API TD_WUR td_status td_adapter_shapes(const td_layer_desc *d, size_t rank, s
 TD_API TD_WUR td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size_t rank,
                                          td_adapter_mode mode, double alpha, td_adapter *out);
 
-/* rel_error of frozen + scaling B A against kernel (after the caller rounded the factors). */
+/* rel_error of frozen + scaling B A against kernel (after the caller rounded the factors).
+ * Statuses: TD_EINVAL (NULL), TD_ESHAPE (kernel is not the adapter's), TD_ENOMEM. */
 TD_API TD_WUR td_status td_adapter_rel_error(const td_adapter *a, const td_tensor *kernel, double *rel_error);
 
 TD_API void td_adapter_free(td_adapter *a);
@@ -404,20 +406,23 @@ TD_API void td_adapter_free(td_adapter *a);
  * input (in) -> output (out), y = W x + b. bias may be NULL or empty. Statuses: TD_EINVAL,
  * TD_ESHAPE (input or kernel not matching d), TD_ENOMEM, TD_ERANGE (gemm only). */
 
-/* The reference: plain loops, O(Ho Wo Cout Cin/g kh kw). */
+/* The reference: plain loops, O(Ho Wo Cout Cin/g kh kw).
+ * Statuses as above: TD_EINVAL (NULL, invalid description), TD_ESHAPE. */
 TD_API TD_WUR td_status td_layer_apply_direct(const td_layer_desc *d, const td_tensor *kernel,
                                               const td_tensor *bias, const td_tensor *input,
                                               td_tensor *output);
 
 /* The same by im2col + one DGEMM per group (dense: one DGEMV), for timing real CPU speed.
  * Workspace: (Cin/g) kh kw Ho Wo doubles, allocated per call; none for a 1x1 conv with stride 1 and
- * no padding, whose input is already the column matrix. */
+ * no padding, whose input is already the column matrix.
+ * Statuses as above, plus TD_ENOMEM, TD_EOVERFLOW, TD_ERANGE (the im2col buffer). */
 TD_API TD_WUR td_status td_layer_apply_gemm(const td_layer_desc *d, const td_tensor *kernel,
                                             const td_tensor *bias, const td_tensor *input,
                                             td_tensor *output);
 
 /* Runs every piece of the chain in turn (gemm = 0: direct, 1: im2col + GEMM); the pieces' own
- * padding modes are resolved against the size each sees. */
+ * padding modes are resolved against the size each sees.
+ * Statuses: TD_EINVAL (NULL, an empty chain), and those of the executor for each piece. */
 TD_API TD_WUR td_status td_chain_apply(const td_chain *c, const td_tensor *input, int gemm,
                                        td_tensor *output);
 

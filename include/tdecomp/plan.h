@@ -137,7 +137,8 @@ typedef struct td_plan_point {
 /* td_plan at each of values[0 .. nvalues-1] (opt's rule: one taking a value, i.e. not rank,
  * ranks or vbmf) from the same curves: a model-level error-vs-budget curve. scratch has n
  * entries (the decisions of the last value are left there). Infeasible values give points with
- * feasible 0; other failures as td_plan. */
+ * feasible 0; other failures as td_plan.
+ * Statuses: TD_EINVAL (NULL, a rule without a value), TD_ENOMEM, and td_plan's other than TD_EINFEASIBLE. */
 TD_API TD_WUR td_status td_plan_sweep(const td_plan_layer *layers, td_plan_curve *const *curves, size_t n,
                                       const td_plan_options *opt, const double *values, size_t nvalues,
                                       td_plan_decision *scratch, td_plan_point *points, td_error *err);
