@@ -68,7 +68,7 @@ fuzz_classify() {
             echo "slow input listed (over 20 s): $(basename "$a")"; continue ;;
         esac
         rep=$(ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./build-fuzz/tests/fuzz/fuzz_raw -timeout=20 "$a" 2>&1)
-        frame=$(printf '%s\n' "$rep" | grep -E "^ +#[0-9]+ " | grep -v -E "in (malloc|calloc|realloc|free|__interceptor|__asan|__sanitizer|__mem|__str)|sysdeps/|libc\.so" | head -1)
+        frame=$(printf '%s\n' "$rep" | grep -E "^ +#[0-9]+ " | grep -v -E "in (malloc|calloc|realloc|free|__interceptor|__asan|__sanitizer|__mem|__str|fuzzer::)|sysdeps/|libc\.so" | head -1)
         if printf '%s' "$frame" | grep -q "libhdf5"; then
             n=$((n + 1))
         else
@@ -97,7 +97,7 @@ if CC=clang td_configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -
     grep -E "^#[0-9]+: cov" "$corpus.log" | tail -1 &&
     fuzz_classify "$corpus.art" &&
     ninja -C build-fuzz tests/fuzz/fuzz_safetensors >/dev/null 2>&1 &&
-    mkdir -p "$corpus.st" && cp tests/fuzz/st_seeds/* tests/data/bad/*.safetensors "$corpus.st"/ 2>/dev/null;
+    mkdir -p "$corpus.st" && { cp tests/fuzz/st_seeds/* tests/data/bad/*.safetensors "$corpus.st"/ 2>/dev/null || true; } &&
     ./build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time=25 -max_len=4096 "$corpus.st" >"$corpus.log" 2>&1 &&
     grep -E "^Done [0-9]+ runs" "$corpus.log"; then
     echo "fuzz: ok"; total_ok=$((total_ok + 1))
