@@ -24,5 +24,7 @@ td_status td__metric_for(const td_layer_desc *d, const td_layer_stats *s, td_met
 void td__metric_free(td__metric *m);
 td_status td__metric_apply(const td__metric *m, size_t g, int inverse, double *x, size_t rows, size_t ld, size_t rep);
 void td__metric_scale_rows(const td__metric *m, int inverse, double *x, size_t ld, size_t cols);
+/* out = D kernel S (per block), a new tensor; the kernel is the metric's layer's. */
+td_status td__whiten_with(const td__metric *mt, size_t rep, const td_tensor *kernel, td_tensor *out);
 
 #endif

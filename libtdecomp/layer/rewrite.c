@@ -237,7 +237,7 @@ static td_status rewrite_whitened(const td_layer_desc *d, const td_tensor *kerne
     td_tensor wt = {0};
     td_status st = td__metric_for(d, opt->stats, m, k, &mt, &rep);
     if (st != TD_OK) return st;
-    st = td_layer_whiten(d, opt->stats, m, k, kernel, &wt);
+    st = td__whiten_with(&mt, rep, kernel, &wt);   /* one metric (eigendecomposition) for both ways */
     if (st == TD_OK) {
         if (m == TD_METHOD_TUCKER2 && opt->stats->output_cov && !opt->ignore_output_cov)
             st = tucker2_outcov(d, &wt, bias, opt->stats->output_cov, &mt, r, out);

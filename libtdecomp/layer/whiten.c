@@ -242,6 +242,17 @@ td_status td__metric_for(const td_layer_desc *d, const td_layer_stats *s, td_met
     return td__metric_new(patch ? s->patch_cov : s->input_cov, k ? k : 1, s->out_scale, d->cout, out);
 }
 
+td_status td__whiten_with(const td__metric *mt, size_t rep, const td_tensor *kernel, td_tensor *out)
+{
+    td_status st = td_tensor_copy(out, kernel);
+    const size_t cols = kernel->size / mt->cout, bcols = cols / mt->blocks;
+    for (size_t g = 0; g < mt->blocks && st == TD_OK; g++)
+        st = td__metric_apply(mt, g, 0, out->data + g * bcols, mt->cout, cols, rep);
+    if (st == TD_OK) td__metric_scale_rows(mt, 0, out->data, cols, cols);
+    if (st != TD_OK) td_tensor_free(out);
+    return st;
+}
+
 td_status td_layer_whiten(const td_layer_desc *d, const td_layer_stats *s, td_method m, size_t k,
                           const td_tensor *kernel, td_tensor *out)
 {
@@ -255,12 +266,7 @@ td_status td_layer_whiten(const td_layer_desc *d, const td_layer_stats *s, td_me
     td__metric mt;
     size_t rep;
     if ((st = td__metric_for(d, s, m, k, &mt, &rep)) != TD_OK) return st;
-    st = td_tensor_copy(out, kernel);
-    const size_t cols = kernel->size / d->cout, bcols = cols / k;
-    for (size_t g = 0; g < k && st == TD_OK; g++)
-        st = td__metric_apply(&mt, g, 0, out->data + g * bcols, d->cout, cols, rep);
-    if (st == TD_OK) td__metric_scale_rows(&mt, 0, out->data, cols, cols);
+    st = td__whiten_with(&mt, rep, kernel, out);
     td__metric_free(&mt);
-    if (st != TD_OK) td_tensor_free(out);
     return st;
 }
