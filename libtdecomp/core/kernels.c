@@ -22,34 +22,37 @@ static int is_matrix(const td_tensor *m, size_t rows, size_t cols)
     return m && m->ndim == 2 && m->shape[0] == rows && m->shape[1] == cols;
 }
 
-td_status td_unfold(const td_tensor *x, int mode, td_tensor *out)
+/* Copies between a tensor's C-order layout and its mode unfolding (rows x left*right), either way. */
+static void permute_unfolding(const td_unfolding *u, const double *src, double *dst, int to_matrix)
+{
+    const size_t lt = u->left * u->right, bytes = u->right * sizeof(double);
+    for (size_t l = 0; l < u->left; l++)
+        for (size_t i = 0; i < u->rows; i++) {
+            const size_t t = (l * u->rows + i) * u->right, m = i * lt + l * u->right;
+            if (to_matrix) memcpy(dst + m, src + t, bytes);
+            else memcpy(dst + t, src + m, bytes);
+        }
+}
+
+/* The checks both directions share: t is the tensor, mat its unfolding, dst the one written. */
+static td_status unfolding_copy(const td_tensor *t, const td_tensor *mat, int mode, int to_matrix, double *dst)
 {
     td_unfolding u;
-    td_status st = td_unfolding_of(x, mode, &u);
+    td_status st = td_unfolding_of(t, mode, &u);
     if (st != TD_OK) return st;
-    if (!is_matrix(out, u.rows, u.left * u.right) || out->data == x->data) return TD_ESHAPE;
-    if (x->size == 0) return TD_OK;
-    const size_t lt = u.left * u.right;
-    for (size_t l = 0; l < u.left; l++)
-        for (size_t i = 0; i < u.rows; i++)
-            memcpy(out->data + i * lt + l * u.right, x->data + (l * u.rows + i) * u.right,
-                   u.right * sizeof(double));
+    if (!is_matrix(mat, u.rows, u.left * u.right) || t->data == mat->data) return TD_ESHAPE;
+    if (t->size) permute_unfolding(&u, to_matrix ? t->data : mat->data, dst, to_matrix);
     return TD_OK;
+}
+
+td_status td_unfold(const td_tensor *x, int mode, td_tensor *out)
+{
+    return unfolding_copy(x, out, mode, 1, out ? out->data : NULL);
 }
 
 td_status td_fold(const td_tensor *mat, int mode, td_tensor *out)
 {
-    td_unfolding u;
-    td_status st = td_unfolding_of(out, mode, &u);
-    if (st != TD_OK) return st;
-    if (!is_matrix(mat, u.rows, u.left * u.right) || out->data == mat->data) return TD_ESHAPE;
-    if (out->size == 0) return TD_OK;
-    const size_t lt = u.left * u.right;
-    for (size_t l = 0; l < u.left; l++)
-        for (size_t i = 0; i < u.rows; i++)
-            memcpy(out->data + (l * u.rows + i) * u.right, mat->data + i * lt + l * u.right,
-                   u.right * sizeof(double));
-    return TD_OK;
+    return unfolding_copy(out, mat, mode, 0, out ? out->data : NULL);
 }
 
 td_status td_ttm(const td_tensor *x, int mode, const td_tensor *m, int transpose, td_tensor *y)

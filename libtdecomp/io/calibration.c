@@ -19,12 +19,7 @@ struct td_calibration {
 void td_calibration_free(td_calibration *c)
 {
     if (!c) return;
-    if (c->file >= 0) {
-        td__h5quiet q;
-        td__h5_quiet_begin(&q);
-        H5Fclose(c->file);
-        td__h5_quiet_end(&q);
-    }
+    td__h5_close_quiet(c->file);
     free(c->path);
     free(c);
 }

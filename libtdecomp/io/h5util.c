@@ -15,6 +15,15 @@ void td__h5_quiet_begin(td__h5quiet *q)
 
 void td__h5_quiet_end(const td__h5quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
 
+void td__h5_close_quiet(hid_t file)
+{
+    if (file < 0) return;
+    td__h5quiet q;
+    td__h5_quiet_begin(&q);
+    H5Fclose(file);
+    td__h5_quiet_end(&q);
+}
+
 td_status td__h5_open_ro(const char *path, hid_t *file, td_error *err)
 {
     struct stat sb;

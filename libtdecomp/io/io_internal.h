@@ -14,6 +14,8 @@ typedef struct td__h5quiet {
 } td__h5quiet;
 void td__h5_quiet_begin(td__h5quiet *q);
 void td__h5_quiet_end(const td__h5quiet *q);
+/* H5Fclose with the error stack silenced (cleanup paths: nothing useful to report). */
+void td__h5_close_quiet(hid_t file);
 
 /* Opens path read-only after checking it exists, is a regular file and is HDF5. */
 td_status td__h5_open_ro(const char *path, hid_t *file, td_error *err);

@@ -245,12 +245,7 @@ void td_model_free(td_model *m)
     if (!m) return;
     struct td_model_impl *p = m->impl;
     if (p) {
-        if (p->h5 >= 0) {
-            td__h5quiet q;
-            td__h5_quiet_begin(&q);
-            H5Fclose(p->h5);
-            td__h5_quiet_end(&q);
-        }
+        td__h5_close_quiet(p->h5);
         td__model_close_st(p->st);
         for (size_t i = 0; p->group && i < m->nlayers; i++) free(p->group[i]);
         free(p->group);
@@ -304,31 +299,31 @@ td_status td_model_read_tensor(const td_model *m, size_t i, td_tensor *out, td_e
     return read_raw(m, i, out, err);
 }
 
-/* Keras HWIO (kh, kw, I, O) -> OIHW (O, I, kh, kw); depthwise (kh, kw, C, M) -> (C M, 1, kh, kw);
- * dense (in, out) -> (out, in). */
-static td_status from_keras(const td_model_layer *l, const td_tensor *raw, td_tensor *kernel)
+void td__keras_kernel_copy(const double *src, double *dst, size_t kh, size_t kw, size_t ci, size_t co,
+                           int depthwise, int to_keras)
 {
-    td_status st;
-    if (raw->ndim == 2) {
-        const size_t in = raw->shape[0], out = raw->shape[1];
-        if ((st = td_matrix_alloc(kernel, out, in)) == TD_OK)
-            for (size_t i = 0; i < in; i++)
-                for (size_t o = 0; o < out; o++) kernel->data[o * in + i] = raw->data[i * out + o];
-        return st;
-    }
-    const size_t kh = raw->shape[0], kw = raw->shape[1], ci = raw->shape[2], co = raw->shape[3];
-    const int dw = l->cls == TD_CLASS_DEPTHWISE;
-    size_t shape[4] = {dw ? ci * co : co, dw ? 1 : ci, kh, kw};
-    if ((st = td_tensor_alloc(kernel, 4, shape)) != TD_OK) return st;
     for (size_t i = 0; i < kh; i++)
         for (size_t j = 0; j < kw; j++)
             for (size_t c = 0; c < ci; c++)
                 for (size_t o = 0; o < co; o++) {
-                    const double v = raw->data[((i * kw + j) * ci + c) * co + o];
-                    if (dw) kernel->data[((c * co + o) * kh + i) * kw + j] = v;
-                    else kernel->data[((o * ci + c) * kh + i) * kw + j] = v;
+                    const size_t k = ((i * kw + j) * ci + c) * co + o;
+                    const size_t t = depthwise ? ((c * co + o) * kh + i) * kw + j : ((o * ci + c) * kh + i) * kw + j;
+                    if (to_keras) dst[k] = src[t];
+                    else dst[t] = src[k];
                 }
-    return TD_OK;
+}
+
+/* Keras HWIO (kh, kw, I, O) -> OIHW (O, I, kh, kw); depthwise (kh, kw, C, M) -> (C M, 1, kh, kw);
+ * dense (in, out) -> (out, in). */
+static td_status from_keras(const td_model_layer *l, const td_tensor *raw, td_tensor *kernel)
+{
+    const int dense = raw->ndim == 2, dw = !dense && l->cls == TD_CLASS_DEPTHWISE;
+    const size_t kh = dense ? 1 : raw->shape[0], kw = dense ? 1 : raw->shape[1];
+    const size_t ci = raw->shape[dense ? 0 : 2], co = raw->shape[dense ? 1 : 3];
+    size_t shape[4] = {dw ? ci * co : co, dw ? 1 : ci, kh, kw};
+    td_status st = td_tensor_alloc(kernel, dense ? 2 : 4, shape);
+    if (st == TD_OK) td__keras_kernel_copy(raw->data, kernel->data, kh, kw, ci, co, dw, 0);
+    return st;
 }
 
 td_status td_model_read_layer(const td_model *m, size_t layer, td_tensor *kernel, td_tensor *bias, td_error *err)

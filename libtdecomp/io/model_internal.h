@@ -68,6 +68,11 @@ const char *td__model_st_metadata(const td_model *m, size_t k, const char **valu
 td_status td__model_apply_record(td_model *m, const char *json, td_error *err);
 /* Fills every layer's admits (after reading the structure and after a layer spec). */
 td_status td__model_admissions(td_model *m, td_error *err);
+/* Keras kernel (kh, kw, ci, co) <-> (co, ci, kh, kw), or depthwise (kh, kw, C, M) <-> (C M, 1, kh, kw),
+ * in the direction to_keras says; a dense (in, out) <-> (out, in) is the kh = kw = 1 case. */
+void td__keras_kernel_copy(const double *src, double *dst, size_t kh, size_t kw, size_t ci, size_t co,
+                           int depthwise, int to_keras);
+
 /* Puts layers in model order: the record's order when there is one, else natural key order. */
 td_status td__model_order(td_model *m, const td__strlist *record_order);
 

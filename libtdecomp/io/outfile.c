@@ -358,12 +358,7 @@ static void remove_temp(td_outfile *o)
 void td_outfile_abort(td_outfile *o)
 {
     if (!o) return;
-    if (o->h5 >= 0) {
-        td__h5quiet q;
-        td__h5_quiet_begin(&q);
-        H5Fclose(o->h5);
-        td__h5_quiet_end(&q);
-    }
+    td__h5_close_quiet(o->h5);
     if (o->fd >= 0) close(o->fd);
     remove_temp(o);
     free(o->final_path);

@@ -384,10 +384,7 @@ int td__st_find(const td__st_file *f, const char *name, size_t *index)
 
 const char *td__st_metadata_get(const td__st_file *f, const char *key)
 {
-    if (!f || !key) return NULL;
-    for (size_t i = 0; i < f->nmeta; i++)
-        if (strcmp(f->meta[i].key, key) == 0) return f->meta[i].value;
-    return NULL;
+    return f ? td__st_meta_find(f->meta, f->nmeta, key) : NULL;
 }
 
 uint64_t td__st_tensor_offset(const td__st_file *f, size_t index)

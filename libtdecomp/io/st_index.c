@@ -287,8 +287,5 @@ int td__st_index_find(const td__st_index *ix, const char *name, size_t *shard, s
 
 const char *td__st_index_metadata_get(const td__st_index *ix, const char *key)
 {
-    if (!ix || !key) return NULL;
-    for (size_t i = 0; i < ix->nmeta; i++)
-        if (strcmp(ix->meta[i].key, key) == 0) return ix->meta[i].value;
-    return NULL;
+    return ix ? td__st_meta_find(ix->meta, ix->nmeta, key) : NULL;
 }

@@ -298,6 +298,9 @@ size_t td__utf8_check(const unsigned char *s, size_t n);
 int td__pread_full(int fd, void *buf, size_t n, uint64_t off);
 int td__pwrite_full(int fd, const void *buf, size_t n, uint64_t off);
 
+/* The value of key among n metadata pairs, or NULL. */
+const char *td__st_meta_find(const td__st_meta *meta, size_t n, const char *key);
+
 /* Opens path read-only (close-on-exec) as a regular file; size in *size. Fills err and returns
  * TD_ENOTFOUND / TD_EINVAL (not a regular file) / TD_EIO. */
 TD_WUR td_status td__open_regular(const char *path, int *fd, uint64_t *size, td_error *err);

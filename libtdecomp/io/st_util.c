@@ -32,17 +32,22 @@ size_t td__utf8_check(const unsigned char *s, size_t n)
     return n;
 }
 
-int td__pread_full(int fd, void *buf, size_t n, uint64_t off)
+/* pread or pwrite all n bytes at off, resuming after EINTR and short transfers; a zero-byte
+ * transfer is the end of the file (1) when reading, an error (EIO) when writing. */
+static int transfer_full(int fd, unsigned char *p, size_t n, uint64_t off, int write)
 {
-    unsigned char *p = buf;
     while (n > 0) {
         if (off > (uint64_t)INT64_MAX) { errno = EOVERFLOW; return -1; }
-        ssize_t r = pread(fd, p, n, (off_t)off);
+        ssize_t r = write ? pwrite(fd, p, n, (off_t)off) : pread(fd, p, n, (off_t)off);
         if (r < 0) {
             if (errno == EINTR) continue;
             return -1;
         }
-        if (r == 0) return 1;
+        if (r == 0) {
+            if (!write) return 1;
+            errno = EIO;
+            return -1;
+        }
         p += r;
         n -= (size_t)r;
         off += (uint64_t)r;
@@ -50,22 +55,19 @@ int td__pread_full(int fd, void *buf, size_t n, uint64_t off)
     return 0;
 }
 
+int td__pread_full(int fd, void *buf, size_t n, uint64_t off) { return transfer_full(fd, buf, n, off, 0); }
+
+/* pwrite never stores through p: the cast only lets both directions share one loop */
 int td__pwrite_full(int fd, const void *buf, size_t n, uint64_t off)
 {
-    const unsigned char *p = buf;
-    while (n > 0) {
-        if (off > (uint64_t)INT64_MAX) { errno = EOVERFLOW; return -1; }
-        ssize_t r = pwrite(fd, p, n, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (r == 0) { errno = EIO; return -1; }
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
+    return transfer_full(fd, (unsigned char *)(uintptr_t)buf, n, off, 1);
+}
+
+const char *td__st_meta_find(const td__st_meta *meta, size_t n, const char *key)
+{
+    for (size_t i = 0; meta && key && i < n; i++)
+        if (strcmp(meta[i].key, key) == 0) return meta[i].value;
+    return NULL;
 }
 
 td_status td__open_regular(const char *path, int *fd, uint64_t *size, td_error *err)

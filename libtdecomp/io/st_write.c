@@ -313,6 +313,40 @@ static td_status put_check(td__st_writer *w, size_t index, td_error *err)
     return TD_OK;
 }
 
+/* Fills buf with the m units from unit `done` on. */
+typedef td_status (*chunk_fill)(void *ctx, unsigned char *buf, uint64_t done, size_t m, td_error *err);
+
+/* Writes an entry's `units` units of `usize` bytes through a buffer of at most CHUNK_BYTES. */
+static td_status write_chunked(td__st_writer *w, td__st_wentry *e, uint64_t units, size_t usize,
+                               chunk_fill fill, void *ctx, td_error *err)
+{
+    const size_t per = CHUNK_BYTES / usize, chunk = units < per ? (size_t)units : per;
+    unsigned char *buf = malloc(chunk ? chunk * usize : 1);
+    if (!buf) return td__error_set(err, TD_ENOMEM, w->label, e->name, "out of memory");
+    const uint64_t off = w->data_start + e->begin;
+    td_status st = TD_OK;
+    for (uint64_t done = 0; done < units && st == TD_OK;) {
+        const size_t m = units - done < chunk ? (size_t)(units - done) : chunk;
+        st = fill(ctx, buf, done, m, err);
+        if (st == TD_OK && td__pwrite_full(w->fd, buf, m * usize, off + done * usize) != 0)
+            st = td__error_set(err, TD_EIO, w->label, e->name, "cannot write: %s", strerror(errno));
+        done += m;
+    }
+    free(buf);
+    if (st == TD_OK) e->written = 1;
+    return st;
+}
+
+typedef struct encode_ctx { td__st_dtype dtype; size_t esize; const double *data; } encode_ctx;
+
+static td_status fill_encoded(void *ctx, unsigned char *buf, uint64_t done, size_t m, td_error *err)
+{
+    const encode_ctx *c = ctx;
+    (void)err;
+    for (size_t i = 0; i < m; i++) td__st_encode(c->dtype, c->data[done + i], buf + i * c->esize);
+    return TD_OK;
+}
+
 td_status td__st_writer_put_double(td__st_writer *w, size_t index, const double *data, td_error *err)
 {
     td_status st = put_check(w, index, err);
@@ -321,23 +355,21 @@ td_status td__st_writer_put_double(td__st_writer *w, size_t index, const double 
     if (!td__st_dtype_is_float(e->dtype))
         return td__error_set(err, TD_EDTYPE, w->label, e->name, "dtype %s is not a float type", td__st_dtype_name(e->dtype));
     if (e->nelem && !data) return td__error_set(err, TD_EINVAL, w->label, e->name, "no data given");
-    size_t esize = td__st_dtype_bits(e->dtype) / 8, per = CHUNK_BYTES / esize;
-    size_t chunk = e->nelem < per ? (size_t)e->nelem : per;
-    unsigned char *buf = malloc(chunk ? chunk * esize : 1);
-    if (!buf) return td__error_set(err, TD_ENOMEM, w->label, e->name, "out of memory");
-    uint64_t off = w->data_start + e->begin;
-    for (uint64_t done = 0; done < e->nelem;) {
-        size_t m = e->nelem - done < chunk ? (size_t)(e->nelem - done) : chunk;
-        for (size_t i = 0; i < m; i++) td__st_encode(e->dtype, data[done + i], buf + i * esize);
-        if (td__pwrite_full(w->fd, buf, m * esize, off + done * esize) != 0) {
-            st = td__error_set(err, TD_EIO, w->label, e->name, "cannot write: %s", strerror(errno));
-            break;
-        }
-        done += m;
-    }
-    free(buf);
-    if (st == TD_OK) e->written = 1;
-    return st;
+    encode_ctx c = {e->dtype, td__st_dtype_bits(e->dtype) / 8, data};
+    return write_chunked(w, e, e->nelem, c.esize, fill_encoded, &c, err);
+}
+
+typedef struct raw_ctx { const td__st_writer *w; const td__st_wentry *e; int fd; uint64_t offset; } raw_ctx;
+
+static td_status fill_raw(void *ctx, unsigned char *buf, uint64_t done, size_t m, td_error *err)
+{
+    const raw_ctx *c = ctx;
+    const int r = td__pread_full(c->fd, buf, m, c->offset + done);
+    if (r < 0) return td__error_set(err, TD_EIO, c->w->label, c->e->name, "cannot read the source: %s", strerror(errno));
+    if (r > 0)
+        return td__error_set(err, TD_EFORMAT, c->w->label, c->e->name,
+                             "the source ends before the tensor's %" PRIu64 " bytes", c->e->nbytes);
+    return TD_OK;
 }
 
 td_status td__st_writer_put_raw(td__st_writer *w, size_t index, int src_fd, uint64_t src_offset, td_error *err)
@@ -347,27 +379,8 @@ td_status td__st_writer_put_raw(td__st_writer *w, size_t index, int src_fd, uint
     td__st_wentry *e = &w->entries[index];
     if (e->nbytes && src_fd < 0) return td__error_set(err, TD_EINVAL, w->label, e->name, "no source descriptor");
     if (e->nbytes > UINT64_MAX - src_offset) return td__error_set(err, TD_EINVAL, w->label, e->name, "source offset overflows");
-    size_t chunk = e->nbytes < CHUNK_BYTES ? (size_t)e->nbytes : CHUNK_BYTES;
-    unsigned char *buf = malloc(chunk ? chunk : 1);
-    if (!buf) return td__error_set(err, TD_ENOMEM, w->label, e->name, "out of memory");
-    uint64_t off = w->data_start + e->begin;
-    for (uint64_t done = 0; done < e->nbytes;) {
-        size_t m = e->nbytes - done < chunk ? (size_t)(e->nbytes - done) : chunk;
-        int r = td__pread_full(src_fd, buf, m, src_offset + done);
-        if (r) {
-            st = r < 0 ? td__error_set(err, TD_EIO, w->label, e->name, "cannot read the source: %s", strerror(errno))
-                       : td__error_set(err, TD_EFORMAT, w->label, e->name, "the source ends before the tensor's %" PRIu64 " bytes", e->nbytes);
-            break;
-        }
-        if (td__pwrite_full(w->fd, buf, m, off + done) != 0) {
-            st = td__error_set(err, TD_EIO, w->label, e->name, "cannot write: %s", strerror(errno));
-            break;
-        }
-        done += m;
-    }
-    free(buf);
-    if (st == TD_OK) e->written = 1;
-    return st;
+    raw_ctx c = {w, e, src_fd, src_offset};
+    return write_chunked(w, e, e->nbytes, 1, fill_raw, &c, err);
 }
 
 void td__st_writer_reserve(td__st_writer *w, size_t bytes)

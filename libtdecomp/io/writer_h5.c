@@ -117,25 +117,14 @@ static td_status copy_tree(copy_ctx *c, const char *path)
 
 td_status td__to_keras(const td_tensor *k, int depthwise, td_tensor *out)
 {
-    td_status st;
-    if (k->ndim == 2) {
-        if ((st = td_matrix_alloc(out, k->shape[1], k->shape[0])) == TD_OK)
-            for (size_t o = 0; o < k->shape[0]; o++)
-                for (size_t i = 0; i < k->shape[1]; i++) out->data[i * k->shape[0] + o] = k->data[o * k->shape[1] + i];
-        return st;
-    }
-    const size_t co = k->shape[0], ci = k->shape[1], kh = k->shape[2], kw = k->shape[3];
-    size_t shape[4] = {kh, kw, depthwise ? co : ci, depthwise ? 1 : co}; /* depthwise: (kh, kw, C, multiplier 1) */
-    if ((st = td_tensor_alloc(out, 4, shape)) != TD_OK) return st;
-    for (size_t o = 0; o < co; o++)
-        for (size_t c = 0; c < ci; c++)
-            for (size_t i = 0; i < kh; i++)
-                for (size_t j = 0; j < kw; j++) {
-                    const double v = k->data[((o * ci + c) * kh + i) * kw + j];
-                    if (depthwise) out->data[(i * kw + j) * co + o] = v;
-                    else out->data[((i * kw + j) * ci + c) * co + o] = v;
-                }
-    return TD_OK;
+    const int dense = k->ndim == 2;
+    const size_t co = k->shape[0], ci = k->shape[1], kh = dense ? 1 : k->shape[2], kw = dense ? 1 : k->shape[3];
+    /* depthwise (C, 1, kh, kw): Keras (kh, kw, C, multiplier 1) */
+    const size_t kci = depthwise ? co : ci, kco = depthwise ? 1 : co;
+    size_t shape[4] = {kh, kw, kci, kco};
+    td_status st = dense ? td_matrix_alloc(out, ci, co) : td_tensor_alloc(out, 4, shape);
+    if (st == TD_OK) td__keras_kernel_copy(k->data, out->data, kh, kw, kci, kco, depthwise && !dense, 1);
+    return st;
 }
 
 static char *joined(const char *a, const char *b, const char *c)

@@ -317,31 +317,35 @@ td_status td_layer_rewrite(const td_layer_desc *d, const td_tensor *kernel, cons
     return TD_OK;
 }
 
-td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
-                          size_t r_out, size_t r_in, const td_tucker_options *opt, td_chain *out)
+/* The conv-only convenience entry points: out is zeroed first, whatever the outcome. */
+static td_status conv_rewrite(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
+                              td_method method, const size_t r[2], const td_rewrite_options *o, td_chain *out)
 {
     if (!out) return TD_EINVAL;
     memset(out, 0, sizeof *out);
     if (!d || d->kind != TD_LAYER_CONV2D) return TD_EINVAL;
+    return td_layer_rewrite(d, kernel, bias, method, r, o, out);
+}
+
+td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
+                          size_t r_out, size_t r_in, const td_tucker_options *opt, td_chain *out)
+{
     td_rewrite_options o;
     td_rewrite_options_init(&o);
     if (opt) o.tucker = *opt;
     o.clamp = o.tucker.clamp;
     const size_t r[2] = {r_out, r_in};
-    return td_layer_rewrite(d, kernel, bias, TD_METHOD_TUCKER2, r, &o, out);
+    return conv_rewrite(d, kernel, bias, TD_METHOD_TUCKER2, r, &o, out);
 }
 
 td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t rank,
                      const td_cp_options *opt, td_chain *out)
 {
-    if (!out) return TD_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (!d || d->kind != TD_LAYER_CONV2D) return TD_EINVAL;
     td_rewrite_options o;
     td_rewrite_options_init(&o);
     if (opt) o.cp = *opt;
     const size_t r[2] = {rank, 0};
-    return td_layer_rewrite(d, kernel, bias, TD_METHOD_CP, r, &o, out);
+    return conv_rewrite(d, kernel, bias, TD_METHOD_CP, r, &o, out);
 }
 
 td_status td_layer_svd(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias, size_t rank,
