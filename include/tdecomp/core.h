@@ -161,6 +161,15 @@ TD_API double td_rng_uniform(td_rng *rng);
 /* Standard normal (Box-Muller; two uniforms per value, no cached state). */
 TD_API double td_rng_normal(td_rng *rng);
 
+/* --- the BLAS thread pool -------------------------------------------------------------------- */
+
+/* The library never changes BLAS settings by itself; these let a program (the tool's --threads,
+ * --jobs) do it through the public API. td_blas_set_threads(n) sets OpenBLAS's process-wide
+ * thread count (n >= 1; TD_EINVAL otherwise); td_blas_threads returns the current one. O(1).
+ * Not thread-safe: call them only while no other thread is inside the library or BLAS. */
+TD_API TD_WUR td_status td_blas_set_threads(int n);
+TD_API int td_blas_threads(void);
+
 TD_END_DECLS
 
 #endif

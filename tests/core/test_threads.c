@@ -44,7 +44,14 @@ static int same(const td_chain *a, const td_chain *b)
 
 int main(void)
 {
-    openblas_set_num_threads(1);
+    /* the public setter reaches OpenBLAS itself; invalid counts are refused and change nothing */
+    const int before = openblas_get_num_threads();
+    if (td_blas_set_threads(0) != TD_EINVAL || td_blas_set_threads(-3) != TD_EINVAL ||
+        td_blas_threads() != before) { fprintf(stderr, "td_blas_set_threads accepted a bad count\n"); return 1; }
+    if (td_blas_set_threads(1) != TD_OK || openblas_get_num_threads() != 1 || td_blas_threads() != 1) {
+        fprintf(stderr, "td_blas_set_threads(1) did not reach OpenBLAS\n");
+        return 1;
+    }
     for (int i = 0; i < NL; i++) {
         size_t co = 8 + 2 * (size_t)i, ci = 6 + (size_t)i, shape[4] = {co, ci, 3, 3};
         if (td_tensor_alloc(&K[i], 4, shape) != TD_OK) return 99;

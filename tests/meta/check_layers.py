@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """No layer includes a header of a layer above it (the layering of README.md, 'Conventions and layout'); HDF5 only in io;
-CBLAS/LAPACKE only in core, decomp and layer; library sources never include the umbrella header.
+CBLAS/LAPACKE only in core, decomp and layer; library sources never include the umbrella header;
+the tool (tools/tdecomp-tool) uses the public API only: no library-internal header, HDF5, CBLAS or LAPACKE.
 Runs itself first on a synthetic tree with violations, so it cannot pass vacuously.
 usage: check_layers.py REPO_ROOT"""
 import os, re, sys, tempfile
@@ -38,6 +39,19 @@ def check(root):
             if tgt is None: continue
             if RANK[tgt] > RANK[layer] or (RANK[tgt] == RANK[layer] == 4 and tgt != layer):
                 problems.append(f"{rel}: layer {layer} includes {inc} of layer {tgt}")
+    tool = os.path.join(root, "tools", "tdecomp-tool")
+    if os.path.isdir(tool):
+        own = set(os.listdir(tool))
+        for f in sorted(own):
+            if not f.endswith((".c", ".h")): continue
+            path = os.path.join(tool, f)
+            files.append(("tool", path))
+            for inc in INC.findall(open(path, encoding="utf-8").read()):
+                rel = os.path.relpath(path, root)
+                if re.match(r"(hdf5|H5|cblas|lapacke|openblas)", inc):
+                    problems.append(f"{rel}: the tool calls {inc} directly (the library owns it)")
+                elif "/" in inc and not inc.startswith(("tdecomp/", "sys/")) or layer_of_include(inc) and not inc.startswith("tdecomp/"):
+                    problems.append(f"{rel}: the tool includes the library-internal {inc}")
     return problems, len(files)
 
 def self_test():
@@ -47,8 +61,11 @@ def self_test():
         open(os.path.join(t, "libtdecomp/core/a.c"), "w").write('#include "tdecomp/layer.h"\n')
         open(os.path.join(t, "libtdecomp/plan/b.c"), "w").write('#include "tdecomp/io.h"\n#include <hdf5.h>\n')
         open(os.path.join(t, "libtdecomp/io/c.c"), "w").write('#include "tdecomp/core.h"\n#include <hdf5.h>\n')
+        os.makedirs(os.path.join(t, "tools/tdecomp-tool"))
+        open(os.path.join(t, "tools/tdecomp-tool/d.c"), "w").write(
+            '#include <cblas.h>\n#include "core/internal.h"\n#include "tdecomp/io.h"\n#include <sys/stat.h>\n#include "tool.h"\n')
         p, _ = check(t)
-        assert len(p) == 3, p  # core->layer, plan->io, hdf5 in plan; io is clean
+        assert len(p) == 5, p  # core->layer, plan->io, hdf5 in plan, cblas and an internal header in the tool
 
 self_test()
 problems, n = check(sys.argv[1])

@@ -1,5 +1,4 @@
 /* tdecomp-tool decompose: plan, rewrite and write a whole weight file, layer by layer. */
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -429,7 +428,10 @@ int cmd_decompose(int argc, char **argv)
     if (!o.dry && (code = open_writer(&o, &m, &p, &o.g, layouts, &w))) goto done;
     /* N workers each running multi-threaded BLAS oversubscribe the cores: the tool (never the
      * library) gives each worker one BLAS thread */
-    if (o.jobs > 1) openblas_set_num_threads(1);
+    if (o.jobs > 1 && td_blas_set_threads(1) != TD_OK) {
+        code = tool_fail(TOOL_ERESOURCE, o.in, NULL, "internal error: cannot set the BLAS thread count");
+        goto done;
+    }
     if ((code = run(&m, &p, L, o.jobs, w))) goto done;
     const totals t = sum_up(&m, &p, L);
     if (t.params_after != p.sum.params_after) { code = tool_fail(TOOL_ERESOURCE, o.in, NULL, "internal error: the chains' parameters differ from the plan's"); goto done; }
