@@ -169,6 +169,9 @@ TD_API double td_rng_normal(td_rng *rng);
  * Not thread-safe: call them only while no other thread is inside the library or BLAS. */
 TD_API TD_WUR td_status td_blas_set_threads(int n);
 TD_API int td_blas_threads(void);
+/* The CPU kernel set OpenBLAS chose ("Zen", "Haswell", ...; OPENBLAS_CORETYPE overrides it), or
+ * NULL when unknown; a static string. O(1), thread-safe. */
+TD_API const char *td_blas_core(void);
 
 TD_END_DECLS
 

@@ -10,3 +10,5 @@ td_status td_blas_set_threads(int n)
 }
 
 int td_blas_threads(void) { return openblas_get_num_threads(); }
+
+const char *td_blas_core(void) { return openblas_get_corename(); }

@@ -52,6 +52,10 @@ int main(void)
         fprintf(stderr, "td_blas_set_threads(1) did not reach OpenBLAS\n");
         return 1;
     }
+    if (!td_blas_core() || strcmp(td_blas_core(), openblas_get_corename()) != 0) {
+        fprintf(stderr, "td_blas_core is not OpenBLAS's core name\n");
+        return 1;
+    }
     for (int i = 0; i < NL; i++) {
         size_t co = 8 + 2 * (size_t)i, ci = 6 + (size_t)i, shape[4] = {co, ci, 3, 3};
         if (td_tensor_alloc(&K[i], 4, shape) != TD_OK) return 99;

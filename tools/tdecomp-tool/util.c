@@ -10,7 +10,6 @@
 #include <unistd.h>
 #include "tool.h"
 
-char *openblas_get_corename(void);
 
 
 static void vline(const char *prefix, const char *file, const char *dataset, const char *fmt, va_list ap)
@@ -74,7 +73,7 @@ void tool_core_warning(void)
 {
     const char *off = getenv("TDECOMP_NO_CORE_WARNING");
     if (off && strcmp(off, "1") == 0) return;
-    const char *core = openblas_get_corename();
+    const char *core = td_blas_core();
     if (!core) return;
     static const char *slow[] = {"Prescott", "generic", "Core2", "Penryn", "Dunnington", "Nehalem",
                                  "Atom", "Katmai", "Coppermine", "Northwood", "Banias", "Opteron",
