@@ -270,24 +270,32 @@ done:
     return st;
 }
 
+/* A scalar attribute name on obj_path (replacing one of that name) of file type ftype, written
+ * from buf in memory type mtype; the caller has silenced HDF5's error stack. */
+static td_status write_scalar_attr(td_outfile *o, const char *obj_path, const char *name, hid_t ftype, hid_t mtype,
+                                   const void *buf, td_error *err)
+{
+    td_status st = TD_OK;
+    hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
+    if (H5Aexists_by_name(o->h5, obj_path, name, H5P_DEFAULT) > 0) H5Adelete_by_name(o->h5, obj_path, name, H5P_DEFAULT);
+    if (space >= 0) attr = H5Acreate_by_name(o->h5, obj_path, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (space < 0 || attr < 0 || H5Awrite(attr, mtype, buf) < 0)
+        st = td__error_set(err, TD_EIO, o->final_path, obj_path, "cannot write attribute %s", name);
+    if (attr >= 0) H5Aclose(attr);
+    if (space >= 0) H5Sclose(space);
+    return st;
+}
+
 td_status td_outfile_attr_string(td_outfile *o, const char *obj_path, const char *name, const char *value, td_error *err)
 {
     if (!o || o->kind != TD_OUTPUT_HDF5 || !obj_path || !name || !value) return TD_EINVAL;
     td__h5quiet q;
     td__h5_quiet_begin(&q);
-    td_status st = TD_OK;
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    if (type < 0 || space < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
+    td_status st;
+    hid_t type = H5Tcopy(H5T_C_S1);
+    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)
         st = td__error_set(err, TD_EIO, o->final_path, obj_path, "cannot create attribute %s", name);
-        goto done;
-    }
-    if (H5Aexists_by_name(o->h5, obj_path, name, H5P_DEFAULT) > 0) H5Adelete_by_name(o->h5, obj_path, name, H5P_DEFAULT);
-    attr = H5Acreate_by_name(o->h5, obj_path, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (attr < 0 || H5Awrite(attr, type, &value) < 0)
-        st = td__error_set(err, TD_EIO, o->final_path, obj_path, "cannot write attribute %s", name);
-done:
-    if (attr >= 0) H5Aclose(attr);
-    if (space >= 0) H5Sclose(space);
+    else st = write_scalar_attr(o, obj_path, name, type, type, &value, err);
     if (type >= 0) H5Tclose(type);
     td__h5_quiet_end(&q);
     return st;
@@ -300,18 +308,9 @@ td_status td_outfile_attr_number(td_outfile *o, const char *obj_path, const char
     if (integer && !(value >= -9.2e18 && value <= 9.2e18 && value == (double)(long long)value)) return TD_EINVAL;
     td__h5quiet q;
     td__h5_quiet_begin(&q);
-    td_status st = TD_OK;
     const long long iv = integer ? (long long)value : 0;
-    hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    if (H5Aexists_by_name(o->h5, obj_path, name, H5P_DEFAULT) > 0) H5Adelete_by_name(o->h5, obj_path, name, H5P_DEFAULT);
-    if (space >= 0)
-        attr = H5Acreate_by_name(o->h5, obj_path, name, integer ? H5T_STD_I64LE : H5T_IEEE_F64LE, space, H5P_DEFAULT,
-                                 H5P_DEFAULT, H5P_DEFAULT);
-    if (space < 0 || attr < 0 ||
-        H5Awrite(attr, integer ? H5T_NATIVE_LLONG : H5T_NATIVE_DOUBLE, integer ? (const void *)&iv : (const void *)&value) < 0)
-        st = td__error_set(err, TD_EIO, o->final_path, obj_path, "cannot write attribute %s", name);
-    if (attr >= 0) H5Aclose(attr);
-    if (space >= 0) H5Sclose(space);
+    td_status st = integer ? write_scalar_attr(o, obj_path, name, H5T_STD_I64LE, H5T_NATIVE_LLONG, &iv, err)
+                           : write_scalar_attr(o, obj_path, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, err);
     td__h5_quiet_end(&q);
     return st;
 }

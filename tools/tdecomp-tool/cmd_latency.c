@@ -1,6 +1,5 @@
 /* tdecomp-tool latency: times each layer and its rewritten chain on the CPU (the library's
  * im2col + GEMM executor, one image) and sets the measured speedup beside the FLOP ratio. */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,7 +152,7 @@ int cmd_latency(int argc, char **argv)
         args.nrules = 1;
     }
     if ((r = tool_plan_args_check(&args)) != TOOL_OK) return r;
-    if (threads > 0) openblas_set_num_threads((int)threads);
+    if (threads > 0 && td_blas_set_threads((int)threads) != TD_OK) return tool_usage_error("latency: --threads must be at least 1");
 
     td_model m;
     int rc = tool_open_model(&m, in, &args.model, NULL);
@@ -286,7 +285,7 @@ int cmd_latency(int argc, char **argv)
         printf("total over %zu timed layers: %.3f -> %.3f MFLOPs (%.2fx fewer), %.4f -> %.4f ms (%.2fx faster); "
                "median of %ld runs, %d BLAS thread%s, double precision\n",
                nt, fb / 1e6, fa / 1e6, fa > 0 ? fb / fa : 0.0, 1e3 * sb, 1e3 * sa, sa > 0 ? sb / sa : 0.0, repeat,
-               openblas_get_num_threads(), openblas_get_num_threads() == 1 ? "" : "s");
+               td_blas_threads(), td_blas_threads() == 1 ? "" : "s");
     rep = json_object();
     json_t *tot = json_object();
     json_object_set_new(tot, "layers_timed", json_integer((json_int_t)nt));
@@ -303,7 +302,7 @@ int cmd_latency(int argc, char **argv)
     json_object_set_new(rep, "layout", json_string(td_layout_name(m.layout)));
     json_object_set_new(rep, "input_size", tool_json_sizes(hw, 2));
     json_object_set_new(rep, "repeats", json_integer(repeat));
-    json_object_set_new(rep, "threads", json_integer(openblas_get_num_threads()));
+    json_object_set_new(rep, "threads", json_integer(td_blas_threads()));
     json_object_set_new(rep, "options", tool_plan_args_json(&args));
     json_object_set_new(rep, "layers", layers);
     json_object_set_new(rep, "totals", tot);
