@@ -3,24 +3,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/internal.h"
-#include "tdecomp/layer.h"
+#include "internal.h"
 
 static td_status prepare(const td_layer_desc *d, const td_tensor *kernel, const td_tensor *bias,
                          const td_tensor *in, td_tensor *out, size_t pad[4], size_t *ho, size_t *wo)
 {
     if (!d || !kernel || !in || !out) return TD_EINVAL;
     memset(out, 0, sizeof *out);
-    if (bias && bias->size && bias->size != d->cout) return TD_ESHAPE;
+    /* the cost model's own validity and kernel checks, before anything divides by groups */
+    td_status st = td_layer_check(d);
+    if (st != TD_OK) return st;
+    if (!td__kernel_matches(d, kernel) || (bias && bias->size && bias->size != d->cout)) return TD_ESHAPE;
     if (d->kind == TD_LAYER_DENSE) {
-        if (in->size != d->cin || kernel->size != d->cout * d->cin) return TD_ESHAPE;
+        if (in->size != d->cin) return TD_ESHAPE;
         size_t s[1] = {d->cout};
         return td_tensor_alloc(out, 1, s);
     }
-    const size_t g = d->groups;
-    if (in->ndim != 3 || in->shape[0] != d->cin || kernel->ndim != 4 || kernel->shape[0] != d->cout ||
-        kernel->shape[1] != d->cin / g || kernel->shape[2] != d->kh || kernel->shape[3] != d->kw)
-        return TD_ESHAPE;
-    td_status st = td_layer_padding(d, in->shape[1], in->shape[2], pad);
+    if (in->ndim != 3 || in->shape[0] != d->cin) return TD_ESHAPE;
+    st = td_layer_padding(d, in->shape[1], in->shape[2], pad);
     if (st == TD_OK) st = td_layer_output_size(d, in->shape[1], in->shape[2], ho, wo);
     if (st != TD_OK) return st;
     size_t s[3] = {d->cout, *ho, *wo};

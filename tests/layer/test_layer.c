@@ -541,6 +541,16 @@ START_TEST(test_executor_groups)
         ck_assert(tt_relerr(&y2, &ref) < 1e-13);
         td_tensor_free(&y1);
         ck_assert_int_eq(td_layer_apply_direct(&d, &k, NULL, &k, &y1), TD_ESHAPE); /* 4-D input */
+        /* an invalid description is refused as td_layer_cost refuses it (groups 0 once divided by zero) */
+        td_layer_desc bad = d;
+        bad.groups = 0;
+        td_cost cost;
+        ck_assert_int_eq(td_layer_cost(&bad, &cost), TD_EINVAL);
+        ck_assert_int_eq(td_layer_apply_direct(&bad, &k, NULL, &x, &y1), TD_EINVAL);
+        ck_assert_int_eq(td_layer_apply_gemm(&bad, &k, NULL, &x, &y1), TD_EINVAL);
+        bad = d;
+        bad.stride[1] = 0;
+        ck_assert_int_eq(td_layer_apply_gemm(&bad, &k, NULL, &x, &y1), TD_EINVAL);
         td_tensor_free(&k); td_tensor_free(&x); td_tensor_free(&ref); td_tensor_free(&y2);
     }
 }
