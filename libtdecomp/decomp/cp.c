@@ -7,6 +7,13 @@
 #include <string.h>
 #include "decomp/decomp_internal.h"
 
+/* n*n of an R x R system must fit LAPACK's 32-bit int: R <= floor(sqrt(INT_MAX)). */
+#define CP_RANK_MAX 46340
+/* Below this relative error the Gram form of the fit cancels (~1e-8 floor): use the exact residual. */
+#define CP_EXACT_FIT_BELOW 1e-6
+/* Rows of mode 0 per GEMM block of exact_residual. */
+#define CP_RESIDUAL_BLOCK 32
+
 void td_cp_options_init(td_cp_options *opt)
 {
     if (!opt) return;
@@ -79,7 +86,7 @@ static td_status exact_residual(const td_tensor *x, const td_tensor *f, const do
                                 double *out)
 {
     const int nd = x->ndim;
-    const size_t i0 = x->shape[0], t = x->size / (i0 ? i0 : 1), blk = 32;
+    const size_t i0 = x->shape[0], t = x->size / (i0 ? i0 : 1), blk = CP_RESIDUAL_BLOCK;
     td_tensor kr = {0};
     double *coef = malloc(blk * r * sizeof(double)), *slab = malloc(blk * (t ? t : 1) * sizeof(double));
     td_status st = TD_OK;
@@ -244,127 +251,163 @@ static td_status init_factors(const td_tensor *x, size_t r, const td_cp_options 
     return TD_OK;
 }
 
+/* What one CP-ALS run keeps between sweeps; sizes from cp_layout, shared with the workspace query. */
+typedef struct cp_ws {
+    size_t r, imax, tail;
+    int dtree;                 /* dimension tree: P = A_0^T X_(0) serves modes >= 1 */
+    double *grams, *v, *m, *work, *pdata, *colbuf;
+} cp_ws;
+
+/* Sizes (in doubles) of the persistent buffers of cp_ws for x at rank r. */
+static void cp_layout(int nd, const size_t *shape, size_t size, size_t r, cp_ws *w, size_t n[6])
+{
+    w->r = r;
+    w->imax = 0;
+    for (int k = 0; k < nd; k++) w->imax = shape[k] > w->imax ? shape[k] : w->imax;
+    w->tail = size / shape[0];
+    /* two passes over x per sweep instead of N, when P is not much larger than x */
+    w->dtree = nd >= 3 && td__fits_blas(w->tail) && r * w->tail <= size * 2;
+    n[0] = (size_t)nd * r * r;
+    n[1] = r * r;
+    n[2] = w->imax * r;
+    n[3] = 2 * r * r + r;
+    n[4] = w->dtree ? r * w->tail : 0;
+    n[5] = w->dtree ? w->tail + (size_t)nd * w->imax + w->imax : 0;
+}
+
+static void cp_ws_free(cp_ws *w)
+{
+    free(w->grams); free(w->v); free(w->m); free(w->work); free(w->pdata); free(w->colbuf);
+    memset(w, 0, sizeof *w);
+}
+
+static td_status cp_ws_alloc(const td_tensor *x, size_t r, cp_ws *w)
+{
+    size_t n[6];
+    memset(w, 0, sizeof *w);
+    cp_layout(x->ndim, x->shape, x->size, r, w, n);
+    double **bufs[6] = {&w->grams, &w->v, &w->m, &w->work, &w->pdata, &w->colbuf};
+    for (int i = 0; i < 6; i++)
+        if (n[i] && !(*bufs[i] = malloc(n[i] * sizeof(double)))) { cp_ws_free(w); return TD_ENOMEM; }
+    return TD_OK;
+}
+
+/* One ALS sweep over every mode; leaves mode N-1's MTTKRP in w->m. */
+static td_status cp_sweep(const td_tensor *x, td_tensor *f, cp_ws *w)
+{
+    const int nd = x->ndim;
+    const size_t r = w->r, rr = r * r;
+    const td_tensor *fp[TD_MAX_MODES];
+    for (int k = 0; k < nd; k++) fp[k] = &f[k];
+    td_status st = TD_OK;
+    for (int n = 0; n < nd && st == TD_OK; n++) {
+        for (size_t i = 0; i < rr; i++) w->v[i] = 1.0;
+        for (int k = 0; k < nd; k++)
+            if (k != n)
+                for (size_t i = 0; i < rr; i++) w->v[i] *= w->grams[(size_t)k * rr + i];
+        td_tensor mt;
+        size_t ms[2] = {x->shape[n], r};
+        st = td_tensor_view(&mt, 2, ms, w->m);
+        if (st == TD_OK)
+            st = (n == 0 || !w->dtree) ? td_mttkrp(x, fp, n, &mt) : mttkrp_from_partial(x, w->pdata, f, n, r, w->colbuf, w->m);
+        if (st == TD_OK) st = solve_normal(w->v, r, w->m, x->shape[n], f[n].data, w->work);
+        if (st != TD_OK) break;
+        gram_of(&f[n], w->grams + (size_t)n * rr);
+        if (n == 0 && w->dtree)
+            /* P = A_0^T X_(0) (R x T): every later MTTKRP of this sweep is a cheap contraction of
+             * P, since P depends on A_0 only */
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)w->tail, (int)x->shape[0], 1.0,
+                        f[0].data, (int)r, x->data, (int)w->tail, 0.0, w->pdata, (int)w->tail);
+    }
+    return st;
+}
+
+/* Relative error after a sweep: ||model||^2 = sum(hadamard of all Grams), <x, model> =
+ * sum(M_last .* A_last); the exact residual near an exact fit, where that form cancels. */
+static td_status cp_fit(const td_tensor *x, const td_tensor *f, const double *weights, const cp_ws *w, double nx,
+                        double *e)
+{
+    const int nd = x->ndim;
+    const size_t rr = w->r * w->r;
+    double nm2 = 0, ip = 0;
+    for (size_t i = 0; i < rr; i++) {
+        double p = 1;
+        for (int k = 0; k < nd; k++) p *= w->grams[(size_t)k * rr + i];
+        nm2 += p;
+    }
+    const td_tensor *al = &f[nd - 1];
+    for (size_t i = 0; i < al->size; i++) ip += w->m[i] * al->data[i];
+    *e = nx > 0 ? sqrt(fmax(nx * nx + nm2 - 2 * ip, 0.0)) / nx : 0.0;
+    if (!(*e < CP_EXACT_FIT_BELOW && nx > 0)) return TD_OK;
+    double resid;
+    td_status st = exact_residual(x, f, weights, w->r, &resid);
+    if (st == TD_OK) *e = resid / nx;
+    return st;
+}
+
+/* Moves each column's norms into the weights (factor columns of unit norm). */
+static void normalize_columns(td_tensor *f, int nd, size_t r, double *weights)
+{
+    for (size_t c = 0; c < r; c++) {
+        double w = 1;
+        for (int k = 0; k < nd; k++) {
+            double s = 0;
+            for (size_t i = 0; i < f[k].shape[0]; i++) s += f[k].data[i * r + c] * f[k].data[i * r + c];
+            s = sqrt(s);
+            if (s > 0)
+                for (size_t i = 0; i < f[k].shape[0]; i++) f[k].data[i * r + c] /= s;
+            w *= s;
+        }
+        weights[c] = w;
+    }
+}
+
+static td_status cp_check(const td_tensor *x, size_t rank, const td_cp_options *opt)
+{
+    if (!x || x->ndim < 1 || rank < 1 || opt->max_iter < 0 || !(opt->tol >= 0) || x->size == 0) return TD_EINVAL;
+    size_t imax = 0;
+    for (int k = 0; k < x->ndim; k++) imax = x->shape[k] > imax ? x->shape[k] : imax;
+    if (!td__fits_blas(rank) || !td__fits_blas(imax) || rank > CP_RANK_MAX) return TD_ERANGE;
+    return td_tensor_check_finite(x);
+}
+
 td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt, td_cp_result *res)
 {
     if (!res) return TD_EINVAL;
     memset(res, 0, sizeof *res);
     td_cp_options def;
     if (!opt) { td_cp_options_init(&def); opt = &def; }
-    if (!x || x->ndim < 1 || rank < 1 || opt->max_iter < 0 || !(opt->tol >= 0)) return TD_EINVAL;
-    if (x->size == 0) return TD_EINVAL;
-    const int nd = x->ndim;
-    const size_t r = rank;
-    size_t imax = 0;
-    for (int k = 0; k < nd; k++) imax = x->shape[k] > imax ? x->shape[k] : imax;
-    if (!td__fits_blas(r) || !td__fits_blas(imax) || r > 46000) return TD_ERANGE;
-    td_status st = td_tensor_check_finite(x);
+    td_status st = cp_check(x, rank, opt);
     if (st != TD_OK) return st;
-    const double t0 = td__now();
-
+    const double t0 = td__now(), nx = td_norm(x);
+    const size_t r = rank;
     td_tensor *f = res->factors;
-    double *grams = NULL, *v = NULL, *m = NULL, *work = NULL, *pdata = NULL, *colbuf = NULL;
-    res->ndim = nd;
+    cp_ws w;
+    res->ndim = x->ndim;
     res->rank = r;
     res->weights = malloc(r * sizeof(double));
     res->history = malloc(((size_t)opt->max_iter + 1) * sizeof(double));
-    grams = malloc((size_t)nd * r * r * sizeof(double));
-    v = malloc(r * r * sizeof(double));
-    m = malloc(imax * r * sizeof(double));
-    work = malloc((2 * r * r + r) * sizeof(double));
-    if (!res->weights || !res->history || !grams || !v || !m || !work) { st = TD_ENOMEM; goto fail; }
+    st = res->weights && res->history ? cp_ws_alloc(x, r, &w) : TD_ENOMEM;
+    if (st != TD_OK) { td_cp_free(res); return st; }
     for (size_t c = 0; c < r; c++) res->weights[c] = 1.0;
-    if ((st = init_factors(x, r, opt, f)) != TD_OK) goto fail;
-    for (int k = 0; k < nd; k++) gram_of(&f[k], grams + (size_t)k * r * r);
-
-    /* Dimension tree (perf_anchors.md 3.2): two passes over x per sweep instead of N. */
-    const size_t tail = x->size / x->shape[0];
-    const int dtree = nd >= 3 && td__fits_blas(tail) && r * tail <= x->size * 2;
-    if (dtree) {
-        pdata = malloc(r * tail * sizeof(double));
-        colbuf = malloc((tail + (size_t)nd * imax + imax) * sizeof(double));
-        if (!pdata || !colbuf) { st = TD_ENOMEM; goto fail; }
-    }
-    const double nx = td_norm(x), nx2 = nx * nx;
-    const td_tensor *fp[TD_MAX_MODES];
-    for (int k = 0; k < nd; k++) fp[k] = &f[k];
+    st = init_factors(x, r, opt, f);
+    for (int k = 0; k < x->ndim && st == TD_OK; k++) gram_of(&f[k], w.grams + (size_t)k * r * r);
     double prev = 0;
-    for (int it = 0; it < opt->max_iter; it++) {
-        for (int n = 0; n < nd; n++) {
-            for (size_t i = 0; i < r * r; i++) v[i] = 1.0;
-            for (int k = 0; k < nd; k++)
-                if (k != n)
-                    for (size_t i = 0; i < r * r; i++) v[i] *= grams[(size_t)k * r * r + i];
-            td_tensor mt;
-            size_t ms[2] = {x->shape[n], r};
-            if ((st = td_tensor_view(&mt, 2, ms, m)) != TD_OK) goto fail;
-            if (n == 0 || !dtree) {
-                if ((st = td_mttkrp(x, fp, n, &mt)) != TD_OK) goto fail;
-            } else if ((st = mttkrp_from_partial(x, pdata, f, n, r, colbuf, m)) != TD_OK) {
-                goto fail;
-            }
-            if ((st = solve_normal(v, r, m, x->shape[n], f[n].data, work)) != TD_OK) goto fail;
-            gram_of(&f[n], grams + (size_t)n * r * r);
-            if (n == 0 && dtree)
-                /* P = A_0^T X_(0) (R x T): every later MTTKRP of this sweep is a cheap
-                 * contraction of P, since P depends on A_0 only */
-                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)tail, (int)x->shape[0], 1.0,
-                            f[0].data, (int)r, x->data, (int)tail, 0.0, pdata, (int)tail);
-        }
-        /* ||model||^2 = sum(hadamard of all Grams); <x, model> = sum(M_last .* A_last). */
-        double nm2 = 0, ip = 0;
-        for (size_t i = 0; i < r * r; i++) {
-            double p = 1;
-            for (int k = 0; k < nd; k++) p *= grams[(size_t)k * r * r + i];
-            nm2 += p;
-        }
-        const td_tensor *al = &f[nd - 1];
-        for (size_t i = 0; i < al->size; i++) ip += m[i] * al->data[i];
-        double e = nx > 0 ? sqrt(fmax(nx2 + nm2 - 2 * ip, 0.0)) / nx : 0.0;
-        if (e < 1e-6 && nx > 0) {
-            /* The Gram form cancels catastrophically near an exact fit (~1e-8 floor); there the
-             * stopping test would fire on rounding noise, so use the exact residual. */
-            double resid;
-            if ((st = exact_residual(x, f, res->weights, r, &resid)) != TD_OK) goto fail;
-            e = resid / nx;
-        }
+    for (int it = 0; it < opt->max_iter && st == TD_OK; it++) {
+        double e = 0;
+        if ((st = cp_sweep(x, f, &w)) != TD_OK || (st = cp_fit(x, f, res->weights, &w, nx, &e)) != TD_OK) break;
         res->history[it] = e;
         res->iterations = it + 1;
-        if (opt->progress && opt->progress(opt->progress_ctx, it + 1, e)) { st = TD_ECANCELED; goto fail; }
-        if (it > 0 && fabs(prev - e) < opt->tol) { res->converged = 1; break; }
+        if (opt->progress && opt->progress(opt->progress_ctx, it + 1, e)) st = TD_ECANCELED;
+        else if (it > 0 && fabs(prev - e) < opt->tol) { res->converged = 1; break; }
         prev = e;
     }
-    if (opt->normalize) {
-        for (size_t c = 0; c < r; c++) {
-            double w = 1;
-            for (int k = 0; k < nd; k++) {
-                double s = 0;
-                for (size_t i = 0; i < f[k].shape[0]; i++) s += f[k].data[i * r + c] * f[k].data[i * r + c];
-                s = sqrt(s);
-                if (s > 0)
-                    for (size_t i = 0; i < f[k].shape[0]; i++) f[k].data[i * r + c] /= s;
-                w *= s;
-            }
-            res->weights[c] = w;
-        }
-    }
-    double resid;
-    if ((st = exact_residual(x, f, res->weights, r, &resid)) != TD_OK) goto fail;
+    if (st == TD_OK && opt->normalize) normalize_columns(f, x->ndim, r, res->weights);
+    double resid = 0;
+    if (st == TD_OK) st = exact_residual(x, f, res->weights, r, &resid);
     res->rel_error = nx > 0 ? resid / nx : 0.0;
     res->seconds = td__now() - t0;
-    free(grams);
-    free(v);
-    free(m);
-    free(work);
-    free(pdata);
-    free(colbuf);
-    return TD_OK;
-fail:
-    free(grams);
-    free(v);
-    free(m);
-    free(work);
-    free(pdata);
-    free(colbuf);
-    td_cp_free(res);
+    cp_ws_free(&w);
+    if (st != TD_OK) td_cp_free(res);
     return st;
 }
