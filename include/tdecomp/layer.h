@@ -420,6 +420,17 @@ TD_API TD_WUR td_status td_layer_apply_gemm(const td_layer_desc *d, const td_ten
                                             const td_tensor *bias, const td_tensor *input,
                                             td_tensor *output);
 
+/* Heap bytes td_layer_apply_gemm of d allocates at an h x w input (dense: ignored): the output
+ * and the im2col matrix ((Cin/g) kh kw Ho Wo doubles; none for a stride-1 unpadded 1x1 conv).
+ * Statuses: TD_EINVAL (NULL, invalid d, a kernel that does not fit the input), TD_EOVERFLOW.
+ * O(1), thread-safe. */
+TD_API TD_WUR td_status td_layer_apply_workspace(const td_layer_desc *d, size_t h, size_t w, uint64_t *bytes);
+
+/* The most heap td_chain_apply(c, input of h x w, gemm 1) holds at once: a piece's input, its
+ * output and im2col matrix, from the pieces' descs alone (a layout from td_chain_layout will do).
+ * Statuses as td_layer_apply_workspace, TD_EINVAL for an empty chain. O(pieces), thread-safe. */
+TD_API TD_WUR td_status td_chain_apply_workspace(const td_chain *c, size_t h, size_t w, uint64_t *bytes);
+
 /* Runs every piece of the chain in turn (gemm = 0: direct, 1: im2col + GEMM); the pieces' own
  * padding modes are resolved against the size each sees.
  * Statuses: TD_EINVAL (NULL, an empty chain), and those of the executor for each piece. */

@@ -148,3 +148,49 @@ td_status td_chain_apply(const td_chain *c, const td_tensor *input, int gemm, td
     *output = cur;
     return TD_OK;
 }
+
+/* Output and im2col bytes of one layer at an h x w input; the output size into *ho, *wo. */
+static td_status apply_bytes(const td_layer_desc *d, size_t h, size_t w, size_t *ho, size_t *wo, uint64_t *bytes)
+{
+    td_status st = td_layer_check(d);
+    if (st != TD_OK) return st;
+    *ho = *wo = 1;
+    if (d->kind == TD_LAYER_DENSE) { *bytes = (uint64_t)d->cout * sizeof(double); return TD_OK; }
+    size_t pad[4];
+    if ((st = td_layer_padding(d, h, w, pad)) != TD_OK || (st = td_layer_output_size(d, h, w, ho, wo)) != TD_OK) return st;
+    const double npix = (double)*ho * (double)*wo, out = (double)d->cout * npix;
+    const int direct = d->kh == 1 && d->kw == 1 && d->stride[0] == 1 && d->stride[1] == 1 && !pad[0] && !pad[1] && !pad[2] &&
+                       !pad[3];
+    const double col = direct ? 0 : (double)(d->cin / d->groups) * (double)d->kh * (double)d->kw * npix;
+    const double b = 8.0 * (out + col);
+    if (!(b < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)b;
+    return TD_OK;
+}
+
+td_status td_layer_apply_workspace(const td_layer_desc *d, size_t h, size_t w, uint64_t *bytes)
+{
+    size_t ho, wo;
+    if (!bytes) return TD_EINVAL;
+    return apply_bytes(d, h, w, &ho, &wo, bytes);
+}
+
+td_status td_chain_apply_workspace(const td_chain *c, size_t h, size_t w, uint64_t *bytes)
+{
+    if (!c || !bytes || c->npieces < 1 || c->npieces > TD_CHAIN_MAX) return TD_EINVAL;
+    /* piece p holds its input (the previous output) and its own output and im2col buffer */
+    uint64_t peak = 0, prev_out = 0;
+    for (int p = 0; p < c->npieces; p++) {
+        const td_layer_desc *d = &c->pieces[p].desc;
+        uint64_t b;
+        size_t ho, wo;
+        td_status st = apply_bytes(d, h, w, &ho, &wo, &b);
+        if (st != TD_OK) return st;
+        if (prev_out + b > peak) peak = prev_out + b;
+        prev_out = (uint64_t)d->cout * ho * wo * sizeof(double);
+        h = ho;
+        w = wo;
+    }
+    *bytes = peak;
+    return TD_OK;
+}
