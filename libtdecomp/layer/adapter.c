@@ -62,18 +62,6 @@ static td_status compose(const td_adapter *a, td_tensor *out)
     return TD_OK;
 }
 
-static td_status rel_diff(const td_tensor *x, const td_tensor *ref, double *rel)
-{
-    td_tensor diff;
-    td_status st = td_tensor_copy(&diff, x);
-    if (st != TD_OK) return st;
-    for (size_t i = 0; i < diff.size; i++) diff.data[i] -= ref->data[i];
-    const double nr = td_norm(ref), nd = td_norm(&diff);
-    *rel = nr > 0 ? nd / nr : nd;
-    td_tensor_free(&diff);
-    return TD_OK;
-}
-
 td_status td_adapter_rel_error(const td_adapter *a, const td_tensor *kernel, double *rel_error)
 {
     if (!a || !kernel || !rel_error || !a->a.data || !a->b.data) return TD_EINVAL;
@@ -82,8 +70,60 @@ td_status td_adapter_rel_error(const td_adapter *a, const td_tensor *kernel, dou
         return TD_ESHAPE;
     td_tensor w;
     td_status st = compose(a, &w);
-    if (st == TD_OK) st = rel_diff(&w, kernel, rel_error);
+    if (st == TD_OK) st = td_rel_diff(&w, kernel, rel_error);
     td_tensor_free(&w);
+    return st;
+}
+
+/* Which singular triplets an adapter of inner rank R needs from an rows x cols matrix: want
+ * computed, kept in W_R, the adapter's from lo, n_ad of them. */
+typedef struct split_plan {
+    size_t want, kept, lo, n_ad;
+} split_plan;
+
+static split_plan plan_split(size_t rows, size_t cols, size_t inner, td_adapter_mode mode)
+{
+    const size_t full = rows < cols ? rows : cols;
+    split_plan p;
+    /* principal needs triplets 0..R-1, residual 0..2R-1 */
+    p.want = mode == TD_ADAPTER_PRINCIPAL ? inner : 2 * inner;
+    if (p.want > full) p.want = full;
+    p.kept = inner < full ? inner : full;
+    p.lo = mode == TD_ADAPTER_PRINCIPAL ? 0 : p.kept;
+    p.n_ad = mode == TD_ADAPTER_PRINCIPAL ? p.kept : p.want - p.kept;
+    return p;
+}
+
+/* A (R x cols) and B (rows x R) from the triplets, sqrt(s / scaling) on each side. Triplets the
+ * matrix does not have: B's column stays 0 (the identity holds) and A's row gets loralib's init,
+ * uniform in +-1/sqrt(cols), so the pair still receives gradients; fixed seed, reproducible. */
+static void fill_factors(td_adapter *out, const split_plan *p, const double *u, const double *s, const double *vt)
+{
+    const size_t rows = out->b.shape[0], cols = out->a.shape[1], inner = out->inner;
+    for (size_t c = 0; c < p->n_ad; c++) {
+        const double f = sqrt(s[p->lo + c] / out->scaling);
+        for (size_t j = 0; j < cols; j++) out->a.data[c * cols + j] = f * vt[(p->lo + c) * cols + j];
+        for (size_t i = 0; i < rows; i++) out->b.data[i * inner + c] = f * u[i * p->want + p->lo + c];
+    }
+    td_rng rng;
+    td_rng_seed(&rng, 0x10a);
+    const double bound = 1.0 / sqrt((double)cols);
+    for (size_t c = p->n_ad; c < inner; c++)
+        for (size_t j = 0; j < cols; j++) out->a.data[c * cols + j] = bound * (2.0 * td_rng_uniform(&rng) - 1.0);
+}
+
+/* frozen = W - W_R (principal) or W_R (residual) for the rows x cols matrix M of the kernel,
+ * W_R = (U_R S_R) V_R^T by one GEMM; us is rows x max(kept, 1) scratch. */
+static td_status frozen_part(const td_tensor *kernel, size_t rows, size_t cols, const split_plan *p, td_adapter_mode mode,
+                             const double *u, const double *s, const double *vt, double *us, td_tensor *frozen)
+{
+    const size_t kept = p->kept;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t c = 0; c < kept; c++) us[i * kept + c] = u[i * p->want + c] * s[c];
+    td_status st = mode == TD_ADAPTER_PRINCIPAL ? td_tensor_copy(frozen, kernel) : td_tensor_alloc(frozen, kernel->ndim, kernel->shape);
+    if (st == TD_OK && kept)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)kept, mode == TD_ADAPTER_PRINCIPAL ? -1.0 : 1.0,
+                    us, (int)kept, vt, (int)cols, mode == TD_ADAPTER_PRINCIPAL ? 1.0 : 0.0, frozen->data, (int)cols);
     return st;
 }
 
@@ -101,72 +141,32 @@ td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size
     if ((st = td_tensor_check_finite(kernel)) != TD_OK) return st;
     if (!td__fits_blas(rows) || !td__fits_blas(cols) || !td__fits_blas(inner)) return TD_ERANGE;
 
-    const size_t full = rows < cols ? rows : cols;
-    /* principal needs triplets 0..R-1, residual 0..2R-1 */
-    size_t want = mode == TD_ADAPTER_PRINCIPAL ? inner : 2 * inner;
-    if (want > full) want = full;
-    const size_t kept = inner < full ? inner : full;               /* in W_R */
-    const size_t lo = mode == TD_ADAPTER_PRINCIPAL ? 0 : kept;     /* first triplet of B A */
-    const size_t n_ad = mode == TD_ADAPTER_PRINCIPAL ? kept : want - kept;
-
+    const split_plan p = plan_split(rows, cols, inner, mode);
     td_tensor m, u = {0}, vt = {0}, us = {0};
-    double *s = NULL;
+    double *s = malloc((p.want ? p.want : 1) * sizeof *s);
     size_t shape[2] = {rows, cols};
     out->rank = rank;
     out->inner = inner;
-    out->effective = n_ad;
+    out->effective = p.n_ad;
     out->scaling = alpha / (double)rank;
-    if ((st = td_tensor_view(&m, 2, shape, kernel->data)) != TD_OK) goto fail;
-    if (!(s = malloc((want ? want : 1) * sizeof *s))) { st = TD_ENOMEM; goto fail; }
-    if ((st = td_matrix_alloc(&u, rows, want)) != TD_OK || (st = td_matrix_alloc(&vt, want, cols)) != TD_OK) goto fail;
-    if ((st = td_svd_trunc(&m, want, NULL, &u, s, &vt)) != TD_OK) goto fail;
-
-    /* frozen = W - W_R (principal) or W_R (residual), W_R = (U_R S_R) V_R^T by one GEMM */
-    if ((st = td_matrix_alloc(&us, rows, kept ? kept : 1)) != TD_OK) goto fail;
-    for (size_t i = 0; i < rows; i++)
-        for (size_t c = 0; c < kept; c++) us.data[i * kept + c] = u.data[i * want + c] * s[c];
-    if (mode == TD_ADAPTER_PRINCIPAL) st = td_tensor_copy(&out->frozen, kernel);
-    else st = td_tensor_alloc(&out->frozen, kernel->ndim, kernel->shape);
-    if (st != TD_OK) goto fail;
-    if (kept)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)kept,
-                    mode == TD_ADAPTER_PRINCIPAL ? -1.0 : 1.0, us.data, (int)kept, vt.data, (int)cols,
-                    mode == TD_ADAPTER_PRINCIPAL ? 1.0 : 0.0, out->frozen.data, (int)cols);
-    if ((st = td_matrix_alloc(&out->a, inner, cols)) != TD_OK || (st = td_matrix_alloc(&out->b, rows, inner)) != TD_OK)
-        goto fail;
-    for (size_t c = 0; c < n_ad; c++) {
-        const double f = sqrt(s[lo + c] / out->scaling);
-        for (size_t j = 0; j < cols; j++) out->a.data[c * cols + j] = f * vt.data[(lo + c) * cols + j];
-        for (size_t i = 0; i < rows; i++) out->b.data[i * inner + c] = f * u.data[i * want + lo + c];
-    }
-    /* Triplets the matrix does not have: B's column stays 0 (the identity holds) and A's row gets
-     * loralib's init, uniform in +-1/sqrt(cols), so the pair still receives gradients; fixed seed,
-     * so the output is reproducible. */
-    {
-        td_rng rng;
-        td_rng_seed(&rng, 0x10a);
-        const double bound = 1.0 / sqrt((double)cols);
-        for (size_t c = n_ad; c < inner; c++)
-            for (size_t j = 0; j < cols; j++) out->a.data[c * cols + j] = bound * (2.0 * td_rng_uniform(&rng) - 1.0);
-    }
-    out->params = (uint64_t)out->a.size + (uint64_t)out->b.size;
-    /* ||W - W_R||: the frozen residual itself (principal) or W - frozen (residual) */
-    {
+    st = s ? td_tensor_view(&m, 2, shape, kernel->data) : TD_ENOMEM;
+    if (st == TD_OK && (st = td_matrix_alloc(&u, rows, p.want)) == TD_OK && (st = td_matrix_alloc(&vt, p.want, cols)) == TD_OK)
+        st = td_svd_trunc(&m, p.want, NULL, &u, s, &vt);
+    if (st == TD_OK && (st = td_matrix_alloc(&us, rows, p.kept ? p.kept : 1)) == TD_OK)
+        st = frozen_part(kernel, rows, cols, &p, mode, u.data, s, vt.data, us.data, &out->frozen);
+    if (st == TD_OK && (st = td_matrix_alloc(&out->a, inner, cols)) == TD_OK && (st = td_matrix_alloc(&out->b, rows, inner)) == TD_OK) {
+        fill_factors(out, &p, u.data, s, vt.data);
+        out->params = (uint64_t)out->a.size + (uint64_t)out->b.size;
+        /* ||W - W_R||: the frozen residual itself (principal) or W - frozen (residual) */
         const double nw = td_norm(kernel);
         if (mode == TD_ADAPTER_PRINCIPAL) out->rel_error_truncated = nw > 0 ? td_norm(&out->frozen) / nw : 0.0;
-        else if ((st = rel_diff(&out->frozen, kernel, &out->rel_error_truncated)) != TD_OK) goto fail;
+        else st = td_rel_diff(&out->frozen, kernel, &out->rel_error_truncated);
     }
-    if ((st = td_adapter_rel_error(out, kernel, &out->rel_error)) != TD_OK) goto fail;
+    if (st == TD_OK) st = td_adapter_rel_error(out, kernel, &out->rel_error);
     free(s);
     td_tensor_free(&u);
     td_tensor_free(&vt);
     td_tensor_free(&us);
-    return TD_OK;
-fail:
-    free(s);
-    td_tensor_free(&u);
-    td_tensor_free(&vt);
-    td_tensor_free(&us);
-    td_adapter_free(out);
+    if (st != TD_OK) td_adapter_free(out);
     return st;
 }
