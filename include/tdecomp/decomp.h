@@ -68,6 +68,14 @@ TD_API void td_svd_options_init(td_svd_options *opt);
 TD_API TD_WUR td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_options *opt,
                                      td_tensor *u, double *s, td_tensor *vt);
 
+/* An upper bound (bytes) of the heap td_svd_trunc of an m x n matrix at rank k with opt (NULL:
+ * defaults) allocates besides a, u, s and vt: its own buffers, LAPACKE's transposed copies and
+ * LAPACK's work arrays, for the route opt->method (AUTO: the route it would take, and the exact
+ * route the randomised one may fall back to). For callers that enforce a memory limit before
+ * reading data. Statuses: TD_EINVAL (NULL bytes, a zero extent, k outside [1, min(m, n)]),
+ * TD_EOVERFLOW. O(1), thread-safe. */
+TD_API TD_WUR td_status td_svd_trunc_workspace(size_t m, size_t n, size_t k, const td_svd_options *opt, uint64_t *bytes);
+
 /* Leading k left singular vectors of the mode-n unfolding of x (I_n x k, into u) and, if s is not
  * NULL, all min(I_n, size/I_n) squared singular values in descending order into s2 (length I_n;
  * entries past the rank are 0). Uses the Gram (SYRK on blocks) + dsyevd route; sign convention as
@@ -77,6 +85,12 @@ TD_API TD_WUR td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_
  * Statuses: TD_EINVAL (NULL, mode out of range, k > I_n), TD_ESHAPE (u), TD_ENOMEM, TD_ERANGE, TD_ELAPACK. */
 TD_API TD_WUR td_status td_mode_spectrum(const td_tensor *x, int mode, size_t k, td_tensor *u,
                                          double *s2);
+
+/* An upper bound (bytes) of the heap td_mode_spectrum of a tensor of that shape allocates besides
+ * x, u and s2: k = 0 for values only (u NULL), else the number of vectors. Statuses: TD_EINVAL
+ * (NULL, ndim outside [1, TD_MAX_MODES], mode out of range, k > I_mode), TD_EOVERFLOW. O(ndim),
+ * thread-safe. */
+TD_API TD_WUR td_status td_mode_spectrum_workspace(int ndim, const size_t *shape, int mode, size_t k, uint64_t *bytes);
 
 /* --- Tucker ---------------------------------------------------------------------------------- */
 
@@ -190,6 +204,15 @@ TD_API TD_WUR td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_o
                                   td_cp_result *res);
 
 TD_API void td_cp_free(td_cp_result *res);
+
+/* An upper bound (bytes) of the heap td_cp_als of a tensor of that shape at rank allocates
+ * besides x, the result included: factors, Grams, the dimension tree's R x (size / I_0) partial
+ * product when it is used (N >= 3 and R (size / I_0) <= 2 size), and the largest transient (an
+ * SVD initialisation, an MTTKRP, the exact residual's R x (size / I_0) Khatri-Rao product).
+ * Statuses: TD_EINVAL (NULL, ndim outside [1, TD_MAX_MODES], rank 0, an empty shape),
+ * TD_EOVERFLOW. O(ndim), thread-safe. */
+TD_API TD_WUR td_status td_cp_als_workspace(int ndim, const size_t *shape, size_t rank, const td_cp_options *opt,
+                                            uint64_t *bytes);
 
 /* Reconstruction into out (caller-allocated with the original shape).
  * Statuses: TD_EINVAL (NULL, an empty result), TD_ESHAPE (out does not fit), TD_ERANGE, TD_ENOMEM. */

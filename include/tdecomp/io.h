@@ -191,6 +191,8 @@ typedef struct td_model_layer {
     td_admission admits;       /* methods this layer admits in this file and why not the others:
                                   td_layer_admission narrowed by the format (Keras has no CP chain
                                   for stride > 1; Keras 3 weights-only files none at all) */
+    const char *adapter_refusal; /* why td_layer_adapter cannot split this layer in this file (static
+                                  text: groups unknown, a non-square kernel), NULL when it can */
     td_geometry_source geometry;   /* of stride, padding, dilation and groups */
     td_geometry_source input_size; /* of desc.in_h / in_w (ASSUMED: unknown) */
     const char *padding_mode;  /* "zeros", or the geometry record's ("reflect", "replicate",

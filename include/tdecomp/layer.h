@@ -249,6 +249,13 @@ TD_API TD_WUR td_status td_chain_output_error(const td_layer_desc *d, const td_l
 TD_API TD_WUR td_status td_layer_whiten(const td_layer_desc *d, const td_layer_stats *s, td_method m, size_t k,
                                         const td_tensor *kernel, td_tensor *out);
 
+/* An upper bound (bytes) of the heap td_layer_whiten of d by m (k groups) allocates, the output
+ * included: the metric's square roots (patch_cov's (Cin kh kw)^2 when with_patch_cov and m is an
+ * SVD lowering, else Cin^2 per group), their eigen-decomposition, and two kernel-sized buffers.
+ * Statuses: TD_EINVAL (NULL, invalid d, k not dividing Cin), TD_EOVERFLOW. O(1), thread-safe. */
+TD_API TD_WUR td_status td_layer_whiten_workspace(const td_layer_desc *d, int with_patch_cov, td_method m, size_t k,
+                                                  uint64_t *bytes);
+
 /* Options of td_layer_rewrite; td_rewrite_options_init sets the defaults. */
 typedef struct td_rewrite_options {
     int clamp;                  /* 0 (default): a rank above its limit is TD_EINVAL; 1: it is
@@ -390,6 +397,12 @@ TD_API TD_WUR td_status td_adapter_shapes(const td_layer_desc *d, size_t rank, s
  * TD_ELAPACK. On failure out is zeroed. Cost: one SVD of the (Cout/g k) x (Cin k) matrix. */
 TD_API TD_WUR td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size_t rank,
                                          td_adapter_mode mode, double alpha, td_adapter *out);
+
+/* An upper bound (bytes) of the heap td_layer_adapter of d at rank r in mode allocates besides the
+ * kernel, the returned adapter included (its SVD by td_svd_trunc_workspace, U, V^T, the frozen
+ * part, A, B and the composed kernel of its error). Statuses as td_adapter_shapes, TD_EINVAL for
+ * an unknown mode, TD_EOVERFLOW. O(1), thread-safe. */
+TD_API TD_WUR td_status td_adapter_workspace(const td_layer_desc *d, size_t rank, td_adapter_mode mode, uint64_t *bytes);
 
 /* rel_error of frozen + scaling B A against kernel (after the caller rounded the factors).
  * Statuses: TD_EINVAL (NULL), TD_ESHAPE (kernel is not the adapter's), TD_ENOMEM. */

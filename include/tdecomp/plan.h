@@ -85,6 +85,13 @@ typedef struct td_plan_summary {
     double target_error;       /* the allocator's common error level (global rules), else 0 */
 } td_plan_summary;
 
+/* The data-aware default for classifiers: matching logits in mean square is not keeping the argmax,
+ * so a small head cut by output error loses accuracy out of proportion to its saving. Refuses
+ * every method on the last dense layer of layers[0 .. n-1] (model order) with the reason
+ * TD_PLAN_HEAD_REASON; no effect without a dense layer. O(n), thread-safe for distinct arrays. */
+#define TD_PLAN_HEAD_REASON "classifier head (data-aware default; --include-head decomposes it)"
+TD_API void td_plan_keep_head(td_plan_layer *layers, size_t n);
+
 /* --- what the planner needs of a layer's weights -------------------------------------------
  * A layer's spectra, computed from its kernel alone (values only: Gram + symmetric eigenvalues
  * per mode), so that kernels are read one at a time and dropped before the plan is made. */
@@ -103,6 +110,12 @@ TD_API int td_plan_needs_curve(const td_plan_layer *l, const td_plan_options *op
  * O(Cout^2 + Cin^2) while it runs, O(Cout + Cin) kept. Thread-safe for distinct outputs. */
 TD_API TD_WUR td_status td_plan_curve_new(const td_plan_layer *l, const td_tensor *kernel, const td_plan_options *opt,
                                           td_plan_curve **out, td_error *err);
+
+/* An upper bound (bytes) of the heap td_plan_curve_new of l under opt allocates besides the kernel,
+ * the curve it returns included (0 when no curve is needed): the whitened kernel and metric with
+ * statistics, and the largest mode's values-only spectrum (td_mode_spectrum_workspace).
+ * Statuses: TD_EINVAL (NULL, an invalid description), TD_EOVERFLOW. O(1), thread-safe. */
+TD_API TD_WUR td_status td_plan_curve_workspace(const td_plan_layer *l, const td_plan_options *opt, uint64_t *bytes);
 
 /* Safe on NULL. */
 TD_API void td_plan_curve_free(td_plan_curve *c);

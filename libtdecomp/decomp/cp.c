@@ -411,3 +411,41 @@ td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt, t
     if (st != TD_OK) td_cp_free(res);
     return st;
 }
+
+td_status td_cp_als_workspace(int ndim, const size_t *shape, size_t rank, const td_cp_options *opt, uint64_t *bytes)
+{
+    td_cp_options def;
+    if (!opt) { td_cp_options_init(&def); opt = &def; }
+    if (!shape || !bytes || ndim < 1 || ndim > TD_MAX_MODES || rank < 1 || opt->max_iter < 0) return TD_EINVAL;
+    size_t size;
+    td_status st = td_size_product(ndim, shape, &size);
+    if (st != TD_OK) return st;
+    if (size == 0) return TD_EINVAL;
+    cp_ws w;
+    size_t n[6];
+    cp_layout(ndim, shape, size, rank, &w, n);
+    const double R = (double)rank, S = (double)size, T = (double)w.tail;
+    /* the result (factors, weights, history) and what the sweeps keep */
+    double d = R + (double)opt->max_iter + 1;
+    for (int k = 0; k < ndim; k++) d += (double)shape[k] * R;
+    for (int i = 0; i < 6; i++) d += (double)n[i];
+    /* plus the largest transient: one mode's SVD initialisation (Gram, eigenvectors, LAPACK
+     * work, a chunked copy for thin blocks), one MTTKRP's partial Khatri-Rao products and
+     * intermediate, or the exact residual's Khatri-Rao product and row block */
+    double transient = T * R + CP_RESIDUAL_BLOCK * (T + R);
+    size_t left = 1;
+    for (int k = 0; k < ndim; k++) {
+        const double ik = (double)shape[k], right = S / (double)left / ik;
+        uint64_t spec = 0;
+        const size_t kk = rank < shape[k] ? rank : shape[k];
+        if (opt->init == TD_CP_INIT_SVD && (st = td_mode_spectrum_workspace(ndim, shape, k, kk, &spec)) != TD_OK) return st;
+        const double init = opt->init == TD_CP_INIT_SVD ? (double)spec / 8.0 + ik * R + ik : 0;
+        const double mttkrp = ((double)left + right + ik * right + ik) * R;
+        transient = fmax(transient, fmax(init, mttkrp));
+        left *= shape[k];
+    }
+    const double b = 8.0 * (d + transient);
+    if (!(b < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)b;
+    return TD_OK;
+}

@@ -132,6 +132,11 @@ td_status td__model_admissions(td_model *m, td_error *err)
             td_admission_refuse(&l->admits, TD_METHOD_CP, "CP is refused on Keras 3 weights-only files (new DepthwiseConv2D paths cannot be placed)");
         else if (m->layout == TD_LAYOUT_KERAS2 && (l->desc.stride[0] > 1 || l->desc.stride[1] > 1))
             td_admission_refuse(&l->admits, TD_METHOD_CP, "cp chain cannot reproduce the padding exactly in Keras (stride > 1)");
+        size_t as[2], bs[2];
+        l->adapter_refusal = l->maybe_depthwise ? "possibly depthwise: groups unknown (state them in --layer-spec)"
+                             : l->cls == TD_CLASS_GROUPED && l->desc.groups <= 1 ? "grouped: groups unknown (state them in --layer-spec)"
+                             : td_adapter_shapes(&l->desc, 1, as, bs) == TD_EUNSUPPORTED ? "non-square kernel (loralib's conv layout needs kh == kw)"
+                                                                                          : NULL;
     }
     return TD_OK;
 }

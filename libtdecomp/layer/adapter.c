@@ -170,3 +170,20 @@ td_status td_layer_adapter(const td_layer_desc *d, const td_tensor *kernel, size
     if (st != TD_OK) td_adapter_free(out);
     return st;
 }
+
+td_status td_adapter_workspace(const td_layer_desc *d, size_t rank, td_adapter_mode mode, uint64_t *bytes)
+{
+    size_t rows, cols, inner;
+    if (!bytes || (mode != TD_ADAPTER_PRINCIPAL && mode != TD_ADAPTER_RESIDUAL)) return TD_EINVAL;
+    td_status st = layout(d, rank, &rows, &cols, &inner);
+    if (st != TD_OK) return st;
+    const split_plan p = plan_split(rows, cols, inner, mode);
+    uint64_t svd = 0;
+    if (p.want && (st = td_svd_trunc_workspace(rows, cols, p.want, NULL, &svd)) != TD_OK) return st;
+    const double nr = (double)rows, nc = (double)cols, nw = (double)p.want, ni = (double)inner;
+    /* s, U, V^T, U S, then the adapter (frozen, A, B) and the composed kernel of its error */
+    const double b = 8.0 * (nw + nr * nw + nw * nc + nr * fmax((double)p.kept, 1.0) + 2.0 * nr * nc + ni * nc + nr * ni) + (double)svd;
+    if (!(b < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)b;
+    return TD_OK;
+}

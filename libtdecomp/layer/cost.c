@@ -138,34 +138,53 @@ td_status td_chain_cost(const td_chain *ch, td_cost *cost)
     return TD_OK;
 }
 
-/* Doubles a rewrite holds at its peak besides the kernel: the composed kernel (rel_error), the
- * whitened copy with statistics, the chain's pieces, and the method's own work: Grams of both
- * channel modes and two kernel-sized intermediates (Tucker-2/HOOI), the lowering and its Gram
- * with both factors (SVD), an MTTKRP and a Khatri-Rao product per mode (CP). */
+/* The method's decomposition of d's kernel (or of the whitened copy), from the decompositions'
+ * own workspace queries, plus the factors it returns, in bytes. */
+static td_status decomposition_bytes(const td_layer_desc *d, td_method m, const size_t ranks[2], double kern, double *out)
+{
+    const size_t cols = (size_t)kern / d->cout, shape[4] = {d->cout, d->cin, d->kh, d->kw};
+    uint64_t b = 0;
+    td_status st = TD_OK;
+    switch (m) {
+    case TD_METHOD_TUCKER2: /* Grams of both channel modes and two kernel-sized intermediates */
+        b = (uint64_t)(8.0 * ((double)d->cin * (double)d->cin + (double)d->cout * (double)d->cout + 2.0 * kern));
+        break;
+    case TD_METHOD_CP: st = td_cp_als_workspace(4, shape, ranks[0], NULL, &b); break;
+    case TD_METHOD_SVD: /* the lowering's SVD and U, s, V^T */
+        st = td_svd_trunc_workspace(d->cout, cols, ranks[0], NULL, &b);
+        b += 8 * (uint64_t)ranks[0] * (d->cout + cols + 1);
+        break;
+    default: { /* one group's slice at a time, its SVD and factors */
+        const size_t gc = cols / ranks[0], j = ranks[1];
+        st = td_svd_trunc_workspace(d->cout, gc, j, NULL, &b);
+        b += 8 * ((uint64_t)j * (d->cout + gc + 1) + (uint64_t)d->cout * gc);
+        break;
+    }
+    }
+    *out = (double)b;
+    return st;
+}
+
+/* What a rewrite holds at its peak besides the kernel: the chain's pieces (and bias), the composed
+ * kernel of rel_error (with CP's Khatri-Rao matrix), the method's decomposition, and with
+ * statistics the whitening (metric and whitened copy, td_layer_whiten_workspace, patch_cov assumed
+ * given) and a second composed kernel for the output error. */
 td_status td_rewrite_workspace(const td_layer_desc *d, td_method m, const size_t ranks[2], int with_stats,
                                uint64_t *bytes)
 {
     if (!bytes) return TD_EINVAL;
     *bytes = 0;
-    td_cost c;
+    td_cost c, whole;
     td_status st = td_chain_cost_for(d, m, ranks, &c);
+    if (st == TD_OK) st = td_layer_cost(d, &whole);
+    const double kern = (double)whole.params;
+    double dec = 0;
+    if (st == TD_OK) st = decomposition_bytes(d, m, ranks, kern, &dec);
+    uint64_t wb = 0;
+    if (st == TD_OK && with_stats) st = td_layer_whiten_workspace(d, 1, m, m == TD_METHOD_SVD_GROUPED ? ranks[0] : 1, &wb);
     if (st != TD_OK) return st;
-    td_cost whole;
-    if ((st = td_layer_cost(d, &whole)) != TD_OK) return st;
-    const double k = (double)whole.params, cin = (double)d->cin, cout = (double)d->cout;
-    const double sp = (double)(d->kh * d->kw), rows = cout, cols = k / (cout > 0 ? cout : 1);
-    double work;
-    switch (m) {
-    case TD_METHOD_TUCKER2: work = cin * cin + cout * cout + 2.0 * k; break;
-    case TD_METHOD_CP: work = 2.0 * k + 4.0 * (double)ranks[0] * (cin * sp + cout * sp + cin * cout); break;
-    default: {
-        const double s = rows < cols ? rows : cols;
-        work = k + s * s + (rows + cols) * s;
-        break;
-    }
-    }
-    double total = k + (double)c.params + work + (with_stats ? k + 2.0 * cin * cin * sp * sp : 0.0);
-    total *= (double)sizeof(double);
+    const double compose = kern + (m == TD_METHOD_CP ? (double)ranks[0] * kern / (double)d->cout : 0);
+    const double total = 8.0 * ((double)c.params + (double)d->cout + compose * (with_stats ? 2 : 1)) + dec + (double)wb;
     if (!(total < 9.2e18)) return TD_EOVERFLOW;
     *bytes = (uint64_t)total;
     return TD_OK;

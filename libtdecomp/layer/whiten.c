@@ -270,3 +270,23 @@ td_status td_layer_whiten(const td_layer_desc *d, const td_layer_stats *s, td_me
     td__metric_free(&mt);
     return st;
 }
+
+td_status td_layer_whiten_workspace(const td_layer_desc *d, int with_patch_cov, td_method m, size_t k, uint64_t *bytes)
+{
+    td_cost c;
+    if (!bytes) return TD_EINVAL;
+    td_status st = td_layer_cost(d, &c);
+    if (st != TD_OK) return st;
+    if (m != TD_METHOD_SVD_GROUPED) k = 1;
+    if (k == 0 || d->cin % k) return TD_EINVAL;
+    const int patch = with_patch_cov && (m == TD_METHOD_SVD || m == TD_METHOD_SVD_GROUPED);
+    const double sp = (double)(d->kh * d->kw), total = patch ? (double)d->cin * sp : (double)d->cin;
+    const double n = patch ? total : total / (double)k, blocks = patch ? 1 : (double)k, kern = (double)c.params;
+    /* S and S^-1 per block; one block's square root at a time (eigenvectors, a scaled copy,
+     * dsyevd's 1 + 6n + 2n^2 work and ints); D, D^-1; the whitened kernel and one apply's copy */
+    const double metric = 2.0 * blocks * n * n + 4.0 * n * n + 12.0 * n + 2.0 * (double)d->cout;
+    const double b = 8.0 * (metric + 2.0 * kern);
+    if (!(b < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)b;
+    return TD_OK;
+}

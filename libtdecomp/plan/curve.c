@@ -306,3 +306,44 @@ td_status td__curve_frontier(const td_plan_curve *c, int by_flops, int keep_larg
     *n = f;
     return TD_OK;
 }
+
+/* Bytes of one values-only spectrum of mode `mode` of a tensor of shape (nd modes), as double. */
+static double spectrum_bytes(int nd, const size_t *shape, int mode)
+{
+    uint64_t b;
+    return td_mode_spectrum_workspace(nd, shape, mode, 0, &b) == TD_OK ? (double)b : INFINITY;
+}
+
+td_status td_plan_curve_workspace(const td_plan_layer *l, const td_plan_options *opt, uint64_t *bytes)
+{
+    if (!l || !opt || !bytes) return TD_EINVAL;
+    *bytes = 0;
+    td_cost c;
+    td_status st = td_layer_cost(&l->desc, &c);
+    if (st != TD_OK || !td_plan_needs_curve(l, opt)) return st;
+    const td_layer_desc *d = &l->desc;
+    const td_method m = td__plan_method(d, opt);
+    const int patch = l->stats && l->stats->patch_cov;
+    const size_t kshape[4] = {d->cout, d->cin / d->groups, d->kh, d->kw}, cols = (size_t)c.params / d->cout;
+    const size_t mat[2] = {d->cout, cols};
+    uint64_t wb = 0;
+    double need = 0;
+    if (m == TD_METHOD_SVD_GROUPED) {
+        for (size_t k = 1; k <= TD_PLAN_MAX_GROUPS; k++) {
+            if (d->cin % k || (opt->svd_groups && k != opt->svd_groups)) continue;
+            const size_t slice[2] = {d->cout, cols / k};
+            if (l->stats && (st = td_layer_whiten_workspace(d, patch, m, k, &wb)) != TD_OK) return st;
+            need = fmax(need, (double)wb + 8.0 * ((double)c.params / (double)k + 2.0 * (double)d->cout) + spectrum_bytes(2, slice, 0));
+        }
+    } else {
+        if (l->stats && (st = td_layer_whiten_workspace(d, patch, m, 1, &wb)) != TD_OK) return st;
+        double spec = m == TD_METHOD_SVD ? spectrum_bytes(2, mat, 0) : spectrum_bytes(4, kshape, 0);
+        if (m == TD_METHOD_TUCKER2 || m == TD_METHOD_CP) spec = fmax(spec, spectrum_bytes(4, kshape, 1));
+        need = (double)wb + spec;
+    }
+    /* the curve itself: spectra and tails of both modes, the grouped tails */
+    need += 8.0 * (4.0 * (double)(d->cout + d->cin) + TD_PLAN_MAX_GROUPS * ((double)d->cout + 1)) + sizeof(td_plan_curve);
+    if (!(need < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)need;
+    return TD_OK;
+}

@@ -40,6 +40,16 @@ static const char *early_reason(const td_plan_layer *l, const td_plan_options *o
     return l->admits.why_not[m] ? l->admits.why_not[m] : "method does not apply";
 }
 
+void td_plan_keep_head(td_plan_layer *layers, size_t n)
+{
+    size_t head = n;
+    for (size_t i = 0; layers && i < n; i++)
+        if (layers[i].desc.kind == TD_LAYER_DENSE) head = i;
+    if (head == n) return;
+    for (int k = TD_METHOD_NONE + 1; k < TD_METHOD_COUNT; k++)
+        td_admission_refuse(&layers[head].admits, (td_method)k, TD_PLAN_HEAD_REASON);
+}
+
 int td_plan_needs_curve(const td_plan_layer *l, const td_plan_options *opt)
 {
     if (!l || !opt || early_reason(l, opt)) return 0;

@@ -20,208 +20,256 @@ const char cmd_adapters_usage[] =
     "Non-square kernels (no loralib layout) and possibly-depthwise kernels whose groups no layer spec\n"
     "states are copied unchanged and reported skipped.\n";
 
-static json_t *pair(const size_t s[2]) { return tool_json_sizes(s, 2); }
+typedef struct adapters_opts {
+    const char *in, *out;
+    int force, json;
+    tool_model_args ma;
+    size_t rank;
+    double alpha;
+    td_adapter_mode mode;
+} adapters_opts;
 
-/* Every adapter is kept until the file is written (frozen part + factors), plus the largest
- * layer's SVD workspace (its matrix, U, V^T and a copy: 4 kernels). Checked before any split, so
- * an absurd rank is refused by size. */
-static double memory_need(const td_model *m, size_t rank)
-{
-    double kept = 0, largest = 0;
-    for (size_t i = 0; i < m->nlayers; i++) {
-        td_cost c;
-        size_t as[2], bs[2];
-        if (td_layer_cost(&m->layers[i].desc, &c) != TD_OK) continue;
-        const int fits = td_adapter_shapes(&m->layers[i].desc, rank, as, bs) == TD_OK;
-        kept += (double)c.params + (fits ? (double)as[0] * (double)as[1] + (double)bs[0] * (double)bs[1] : 0);
-        if ((double)c.params > largest) largest = (double)c.params;
-    }
-    return 8.0 * (kept + 4.0 * largest);
-}
+static const char *mode_name(td_adapter_mode m) { return m == TD_ADAPTER_RESIDUAL ? "residual" : "principal"; }
 
-int cmd_adapters(int argc, char **argv)
+/* 0, -1 (help printed) or the usage error's exit code. */
+static int parse(int argc, char **argv, adapters_opts *o)
 {
-    const char *in = NULL, *out = NULL, *v;
-    int force = 0, json = 0, r, have_alpha = 0;
-    tool_model_args ma = {0};
-    size_t rank = 0;
-    double alpha = 0;
-    td_adapter_mode mode = TD_ADAPTER_PRINCIPAL;
+    const char *v;
+    int r, have_alpha = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_adapters_usage, stdout); return TOOL_OK; }
-        if (!strcmp(a, "--force")) { force = 1; continue; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if ((r = tool_model_option(argc, argv, &i, "adapters", &ma))) {
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_adapters_usage, stdout); return -1; }
+        if (!strcmp(a, "--force")) { o->force = 1; continue; }
+        if (!strcmp(a, "--json")) { o->json = 1; continue; }
+        if ((r = tool_model_option(argc, argv, &i, "adapters", &o->ma))) {
             if (r < 0) return TOOL_EUSAGE;
         } else if ((r = tool_opt_value(argc, argv, &i, "-o", &v)) || (r = tool_opt_value(argc, argv, &i, "--output", &v))) {
             if (r < 0) return tool_usage_error("adapters: -o needs a file name");
-            out = v;
+            o->out = v;
         } else if ((r = tool_opt_value(argc, argv, &i, "--rank", &v))) {
-            if (r < 0 || tool_parse_size(v, 1, 1000000, &rank))
+            if (r < 0 || tool_parse_size(v, 1, 1000000, &o->rank))
                 return tool_usage_error("adapters: --rank needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
         } else if ((r = tool_opt_value(argc, argv, &i, "--mode", &v))) {
             if (r < 0 || (strcmp(v, "principal") && strcmp(v, "residual")))
                 return tool_usage_error("adapters: --mode must be principal or residual");
-            mode = strcmp(v, "principal") ? TD_ADAPTER_RESIDUAL : TD_ADAPTER_PRINCIPAL;
+            o->mode = strcmp(v, "principal") ? TD_ADAPTER_RESIDUAL : TD_ADAPTER_PRINCIPAL;
         } else if ((r = tool_opt_value(argc, argv, &i, "--alpha", &v))) {
-            if (r < 0 || tool_parse_double(v, &alpha) || !(alpha > 0) || !isfinite(alpha))
+            if (r < 0 || tool_parse_double(v, &o->alpha) || !(o->alpha > 0) || !isfinite(o->alpha))
                 return tool_usage_error("adapters: --alpha needs a number > 0, got '%s'", r < 0 ? "" : v);
             have_alpha = 1;
         } else if (a[0] == '-' && a[1]) {
             return tool_usage_error("adapters: unknown option '%s' (see 'tdecomp-tool adapters --help')", a);
-        } else if (!in) in = a;
+        } else if (!o->in) o->in = a;
         else return tool_usage_error("adapters: unexpected argument '%s'", a);
     }
-    if (!in) return tool_usage_error("adapters: missing input file");
-    if (!rank) return tool_usage_error("adapters: --rank r is required");
-    if (!out) return tool_usage_error("adapters: missing -o OUT");
-    if (!have_alpha) alpha = (double)rank;
+    if (!o->in) return tool_usage_error("adapters: missing input file");
+    if (!o->rank) return tool_usage_error("adapters: --rank r is required");
+    if (!o->out) return tool_usage_error("adapters: missing -o OUT");
+    if (!have_alpha) o->alpha = (double)o->rank;
+    return 0;
+}
 
-    td_error err;
-    td_error_clear(&err);
-    td_status st;
-    tool_outputs g;
-    memset(&g, 0, sizeof g);
-    g.force = force;
-    tool_protect(&g, in);
-    tool_protect(&g, ma.spec);
-    int rc = tool_output_check(&g, out, TD_OUTPUT_HDF5);
-    if (rc) return rc;
-    td_model m;
-    rc = tool_open_model(&m, in, &ma, &g);
-    if (rc) return rc;
-    const size_t n = m.nlayers;
-    if (n == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", in);
-    td_adapter *ad = calloc(n ? n : 1, sizeof *ad);
-    td_model_adapter *list = calloc(n ? n : 1, sizeof *list);
-    const char **reason = calloc(n ? n : 1, sizeof *reason);
-    uint64_t *lparams = calloc(n ? n : 1, sizeof *lparams);
-    json_t *rep = NULL;
-    int code = TOOL_OK;
-    size_t nad = 0;
-    if (!ad || !list || !reason || !lparams) { code = tool_fail(TOOL_ERESOURCE, in, NULL, "out of memory"); goto done; }
-    if (tool_memory_check(memory_need(&m, rank), tool_memory_default(), in, NULL)) { code = TOOL_ERESOURCE; goto done; }
-    tool_core_warning();
-    for (size_t i = 0; i < n; i++) {
-        const td_model_layer *ml = &m.layers[i];
+/* Every adapter is kept until the file is written (frozen part + factors); the largest layer's
+ * split needs its kernel and the library's workspace besides. Checked before any split, so an
+ * absurd rank is refused by size. */
+static double memory_need(const td_model *m, const adapters_opts *o)
+{
+    double kept = 0, largest = 0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const td_model_layer *ml = &m->layers[i];
         td_cost c;
-        if (td_layer_cost(&ml->desc, &c) != TD_OK) { code = tool_fail(TOOL_EINPUT, in, ml->name, "invalid layer geometry"); goto done; }
-        lparams[i] = c.params;
-        if (!tool_layer_selected(&ma, ml->name)) { reason[i] = "excluded"; continue; }
-        if (ml->maybe_depthwise) { reason[i] = "possibly depthwise: groups unknown (state them in --layer-spec)"; continue; }
-        if (ml->cls == TD_CLASS_GROUPED && ml->desc.groups <= 1) { reason[i] = "grouped: groups unknown (state them in --layer-spec)"; continue; }
-        if (ml->desc.kind == TD_LAYER_CONV2D && ml->desc.kh != ml->desc.kw) { reason[i] = "non-square kernel (loralib's conv layout needs kh == kw)"; continue; }
+        size_t as[2], bs[2];
+        uint64_t ws;
+        if (ml->adapter_refusal || !tool_layer_selected(&o->ma, ml->name)) continue;
+        if (td_layer_cost(&ml->desc, &c) != TD_OK || td_adapter_shapes(&ml->desc, o->rank, as, bs) != TD_OK ||
+            td_adapter_workspace(&ml->desc, o->rank, o->mode, &ws) != TD_OK)
+            return INFINITY;
+        kept += 8.0 * ((double)c.params + (double)as[0] * (double)as[1] + (double)bs[0] * (double)bs[1]);
+        if (8.0 * (double)c.params + (double)ws > largest) largest = 8.0 * (double)c.params + (double)ws;
+    }
+    return kept + largest;
+}
+
+/* Splits every selected layer that admits an adapter; reason[i] says why another was left. The
+ * error reported is that of what is written: the pieces rounded to the file's dtype. */
+static int split_all(const td_model *m, const adapters_opts *o, td_adapter *ad, const char **reason)
+{
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const td_model_layer *ml = &m->layers[i];
+        reason[i] = !tool_layer_selected(&o->ma, ml->name) ? "excluded" : ml->adapter_refusal;
+        if (reason[i]) continue;
         td_tensor k, b;
-        if ((st = td_model_read_layer(&m, i, &k, &b, &err)) != TD_OK) { code = tool_fail_status(st, &err, in, ml->name); goto done; }
-        st = td_layer_adapter(&ml->desc, &k, rank, mode, alpha, &ad[i]);
-        /* the error of what is written: rounded to the file's dtype, composed back */
-        const td_dtype dt = m.tensors[ml->kernel].dtype;
+        td_error err;
+        td_error_clear(&err);
+        td_status st = td_model_read_layer(m, i, &k, &b, &err);
+        if (st != TD_OK) return tool_fail_status(st, &err, m->file, ml->name);
+        st = td_layer_adapter(&ml->desc, &k, o->rank, o->mode, o->alpha, &ad[i]);
+        const td_dtype dt = m->tensors[ml->kernel].dtype;
         if (st == TD_OK && (st = td_tensor_round(&ad[i].frozen, dt)) == TD_OK && (st = td_tensor_round(&ad[i].a, dt)) == TD_OK &&
             (st = td_tensor_round(&ad[i].b, dt)) == TD_OK)
             st = td_adapter_rel_error(&ad[i], &k, &ad[i].rel_error);
         td_tensor_free(&k);
         td_tensor_free(&b);
-        if (st != TD_OK) { code = tool_fail(tool_exit_for(st), in, ml->name, "adapter split failed: %s", td_strerror(st)); goto done; }
-        list[nad].layer = i;
-        list[nad++].adapter = &ad[i];
+        if (st != TD_OK) return tool_fail(tool_exit_for(st), m->file, ml->name, "adapter split failed: %s", td_strerror(st));
     }
-    {
-        td_outfile *of;
-        /* adapters keep the input's format (a safetensors file's metadata is written by the library) */
-        const int st_out = td_format_choose(TD_FORMAT_AUTO, out, &m) == TD_FORMAT_SAFETENSORS;
-        if (st_out != (m.layout == TD_LAYOUT_SAFETENSORS)) {
-            code = tool_fail(TOOL_EINPUT, out, NULL, "adapters keep the input's format: HDF5 from HDF5, safetensors from safetensors");
-            goto done;
-        }
-        if ((code = tool_output_open(&g, out, st_out ? TD_OUTPUT_BYTES : TD_OUTPUT_HDF5, &of))) goto done;
+    return TOOL_OK;
+}
+
+/* Writes the adapted copy (the input's format) and commits it. */
+static int write_output(const td_model *m, const adapters_opts *o, tool_outputs *g, td_adapter *ad)
+{
+    td_model_adapter *list = calloc(m->nlayers ? m->nlayers : 1, sizeof *list);
+    size_t nad = 0;
+    if (!list) return tool_fail(TOOL_ERESOURCE, m->file, NULL, "out of memory");
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (ad[i].a.data) list[nad++] = (td_model_adapter){i, &ad[i]};
+    /* adapters keep the input's format (a safetensors file's metadata is written by the library) */
+    const int st_out = td_format_choose(TD_FORMAT_AUTO, o->out, m) == TD_FORMAT_SAFETENSORS;
+    td_outfile *of;
+    td_error err;
+    td_error_clear(&err);
+    int code = st_out != (m->layout == TD_LAYOUT_SAFETENSORS)
+                   ? tool_fail(TOOL_EINPUT, o->out, NULL, "adapters keep the input's format: HDF5 from HDF5, safetensors from safetensors")
+                   : tool_output_open(g, o->out, st_out ? TD_OUTPUT_BYTES : TD_OUTPUT_HDF5, &of);
+    if (!code) {
         tool_set_phase(TOOL_PHASE_WRITING);
-        st = td_model_write_adapters(&m, of, st_out ? TD_FORMAT_SAFETENSORS : TD_FORMAT_HDF5, list, nad, &err);
+        td_status st = td_model_write_adapters(m, of, st_out ? TD_FORMAT_SAFETENSORS : TD_FORMAT_HDF5, list, nad, &err);
         if (st == TD_OK && !st_out) st = tool_stamp(of, &err);
-        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_rank", (double)rank, 1, &err);
-        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_alpha", alpha, 0, &err);
-        if (st == TD_OK && !st_out) st = td_outfile_attr_string(of, "/", "tdecomp_adapters_mode", mode ? "residual" : "principal", &err);
-        if (st != TD_OK) { code = tool_fail_status(st, &err, out, NULL); goto done; }
-        if ((code = tool_outputs_commit(&g))) goto done;
+        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_rank", (double)o->rank, 1, &err);
+        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_alpha", o->alpha, 0, &err);
+        if (st == TD_OK && !st_out) st = td_outfile_attr_string(of, "/", "tdecomp_adapters_mode", mode_name(o->mode), &err);
+        code = st != TD_OK ? tool_fail_status(st, &err, o->out, NULL) : tool_outputs_commit(g);
     }
-    /* report */
-    const uint64_t total = td_model_total_elements(&m); /* the model's parameters, biases included (as docs/maths.md's MLP example counts) */
+    free(list);
+    return code;
+}
+
+static json_t *layer_json(const td_model *m, const td_model_layer *ml, const td_adapter *a, const char *reason)
+{
+    const int ok = a->a.data != NULL;
+    td_cost c;
+    json_t *x = json_object();
+    json_object_set_new(x, "name", json_string(ml->name));
+    json_object_set_new(x, "kind", json_string(tool_kind_name(ml)));
+    json_object_set_new(x, "shape", tool_layer_shape(ml));
+    json_object_set_new(x, "dtype", json_string(m->tensors[ml->kernel].dtype_name));
+    json_object_set_new(x, "params", json_integer(td_layer_cost(&ml->desc, &c) == TD_OK ? (json_int_t)c.params : 0));
+    json_object_set_new(x, "lora_A_shape", ok ? tool_json_sizes(a->a.shape, 2) : json_null());
+    json_object_set_new(x, "lora_B_shape", ok ? tool_json_sizes(a->b.shape, 2) : json_null());
+    json_object_set_new(x, "inner_rank", ok ? json_integer((json_int_t)a->inner) : json_null());
+    json_object_set_new(x, "effective_rank", ok ? json_integer((json_int_t)a->effective) : json_null());
+    json_object_set_new(x, "adapter_params", json_integer(ok ? (json_int_t)a->params : 0));
+    json_object_set_new(x, "rel_error_truncated", ok ? tool_json_real(a->rel_error_truncated) : json_null());
+    json_object_set_new(x, "rel_error", ok ? tool_json_real(a->rel_error) : json_null());
+    json_object_set_new(x, "skipped", json_boolean(!ok));
+    json_object_set_new(x, "reason", ok ? json_null() : json_string(reason));
+    return x;
+}
+
+/* The one report: text is rendered from it (report_text). */
+static json_t *report_json(const td_model *m, const adapters_opts *o, const td_adapter *ad, const char **reason)
+{
+    /* the model's parameters, biases included (as docs/maths.md's MLP example counts) */
+    const uint64_t total = td_model_total_elements(m);
     uint64_t added = 0;
-    size_t nskip = 0;
-    json_t *layers = json_array();
-    if (!json)
-        printf("%-28s %-9s %-18s %-14s %-14s %10s %10s %9s %9s  %s\n", "layer", "kind", "shape", "lora_A", "lora_B", "params",
-               "adapter", "trunc_err", "rel_err", "note");
-    for (size_t i = 0; i < n; i++) {
-        const td_model_layer *ml = &m.layers[i];
-        const td_adapter *a = &ad[i];
-        const int ok = a->a.data != NULL;
-        json_t *x = json_object();
-        json_object_set_new(x, "name", json_string(ml->name));
-        json_object_set_new(x, "kind", json_string(tool_kind_name(ml)));
-        json_object_set_new(x, "shape", tool_layer_shape(ml));
-        json_object_set_new(x, "dtype", json_string(m.tensors[ml->kernel].dtype_name));
-        json_object_set_new(x, "params", json_integer((json_int_t)lparams[i]));
-        json_object_set_new(x, "lora_A_shape", ok ? pair(a->a.shape) : json_null());
-        json_object_set_new(x, "lora_B_shape", ok ? pair(a->b.shape) : json_null());
-        json_object_set_new(x, "inner_rank", ok ? json_integer((json_int_t)a->inner) : json_null());
-        json_object_set_new(x, "effective_rank", ok ? json_integer((json_int_t)a->effective) : json_null());
-        json_object_set_new(x, "adapter_params", json_integer(ok ? (json_int_t)a->params : 0));
-        json_object_set_new(x, "rel_error_truncated", ok ? tool_json_real(a->rel_error_truncated) : json_null());
-        json_object_set_new(x, "rel_error", ok ? tool_json_real(a->rel_error) : json_null());
-        json_object_set_new(x, "skipped", json_boolean(!ok));
-        json_object_set_new(x, "reason", ok ? json_null() : json_string(reason[i]));
-        json_array_append_new(layers, x);
-        if (ok) added += a->params;
-        else nskip++;
-        if (!json) {
-            char sh[40], as[32] = "-", bs[32] = "-";
-            if (ml->desc.kind == TD_LAYER_DENSE) snprintf(sh, sizeof sh, "(%zu,%zu)", ml->desc.cout, ml->desc.cin);
-            else snprintf(sh, sizeof sh, "(%zu,%zu,%zu,%zu)", ml->desc.cout, ml->desc.cin / (ml->desc.groups ? ml->desc.groups : 1), ml->desc.kh, ml->desc.kw);
-            if (ok) {
-                snprintf(as, sizeof as, "(%zu,%zu)", a->a.shape[0], a->a.shape[1]);
-                snprintf(bs, sizeof bs, "(%zu,%zu)", a->b.shape[0], a->b.shape[1]);
-            }
-            char note[120] = "";
-            if (!ok) snprintf(note, sizeof note, "%s", reason[i]);
-            else if (a->effective < a->inner) snprintf(note, sizeof note, "only %zu of %zu triplets exist", a->effective, a->inner);
-            printf("%-28.28s %-9s %-18s %-14s %-14s %10llu %10llu %9.4g %9.3g  %s\n", ml->name, tool_kind_name(ml), sh, as, bs,
-                   (unsigned long long)lparams[i], (unsigned long long)(ok ? a->params : 0), ok ? a->rel_error_truncated : 0.0,
-                   ok ? a->rel_error : 0.0, note);
-        }
+    size_t nad = 0;
+    json_t *layers = json_array(), *opts = json_object(), *tot = json_object(), *rep = json_object();
+    for (size_t i = 0; i < m->nlayers; i++) {
+        json_array_append_new(layers, layer_json(m, &m->layers[i], &ad[i], reason[i]));
+        if (ad[i].a.data) { nad++; added += ad[i].params; }
     }
-    if (!json)
-        printf("adapters (%s, rank %zu, alpha %g, scaling %g): %zu layers, %llu adapter parameters added to %llu (%.3f%%); %zu skipped\n",
-               mode ? "residual" : "principal", rank, alpha, alpha / (double)rank, nad, (unsigned long long)added,
-               (unsigned long long)total, 100.0 * (double)added / (double)(total ? total : 1), nskip);
-    rep = json_object();
-    json_t *opts = json_object(), *tot = json_object();
-    json_object_set_new(opts, "rank", json_integer((json_int_t)rank));
-    json_object_set_new(opts, "mode", json_string(mode ? "residual" : "principal"));
-    json_object_set_new(opts, "alpha", json_real(alpha));
-    json_object_set_new(opts, "scaling", json_real(alpha / (double)rank));
+    json_object_set_new(opts, "rank", json_integer((json_int_t)o->rank));
+    json_object_set_new(opts, "mode", json_string(mode_name(o->mode)));
+    json_object_set_new(opts, "alpha", json_real(o->alpha));
+    json_object_set_new(opts, "scaling", json_real(o->alpha / (double)o->rank));
     json_object_set_new(tot, "params", json_integer((json_int_t)total));
     json_object_set_new(tot, "adapter_params", json_integer((json_int_t)added));
     json_object_set_new(tot, "adapter_fraction", json_real((double)added / (double)(total ? total : 1)));
     json_object_set_new(tot, "layers_adapted", json_integer((json_int_t)nad));
-    json_object_set_new(tot, "layers_skipped", json_integer((json_int_t)nskip));
+    json_object_set_new(tot, "layers_skipped", json_integer((json_int_t)(m->nlayers - nad)));
     json_object_set_new(rep, "tdecomp_adapters", json_integer(1));
     json_object_set_new(rep, "version", json_string(td_version()));
-    json_object_set_new(rep, "input", json_string(in));
-    json_object_set_new(rep, "output", json_string(out));
-    json_object_set_new(rep, "layout", json_string(td_layout_name(m.layout)));
+    json_object_set_new(rep, "input", json_string(o->in));
+    json_object_set_new(rep, "output", json_string(o->out));
+    json_object_set_new(rep, "layout", json_string(td_layout_name(m->layout)));
     json_object_set_new(rep, "options", opts);
     json_object_set_new(rep, "layers", layers);
     json_object_set_new(rep, "totals", tot);
-    if (json) { tool_print_json(rep); rep = NULL; }
-done:
+    return rep;
+}
+
+static long long jint(const json_t *o, const char *key) { return json_integer_value(json_object_get(o, key)); }
+
+/* "(a,b,...)" of a JSON array of integers, or "-" for null. */
+static void jshape(const json_t *a, char *buf, size_t len)
+{
+    size_t i, n = 0;
+    json_t *v;
+    if (!json_is_array(a)) { snprintf(buf, len, "-"); return; }
+    buf[0] = '\0';
+    json_array_foreach(a, i, v) n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%lld", i ? "," : "(", json_integer_value(v));
+    if (n + 1 < len) snprintf(buf + n, len - n, ")");
+}
+
+static void report_text(const json_t *rep)
+{
+    printf("%-28s %-9s %-18s %-14s %-14s %10s %10s %9s %9s  %s\n", "layer", "kind", "shape", "lora_A", "lora_B", "params", "adapter",
+           "trunc_err", "rel_err", "note");
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(rep, "layers"), i, x) {
+        char sh[64], as[32], bs[32], note[120] = "";
+        jshape(json_object_get(x, "shape"), sh, sizeof sh);
+        jshape(json_object_get(x, "lora_A_shape"), as, sizeof as);
+        jshape(json_object_get(x, "lora_B_shape"), bs, sizeof bs);
+        const int ok = !json_is_true(json_object_get(x, "skipped"));
+        if (!ok) snprintf(note, sizeof note, "%s", json_string_value(json_object_get(x, "reason")));
+        else if (jint(x, "effective_rank") < jint(x, "inner_rank"))
+            snprintf(note, sizeof note, "only %lld of %lld triplets exist", jint(x, "effective_rank"), jint(x, "inner_rank"));
+        printf("%-28.28s %-9s %-18s %-14s %-14s %10lld %10lld %9.4g %9.3g  %s\n", json_string_value(json_object_get(x, "name")),
+               json_string_value(json_object_get(x, "kind")), sh, as, bs, jint(x, "params"), jint(x, "adapter_params"),
+               ok ? json_real_value(json_object_get(x, "rel_error_truncated")) : 0.0,
+               ok ? json_real_value(json_object_get(x, "rel_error")) : 0.0, note);
+    }
+    const json_t *o = json_object_get(rep, "options"), *t = json_object_get(rep, "totals");
+    printf("adapters (%s, rank %lld, alpha %g, scaling %g): %lld layers, %lld adapter parameters added to %lld (%.3f%%); %lld skipped\n",
+           json_string_value(json_object_get(o, "mode")), jint(o, "rank"), json_real_value(json_object_get(o, "alpha")),
+           json_real_value(json_object_get(o, "scaling")), jint(t, "layers_adapted"), jint(t, "adapter_params"), jint(t, "params"),
+           100.0 * json_real_value(json_object_get(t, "adapter_fraction")), jint(t, "layers_skipped"));
+}
+
+int cmd_adapters(int argc, char **argv)
+{
+    adapters_opts o = {.mode = TD_ADAPTER_PRINCIPAL};
+    int code = parse(argc, argv, &o);
+    if (code) return code < 0 ? TOOL_OK : code;
+    tool_outputs g;
+    memset(&g, 0, sizeof g);
+    g.force = o.force;
+    tool_protect(&g, o.in);
+    tool_protect(&g, o.ma.spec);
+    if ((code = tool_output_check(&g, o.out, TD_OUTPUT_HDF5))) return code;
+    td_model m;
+    if ((code = tool_open_model(&m, o.in, &o.ma, &g))) return code;
+    if (m.nlayers == 0) tool_warn("%s has no conv or dense layers (cp and tucker take any dataset as a tensor)", o.in);
+    td_adapter *ad = calloc(m.nlayers ? m.nlayers : 1, sizeof *ad);
+    const char **reason = calloc(m.nlayers ? m.nlayers : 1, sizeof *reason);
+    if (!ad || !reason) code = tool_fail(TOOL_ERESOURCE, o.in, NULL, "out of memory");
+    else if (tool_memory_check(memory_need(&m, &o), tool_memory_default(), o.in, NULL)) code = TOOL_ERESOURCE;
+    if (!code) {
+        tool_core_warning();
+        code = split_all(&m, &o, ad, reason);
+    }
+    if (!code) code = write_output(&m, &o, &g, ad);
+    if (!code) {
+        json_t *rep = report_json(&m, &o, ad, reason);
+        if (o.json) tool_print_json(rep);
+        else { report_text(rep); json_decref(rep); }
+    }
     tool_outputs_abort(&g);
-    json_decref(rep);
-    for (size_t i = 0; ad && i < n; i++) td_adapter_free(&ad[i]);
+    for (size_t i = 0; ad && i < m.nlayers; i++) td_adapter_free(&ad[i]);
     free(ad);
-    free(list);
     free(reason);
-    free(lparams);
     td_model_free(&m);
     return code;
 }

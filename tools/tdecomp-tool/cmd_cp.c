@@ -1,4 +1,5 @@
 /* tdecomp-tool cp: CP-ALS of one HDF5 dataset. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "tool.h"
@@ -11,13 +12,16 @@ const char cmd_cp_usage[] =
     "of the relative error between sweeps; 0 runs exactly --max-iter sweeps), --max-iter 100.\n"
     "-o writes float64 /weights (R) and /factors/0 .. /factors/{N-1} (I_n x R).\n";
 
-/* The tensor, the partial product of the dimension tree and the exact residual. */
+/* The tensor and the library's workspace for CP-ALS at that rank (its query). */
 static double need(int nd, const size_t *sh, void *ctx)
 {
-    const double rank = (double)*(const size_t *)ctx;
-    double elems = 1, imin = 1e300;
-    for (int k = 0; k < nd; k++) { elems *= (double)sh[k]; if ((double)sh[k] < imin) imin = (double)sh[k]; }
-    return 8.0 * elems * (2.0 + 2.0 * rank / (imin >= 1 ? imin : 1));
+    const size_t rank = *(const size_t *)ctx;
+    double elems = 1;
+    uint64_t ws;
+    for (int k = 0; k < nd; k++) elems *= (double)sh[k];
+    const td_status st = td_cp_als_workspace(nd, sh, rank, NULL, &ws);
+    /* a scalar or an empty dataset is refused after reading, by what it is */
+    return st == TD_OK ? 8.0 * elems + (double)ws : st == TD_EINVAL ? 8.0 * elems : INFINITY;
 }
 
 int cmd_cp(int argc, char **argv)

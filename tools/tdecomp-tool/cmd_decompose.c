@@ -50,7 +50,6 @@ typedef struct lay {
 typedef struct options {
     const char *in, *out, *report, *format;
     int dry, jobs, json;
-    double maxmem;
     tool_plan_args plan;
     tool_outputs g;
 } options;
@@ -74,7 +73,7 @@ static int parse(int argc, char **argv, options *o)
             if (r < 0 || tool_parse_int(v, 1, 64, &j)) return tool_usage_error("decompose: --jobs needs a whole number from 1 to 64");
             o->jobs = (int)j;
         } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
-            if (r < 0 || tool_parse_memsize(v, &o->maxmem)) return tool_usage_error("decompose: --max-memory needs a size such as 512M or 4G");
+            if (r < 0 || tool_parse_memsize(v, &o->plan.maxmem)) return tool_usage_error("decompose: --max-memory needs a size such as 512M or 4G");
         } else if ((r = tool_opt_value(argc, argv, &i, "--report", &v))) {
             if (r < 0) return tool_usage_error("decompose: --report needs a file");
             o->report = v;
@@ -409,18 +408,11 @@ int cmd_decompose(int argc, char **argv)
     json_t *rep = NULL;
     memset(&p, 0, sizeof p);
     if (!L || !layouts) { code = tool_fail(TOOL_ERESOURCE, o.in, NULL, "out of memory"); goto done; }
-    /* planning reads one kernel at a time (with its Gram and a whitened copy) */
-    uint64_t big = 0;
-    for (size_t i = 0; i < m.nlayers; i++) {
-        td_cost c;
-        if (td_layer_cost(&m.layers[i].desc, &c) == TD_OK && c.params > big) big = c.params;
-    }
-    if (tool_memory_check(3.0 * 8.0 * (double)big, o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     tool_warn_assumed(&m);
     tool_core_warning();
     if ((code = tool_plan_model(&m, &o.plan, &p))) goto done;
     /* after planning (shapes and spectra only), before any chain is computed or written */
-    if (tool_memory_check(memory_need(&m, &p, o.jobs), o.maxmem > 0 ? o.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
+    if (tool_memory_check(memory_need(&m, &p, o.jobs), o.plan.maxmem > 0 ? o.plan.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     /* test hook: a pause between planning and reading the kernels again (tests/cli/test_safety.py
      * changes the input meanwhile) */
     const char *hook = getenv("TDECOMP_TEST_HOOK");

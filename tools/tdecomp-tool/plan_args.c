@@ -1,4 +1,5 @@
 /* Rank-rule options and whole-file planning shared by decompose and latency. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,10 +119,21 @@ static int curve_of(const td_model *m, size_t i, const tool_plan_args *a, tool_p
     return st == TD_OK ? TOOL_OK : tool_fail_status(st, &err, m->file, m->layers[i].name);
 }
 
-/* Matching logits in mean square is not keeping the argmax: cut by output error, a small
- * classifier head loses accuracy out of proportion to its saving. With statistics, the last dense
- * layer in layer order is left alone unless --include-head (docs/rank-rules.md). */
-static const char head_reason[] = "classifier head (data-aware default; --include-head decomposes it)";
+/* Curves are built one kernel at a time: the need is the largest kernel and its curve's
+ * workspace (library queries), before any kernel is read. */
+static int curve_memory_check(const td_model *m, const tool_plan_args *a, const tool_plan *p)
+{
+    double need = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        td_cost c;
+        uint64_t ws;
+        if (!td_plan_needs_curve(&p->layers[i], &a->po)) continue;
+        if (td_layer_cost(&p->layers[i].desc, &c) != TD_OK || td_plan_curve_workspace(&p->layers[i], &a->po, &ws) != TD_OK)
+            return tool_fail(TOOL_EINPUT, m->file, m->layers[i].name, "invalid layer geometry");
+        need = fmax(need, 8.0 * (double)c.params + (double)ws);
+    }
+    return tool_memory_check(need, a->maxmem > 0 ? a->maxmem : tool_memory_default(), m->file, NULL) ? TOOL_ERESOURCE : TOOL_OK;
+}
 
 /* Reads --calibration's statistics for every selected layer; warns once for those it lacks. */
 static int read_calibration(const td_model *m, const tool_plan_args *a, tool_plan *p)
@@ -165,12 +177,9 @@ int tool_plan_model(const td_model *m, const tool_plan_args *a, tool_plan *p)
         const td_model_layer *ml = &m->layers[i];
         p->layers[i] = (td_plan_layer){ml->name, ml->desc, ml->admits, !tool_layer_selected(&a->model, ml->name), NULL};
     }
-    size_t head = n;   /* the last dense layer in layer order */
-    for (size_t i = 0; i < n; i++)
-        if (m->layers[i].desc.kind == TD_LAYER_DENSE) head = i;
-    if (a->model.calibration && head < n && !a->include_head)
-        for (int k = TD_METHOD_NONE + 1; k < TD_METHOD_COUNT; k++) td_admission_refuse(&p->layers[head].admits, (td_method)k, head_reason);
+    if (a->model.calibration && !a->include_head) td_plan_keep_head(p->layers, n);
     if (a->model.calibration && (code = read_calibration(m, a, p))) return code;
+    if ((code = curve_memory_check(m, a, p))) return code;
     for (size_t i = 0; i < n && code == TOOL_OK; i++) code = curve_of(m, i, a, p);
     if (code) return code;
     td_error err;

@@ -13,6 +13,7 @@ typedef struct tool_plan_args {
     int nrules;
     tool_model_args model;            /* --layout, --layer-spec, --layers, --exclude, --calibration */
     int include_head;                 /* --include-head: with --calibration, the classifier head too */
+    double maxmem;                    /* --max-memory (decompose), 0: 80 % of physical memory */
 } tool_plan_args;
 
 void tool_plan_args_init(tool_plan_args *a, const char *cmd);
