@@ -111,6 +111,22 @@ TD_API int td_plan_needs_curve(const td_plan_layer *l, const td_plan_options *op
 TD_API TD_WUR td_status td_plan_curve_new(const td_plan_layer *l, const td_tensor *kernel, const td_plan_options *opt,
                                           td_plan_curve **out, td_error *err);
 
+/* What a curve holds, for plots and reports (tdecomp-tool spectrum): the method it was built for
+ * (opt's method for the layer: Tucker-2 for k x k convs under auto, else SVD) ... */
+TD_API td_method td_plan_curve_method(const td_plan_curve *c);
+
+/* ... the squared singular values of one unfolding, descending, zero-padded to *len entries (the
+ * mode's extent): tucker2 and cp mode 0 (Cout) and mode 1 (Cin) of the kernel, svd mode 0 of the
+ * matrix factorised (Cout rows); in the statistics' metric when the layer had them. NULL (and
+ * *len 0) when the curve has no such spectrum (svd mode 1, svd-grouped). The curve owns it. */
+TD_API const double *td_plan_curve_spectrum(const td_plan_curve *c, int mode, size_t *len);
+
+/* ... and the planner's prediction at ranks (td_chain's convention for the curve's method): the
+ * estimated relative error (the truncated-HOSVD bound for Tucker-2, which may exceed 1; exact
+ * for SVD) and the chain's cost (td_chain_cost_for). The one formula plan decisions use.
+ * Statuses: TD_EINVAL (NULL, ranks the curve has no tails for), td_chain_cost_for's. O(1). */
+TD_API TD_WUR td_status td_plan_curve_eval(const td_plan_curve *c, const size_t ranks[2], double *est_error, td_cost *cost);
+
 /* An upper bound (bytes) of the heap td_plan_curve_new of l under opt allocates besides the kernel,
  * the curve it returns included (0 when no curve is needed): the whitened kernel and metric with
  * statistics, and the largest mode's values-only spectrum (td_mode_spectrum_workspace).

@@ -95,6 +95,11 @@ double td__curve_err2(const td_plan_curve *c, size_t a, size_t b)
     }
 }
 
+double td__curve_est(const td_plan_curve *c, size_t a, size_t b)
+{
+    return c->nw2 > 0 ? sqrt(td__curve_err2(c, a, b) / c->nw2) : 0;
+}
+
 static double *tails_of(const double *s2, size_t n)
 {
     double *t = malloc((n + 1) * sizeof *t);
@@ -345,5 +350,27 @@ td_status td_plan_curve_workspace(const td_plan_layer *l, const td_plan_options 
     need += 8.0 * (4.0 * (double)(d->cout + d->cin) + TD_PLAN_MAX_GROUPS * ((double)d->cout + 1)) + sizeof(td_plan_curve);
     if (!(need < 9.2e18)) return TD_EOVERFLOW;
     *bytes = (uint64_t)need;
+    return TD_OK;
+}
+
+const double *td_plan_curve_spectrum(const td_plan_curve *c, int mode, size_t *len)
+{
+    if (len) *len = 0;
+    if (!c || mode < 0 || mode > 1 || !c->s2[mode]) return NULL;
+    if (len) *len = c->len[mode];
+    return c->s2[mode];
+}
+
+td_method td_plan_curve_method(const td_plan_curve *c) { return c ? c->method : TD_METHOD_NONE; }
+
+td_status td_plan_curve_eval(const td_plan_curve *c, const size_t ranks[2], double *est_error, td_cost *cost)
+{
+    if (!c || !ranks || !est_error || !cost) return TD_EINVAL;
+    /* the curve's configuration (a, b) for the chain's ranks: svd-grouped (k, j), else as given */
+    const size_t a = ranks[0], b = c->method == TD_METHOD_TUCKER2 || c->method == TD_METHOD_SVD_GROUPED ? ranks[1] : 0;
+    td_status st = td_chain_cost_for(&c->desc, c->method, ranks, cost);
+    if (st != TD_OK) return st;
+    if (!isfinite(td__curve_err2(c, a, b))) return TD_EINVAL; /* a group count the curve has no tails for */
+    *est_error = td__curve_est(c, a, b);
     return TD_OK;
 }

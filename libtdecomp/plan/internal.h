@@ -49,6 +49,8 @@ td_method td__plan_method(const td_layer_desc *d, const td_plan_options *opt);
 /* Cost and predicted error of a configuration. */
 double td__curve_cost(const struct td_plan_curve *c, size_t a, size_t b, int by_flops);
 double td__curve_err2(const struct td_plan_curve *c, size_t a, size_t b);
+/* The relative error the planner predicts: sqrt(err2 / ||W||^2) (0 for a zero kernel). */
+double td__curve_est(const struct td_plan_curve *c, size_t a, size_t b);
 
 /* The cheapest configuration with err2 <= e2 (cost INFINITY when none). */
 td__config td__curve_cheapest(const struct td_plan_curve *c, double e2, int by_flops);

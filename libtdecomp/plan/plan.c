@@ -92,7 +92,7 @@ static td_status set_decision(const td_plan_layer *l, const td_plan_curve *c, td
     o->params_after = cost.params;
     o->flops_after = cost.known ? cost.flops : 0;
     o->est_known = c != NULL;
-    o->est_error = c && c->nw2 > 0 ? sqrt(td__curve_err2(c, a, b) / c->nw2) : 0;
+    o->est_error = c ? td__curve_est(c, a, b) : 0;
     if (o->params_after >= o->params_before && !keep_larger) skip(o, "would not shrink");
     return TD_OK;
 }

@@ -31,7 +31,7 @@ const char cmd_spectrum_usage[] =
 typedef struct spec_layer {
     double *s2[2];   /* squared singular values per mode, descending */
     size_t n[2];
-    int auto_kind;   /* 0 none, 1 tucker2 bound, 2 svd */
+    const td_plan_curve *curve;  /* the planner's, for the auto method's curve (NULL: none applies) */
     int selected;
     char file[300];
 } spec_layer;
@@ -76,18 +76,16 @@ static int write_layer_files(td_outfile *dir, const td_model_layer *ml, spec_lay
         sv1[i] = r <= n1 ? sqrt(L->s2[1][i]) : NAN;
         e0[i] = r <= n0 ? sqrt(t0[r] / nw2) : NAN;
         e1[i] = r <= n1 ? sqrt(t1[r] / nw2) : NAN;
-        double pa = NAN;
+        /* the planner's prediction for the auto method: Tucker-2 at (R, R), SVD at R; the
+         * HOSVD bound can pass 1, a projection never does (||W - W_hat|| <= ||W||) */
+        double pa = NAN, est;
+        td_cost cc;
+        const int tucker = td_plan_curve_method(L->curve) == TD_METHOD_TUCKER2;
+        const size_t rk[2] = {tucker ? r0 : r, tucker ? r1 : 0};
         ea[i] = NAN;
-        if (L->auto_kind == 1) {
-            ea[i] = sqrt(fmin(1.0, (t0[r0] + t1[r1]) / nw2));
-            const size_t rk[2] = {r0, r1};
-            td_cost cc;
-            pa = td_chain_cost_for(d, TD_METHOD_TUCKER2, rk, &cc) == TD_OK ? (double)cc.params : NAN;
-        } else if (L->auto_kind == 2 && r <= n0) {
-            ea[i] = e0[i];
-            const size_t rk[2] = {r, 0};
-            td_cost cc;
-            pa = td_chain_cost_for(d, TD_METHOD_SVD, rk, &cc) == TD_OK ? (double)cc.params : NAN;
+        if (L->curve && (tucker || r <= n0) && td_plan_curve_eval(L->curve, rk, &est, &cc) == TD_OK) {
+            ea[i] = fmin(1.0, est);
+            pa = (double)cc.params;
         }
         fprintf(f, "%zu,", r);
         const double cols[5] = {sv0[i], sv1[i], e0[i], e1[i], ea[i]};
@@ -104,9 +102,9 @@ static int write_layer_files(td_outfile *dir, const td_model_layer *ml, spec_lay
     svg_series sv[2] = {{"mode 0 (Cout)", x, sv0, n0}, {"mode 1 (Cin)", x, sv1, n1}};
     if (d->kind == TD_LAYER_DENSE) { sv[0].label = "mode 0 (out)"; sv[1].label = "mode 1 (in)"; }
     svg_series er[3] = {{"mode 0 truncation", x, e0, n0}, {"mode 1 truncation", x, e1, n1},
-                        {L->auto_kind == 1 ? "tucker2 (R,R) bound" : "svd (exact)", x, ea, nmax}};
+                        {td_plan_curve_method(L->curve) == TD_METHOD_TUCKER2 ? "tucker2 (R,R) bound" : "svd (exact)", x, ea, nmax}};
     svg_panel panels[2] = {{"singular values of the unfoldings", "index", "singular value", 1, sv, 2},
-                           {"relative error vs rank", "rank R", "||W - W_R|| / ||W||", 0, er, L->auto_kind ? 3 : 2}};
+                           {"relative error vs rank", "rank R", "||W - W_R|| / ||W||", 0, er, L->curve ? 3 : 2}};
     char title[400];
     if (d->kind == TD_LAYER_DENSE) snprintf(title, sizeof title, "%s: dense (%zu, %zu)", ml->name, d->cout, d->cin);
     else snprintf(title, sizeof title, "%s: %s (%zu, %zu, %zu, %zu)", ml->name, tool_kind_name(ml), d->cout,
@@ -193,32 +191,39 @@ static void name_files(const td_model *m, spec_layer *L, size_t n)
     }
 }
 
-/* One layer: its two mode spectra for the CSV and its planner curve, from the kernel read once. */
+/* A spectrum the curve holds, copied zero-padded to len entries (mode 1 of a matrix: its mode 0's
+ * values, which are the same singular values). */
+static int copy_spectrum(const td_plan_curve *c, int mode, size_t len, double **out)
+{
+    size_t n;
+    const double *s2 = td_plan_curve_spectrum(c, mode, &n);
+    if (!s2 && mode == 1) s2 = td_plan_curve_spectrum(c, 0, &n);
+    if (!s2 || !(*out = calloc(len ? len : 1, sizeof **out))) return -1;
+    memcpy(*out, s2, (n < len ? n : len) * sizeof **out);
+    return 0;
+}
+
+/* One layer: its planner curve (spectra of both modes, in the statistics' metric when given),
+ * from the kernel read once; a layer no method applies to gets its raw mode spectra. */
 static int layer_spectra(const td_model *m, size_t i, const td_plan_layer *pl, const td_plan_options *po, spec_layer *l,
                          td_plan_curve **curve)
 {
     const td_model_layer *ml = &m->layers[i];
     td_error err;
     td_error_clear(&err);
-    td_tensor k = {0}, b = {0}, wt = {0};
+    td_tensor k = {0}, b = {0};
     td_status st = td_model_read_layer(m, i, &k, &b, &err);
-    /* with statistics the spectra plotted are the output-error ones (the whitened kernel's) */
-    const int kxk_layer = ml->desc.kind == TD_LAYER_CONV2D && ml->desc.kh * ml->desc.kw > 1;
-    if (st == TD_OK && pl->stats)
-        st = td_layer_whiten(&ml->desc, pl->stats, kxk_layer ? TD_METHOD_TUCKER2 : TD_METHOD_SVD, 1, &k, &wt);
+    if (st == TD_OK) st = td_plan_curve_new(pl, &k, po, curve, &err);
+    l->curve = *curve;
     for (int md = 0; md < 2 && st == TD_OK; md++) {
         l->n[md] = k.shape[md];
-        if (!(l->s2[md] = calloc(l->n[md] ? l->n[md] : 1, sizeof(double)))) st = TD_ENOMEM;
-        else st = td_mode_spectrum(pl->stats ? &wt : &k, md, 0, NULL, l->s2[md]);
+        if (*curve) st = copy_spectrum(*curve, md, l->n[md], &l->s2[md]) ? TD_ENOMEM : TD_OK;
+        else if (!(l->s2[md] = calloc(l->n[md] ? l->n[md] : 1, sizeof(double)))) st = TD_ENOMEM;
+        else st = td_mode_spectrum(&k, md, 0, NULL, l->s2[md]);
     }
-    td_tensor_free(&wt);
-    if (st == TD_OK) st = td_plan_curve_new(pl, &k, po, curve, &err);
     td_tensor_free(&k);
     td_tensor_free(&b);
-    if (st != TD_OK) return tool_fail_status(st, &err, m->file, ml->name);
-    const int kxk = ml->desc.kind == TD_LAYER_CONV2D && ml->desc.kh * ml->desc.kw > 1;
-    l->auto_kind = (ml->admits.mask & TD_METHOD_BIT(kxk ? TD_METHOD_TUCKER2 : TD_METHOD_SVD)) ? (kxk ? 1 : 2) : 0;
-    return TOOL_OK;
+    return st == TD_OK ? TOOL_OK : tool_fail_status(st, &err, m->file, ml->name);
 }
 
 static void print_summary(const td_model *m, const spec_layer *L, const char *dir)
