@@ -125,14 +125,8 @@ static int run_contained(const tool_cmd *cmd, int argc, char **argv)
     }
     close(fds[1]);
     worker_pid = pid;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGQUIT, &sa, NULL);
+    tool_on_stop_signals(forward);
+    signal(SIGQUIT, forward);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     tool_report r;

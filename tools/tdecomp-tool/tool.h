@@ -68,6 +68,9 @@ void tool_set_phase(tool_phase p);
 long tool_open_timeout(void);
 void tool_deadline_begin(void);
 void tool_deadline_end(void);
+/* Installs handler for SIGINT, SIGTERM and SIGHUP (the supervisor forwards them, the worker
+ * reports them). */
+void tool_on_stop_signals(void (*handler)(int));
 /* Worker side of main.c: the channel and the signal handlers. */
 void tool_worker_init(int channel_fd, pid_t parent);
 

@@ -37,17 +37,22 @@ static void on_signal(int sig)
     raise(sig);
 }
 
-void tool_worker_init(int fd, pid_t parent)
+void tool_on_stop_signals(void (*handler)(int))
 {
-    channel_fd = fd;
-    supervisor = parent;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+}
+
+void tool_worker_init(int fd, pid_t parent)
+{
+    channel_fd = fd;
+    supervisor = parent;
+    tool_on_stop_signals(on_signal);
     /* the worker dies with the process the user started; the check closes the race with a parent
      * that died before prctl */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
