@@ -1,15 +1,11 @@
 /* tdecomp-tool spectrum: per layer the singular values of the mode-0 and mode-1 unfoldings and
  * the error-vs-rank curves (CSV + SVG), and the planner's model-level error-vs-budget curve. */
-#define _GNU_SOURCE /* renameat2's RENAME_EXCHANGE */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "plan_args.h"
 #include "svg.h"
