@@ -267,6 +267,9 @@ typedef struct td_rewrite_options {
                                    them the rewrite minimises the output error (below) */
     int ignore_output_cov;      /* 1: Tucker-2's output factor from the whitened HOSVD/HOOI even
                                    when stats->output_cov is given */
+    int defer_measure;          /* 1: the chain's rel_error and output error are left at 0 (one
+                                   composition saved) for a caller that rounds the pieces and then
+                                   measures them with td_chain_measure; 0 (default): measured */
 } td_rewrite_options;
 
 TD_API void td_rewrite_options_init(td_rewrite_options *opt);
@@ -346,6 +349,14 @@ TD_API TD_WUR td_status td_chain_compose(const td_chain *c, td_tensor *out);
  * td_chain_compose (TD_ESHAPE when kernel's shape does not match the chain). Memory: one tensor of
  * kernel's size. */
 TD_API TD_WUR td_status td_chain_rel_error(const td_chain *c, const td_tensor *kernel, double *rel_error);
+
+/* Measures the chain c against the kernel it replaces (d's, shapes as td_chain_compose) from one
+ * composition: c->rel_error, and with statistics c->output_rel_error (td_chain_output_error) and
+ * has_output_error. For the figures of what is written: round the pieces, then measure.
+ * Statuses as td_chain_compose and td_chain_output_error. Memory: one kernel-sized tensor; cost:
+ * one composition. */
+TD_API TD_WUR td_status td_chain_measure(td_chain *c, const td_layer_desc *d, const td_layer_stats *stats,
+                                         const td_tensor *kernel);
 
 /* Summed cost of the pieces, each at the spatial size it sees (from the pieces' descs;
  * statuses as td_layer_cost);

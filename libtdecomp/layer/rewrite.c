@@ -62,10 +62,9 @@ static td_status begin(const td_layer_desc *d, const td_tensor *kernel, const td
     return st;
 }
 
-/* rel_error (and with statistics the output error) of the chain, from one composition. */
-static td_status finish(td_chain *c, const td_layer_desc *d, const td_tensor *kernel, const td_layer_stats *stats,
-                        double t0)
+td_status td_chain_measure(td_chain *c, const td_layer_desc *d, const td_layer_stats *stats, const td_tensor *kernel)
 {
+    if (!c || !d || !kernel) return TD_EINVAL;
     td_tensor w = {0};
     td_status st = td_tensor_alloc(&w, kernel->ndim, kernel->shape);
     if (st == TD_OK) st = td_chain_compose(c, &w);
@@ -73,6 +72,15 @@ static td_status finish(td_chain *c, const td_layer_desc *d, const td_tensor *ke
     if (st == TD_OK && stats) st = td_chain_output_error(d, stats, kernel, &w, &c->output_rel_error);
     c->has_output_error = st == TD_OK && stats;
     td_tensor_free(&w);
+    return st;
+}
+
+/* rel_error (and with statistics the output error) of the chain, unless the caller measures it
+ * after rounding the pieces. */
+static td_status finish(td_chain *c, const td_layer_desc *d, const td_tensor *kernel, const td_rewrite_options *opt,
+                        double t0)
+{
+    const td_status st = opt->defer_measure ? TD_OK : td_chain_measure(c, d, opt->stats, kernel);
     c->seconds = td__now() - t0;
     return st;
 }
@@ -311,7 +319,7 @@ td_status td_layer_rewrite(const td_layer_desc *d, const td_tensor *kernel, cons
     if (opt->stats && (st = td_layer_stats_check(d, opt->stats, NULL)) != TD_OK) return st;
     if (opt->stats && (st = check_layer(d, kernel, bias)) != TD_OK) return st;
     st = opt->stats ? rewrite_whitened(d, kernel, bias, m, r, opt, out) : rewrite_plain(d, kernel, bias, m, r, opt, out);
-    if (st == TD_OK) st = finish(out, d, kernel, opt->stats, t0);
+    if (st == TD_OK) st = finish(out, d, kernel, opt, t0);
     if (st != TD_OK) { td_chain_free(out); return st; }
     out->clamped = clamped;
     return TD_OK;

@@ -112,7 +112,10 @@ static void *worker(void *arg)
         if (k >= b->n) return NULL;
         const size_t i = b->idx[k];
         lay *l = &b->L[i];
-        l->st = td_plan_build(&b->p->layers[i], &l->kernel, &l->bias, &b->p->dec[i], NULL, &l->chain);
+        td_rewrite_options o;
+        td_rewrite_options_init(&o);
+        o.defer_measure = 1; /* measured once, after rounding (finish_layer) */
+        l->st = td_plan_build(&b->p->layers[i], &l->kernel, &l->bias, &b->p->dec[i], &o, &l->chain);
     }
 }
 
@@ -132,14 +135,10 @@ static int finish_layer(const td_model *m, const tool_plan *p, size_t i, lay *l,
     td_status st = l->st;
     if (st == TD_OK) st = td_model_round_chain(m, i, &l->chain);
     /* the errors of what is written: the rounded pieces composed back */
-    td_tensor wr = {0};
-    if (st == TD_OK) st = td_tensor_alloc(&wr, l->kernel.ndim, l->kernel.shape);
-    if (st == TD_OK) st = td_chain_compose(&l->chain, &wr);
-    if (st == TD_OK) st = td_rel_diff(&wr, &l->kernel, &l->rel_error);
-    const td_layer_stats *stats = p->layers[i].stats;
-    if (st == TD_OK && stats) st = td_chain_output_error(&m->layers[i].desc, stats, &l->kernel, &wr, &l->out_error);
-    l->has_out = st == TD_OK && stats;
-    td_tensor_free(&wr);
+    if (st == TD_OK) st = td_chain_measure(&l->chain, &m->layers[i].desc, p->layers[i].stats, &l->kernel);
+    l->rel_error = l->chain.rel_error;
+    l->has_out = st == TD_OK && l->chain.has_output_error;
+    l->out_error = l->chain.output_rel_error;
     if (st == TD_OK) st = td_chain_cost(&l->chain, &l->after);
     td_tensor_free(&l->kernel);
     td_tensor_free(&l->bias);
