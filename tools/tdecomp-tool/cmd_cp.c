@@ -24,93 +24,104 @@ static double need(int nd, const size_t *sh, void *ctx)
     return st == TD_OK ? 8.0 * elems + (double)ws : st == TD_EINVAL ? 8.0 * elems : INFINITY;
 }
 
-int cmd_cp(int argc, char **argv)
+typedef struct cp_args {
+    tool_plain pl;
+    size_t rank;
+    td_cp_options opt;
+} cp_args;
+
+/* 0 when parsed, -1 after --help, else the usage error's exit code. */
+static int parse(int argc, char **argv, cp_args *c)
 {
-    tool_plain pl = {.cmd = "cp", .tol = -1};
     const char *v;
     int r;
-    size_t rank = 0;
-    td_cp_options opt;
-    td_cp_options_init(&opt);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_cp_usage, stdout); return TOOL_OK; }
-        if ((r = tool_plain_option(argc, argv, &i, &pl))) {
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(cmd_cp_usage, stdout); return -1; }
+        if ((r = tool_plain_option(argc, argv, &i, &c->pl))) {
             if (r < 0) return TOOL_EUSAGE;
         } else if ((r = tool_opt_value(argc, argv, &i, "--rank", &v))) {
-            if (r < 0 || tool_parse_size(v, 1, 1000000, &rank))
+            if (r < 0 || tool_parse_size(v, 1, 1000000, &c->rank))
                 return tool_usage_error("cp: --rank needs a whole number >= 1, got '%s'", r < 0 ? "" : v);
         } else if ((r = tool_opt_value(argc, argv, &i, "--init", &v))) {
             if (r < 0) return tool_usage_error("cp: --init needs a value (svd or random)");
-            if (!strcmp(v, "svd")) opt.init = TD_CP_INIT_SVD;
-            else if (!strcmp(v, "random")) opt.init = TD_CP_INIT_RANDOM;
+            if (!strcmp(v, "svd")) c->opt.init = TD_CP_INIT_SVD;
+            else if (!strcmp(v, "random")) c->opt.init = TD_CP_INIT_RANDOM;
             else return tool_usage_error("cp: --init must be svd or random, got '%s'", v);
         } else if ((r = tool_opt_value(argc, argv, &i, "--seed", &v))) {
-            if (r < 0 || tool_parse_u64(v, &opt.seed))
+            if (r < 0 || tool_parse_u64(v, &c->opt.seed))
                 return tool_usage_error("cp: --seed needs a whole number >= 0, got '%s'", r < 0 ? "" : v);
         } else {
             return tool_usage_error("cp: unknown option '%s' (see 'tdecomp-tool cp --help')", a);
         }
     }
-    if (!pl.in) return tool_usage_error("cp: missing input file (see 'tdecomp-tool cp --help')");
-    if (!pl.dataset) return tool_usage_error("cp: missing --dataset PATH");
-    if (!rank) return tool_usage_error("cp: missing --rank R");
-    if (pl.tol >= 0) opt.tol = pl.tol;
-    if (pl.max_iter) opt.max_iter = (int)pl.max_iter;
-    const char *in = pl.in, *dataset = pl.dataset, *out = pl.out;
-    const int json = pl.json;
+    if (!c->pl.in) return tool_usage_error("cp: missing input file (see 'tdecomp-tool cp --help')");
+    if (!c->pl.dataset) return tool_usage_error("cp: missing --dataset PATH");
+    if (!c->rank) return tool_usage_error("cp: missing --rank R");
+    if (c->pl.tol >= 0) c->opt.tol = c->pl.tol;
+    if (c->pl.max_iter) c->opt.max_iter = (int)c->pl.max_iter;
+    return TOOL_OK;
+}
 
-    td_status st;
+/* -o: float64 /weights and /factors/0 .. /factors/{N-1}. */
+static int write_result(const cp_args *c, tool_outputs *g, const td_cp_result *res)
+{
+    td_tensor w;
+    size_t rs[1] = {c->rank};
+    char names[TD_MAX_MODES][32];
+    const char *np[TD_MAX_MODES + 1] = {"/weights"};
+    const td_tensor *tp[TD_MAX_MODES + 1] = {&w};
+    td_status st = td_tensor_view(&w, 1, rs, res->weights);
+    if (st != TD_OK) return tool_fail_status(st, NULL, c->pl.in, c->pl.dataset);
+    for (int k = 0; k < res->ndim; k++) {
+        snprintf(names[k], sizeof names[k], "/factors/%d", k);
+        np[k + 1] = names[k];
+        tp[k + 1] = &res->factors[k];
+    }
+    return tool_plain_write(&c->pl, g, np, tp, (size_t)res->ndim + 1);
+}
+
+/* One JSON object; the text line is rendered from it. */
+static void report(const cp_args *c, const td_tensor *x, td_dtype dt, const td_cp_result *res)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "shape", tool_json_shape(x));
+    json_object_set_new(o, "rank", json_integer((json_int_t)c->rank));
+    json_object_set_new(o, "method", json_string("cp-als"));
+    json_object_set_new(o, "init", json_string(c->opt.init == TD_CP_INIT_SVD ? "svd" : "random"));
+    json_object_set_new(o, "seed", json_integer((json_int_t)c->opt.seed));
+    json_object_set_new(o, "dtype", json_string(td_dtype_name(dt)));
+    json_object_set_new(o, "rel_error", tool_json_real(res->rel_error));
+    json_object_set_new(o, "iterations", json_integer(res->iterations));
+    json_object_set_new(o, "converged", json_boolean(res->converged));
+    json_object_set_new(o, "seconds", json_real(res->seconds));
+    json_object_set_new(o, "history", tool_json_doubles(res->history, res->iterations));
+    if (c->pl.out) json_object_set_new(o, "output", json_string(c->pl.out));
+    if (c->pl.json) { tool_print_json(o); return; }
+    printf("CP-ALS of %s:%s, rank %lld: relative error %.6g after %lld sweeps (%s) in %.3f s\n", c->pl.in, c->pl.dataset,
+           json_integer_value(json_object_get(o, "rank")), json_number_value(json_object_get(o, "rel_error")),
+           json_integer_value(json_object_get(o, "iterations")),
+           json_is_true(json_object_get(o, "converged")) ? "converged" : "not converged",
+           json_number_value(json_object_get(o, "seconds")));
+    if (c->pl.out) printf("wrote %s\n", c->pl.out);
+    json_decref(o);
+}
+
+int cmd_cp(int argc, char **argv)
+{
+    cp_args c = {.pl = {.cmd = "cp", .tol = -1}};
+    td_cp_options_init(&c.opt);
+    int code = parse(argc, argv, &c);
+    if (code) return code < 0 ? TOOL_OK : code;
     td_tensor x;
     td_dtype dt;
     tool_outputs g = {0};
-    int code = tool_plain_read(&pl, &g, need, &rank, &x, &dt);
-    if (code) return code;
+    if ((code = tool_plain_read(&c.pl, &g, need, &c.rank, &x, &dt))) return code;
     td_cp_result res;
-    memset(&res, 0, sizeof res);
     tool_core_warning();
-    if ((st = td_cp_als(&x, rank, &opt, &res)) != TD_OK) {
-        code = tool_fail(tool_exit_for(st), in, dataset, "CP-ALS failed: %s", td_strerror(st));
-        goto done;
-    }
-    if (out) {
-        td_tensor w;
-        size_t rs[1] = {rank};
-        char names[TD_MAX_MODES + 1][32];
-        const char *np[TD_MAX_MODES + 1];
-        const td_tensor *tp[TD_MAX_MODES + 1];
-        if ((st = td_tensor_view(&w, 1, rs, res.weights)) != TD_OK) { code = tool_fail_status(st, NULL, in, dataset); goto done; }
-        np[0] = "/weights";
-        tp[0] = &w;
-        for (int k = 0; k < x.ndim; k++) {
-            snprintf(names[k], sizeof names[k], "/factors/%d", k);
-            np[k + 1] = names[k];
-            tp[k + 1] = &res.factors[k];
-        }
-        if ((code = tool_plain_write(&pl, &g, np, tp, (size_t)x.ndim + 1)) != TOOL_OK) goto done;
-    }
-    if (json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "shape", tool_json_shape(&x));
-        json_object_set_new(o, "rank", json_integer((json_int_t)rank));
-        json_object_set_new(o, "method", json_string("cp-als"));
-        json_object_set_new(o, "init", json_string(opt.init == TD_CP_INIT_SVD ? "svd" : "random"));
-        json_object_set_new(o, "seed", json_integer((json_int_t)opt.seed));
-        json_object_set_new(o, "dtype", json_string(td_dtype_name(dt)));
-        json_object_set_new(o, "rel_error", tool_json_real(res.rel_error));
-        json_object_set_new(o, "iterations", json_integer(res.iterations));
-        json_object_set_new(o, "converged", json_boolean(res.converged));
-        json_object_set_new(o, "seconds", json_real(res.seconds));
-        json_object_set_new(o, "history", tool_json_doubles(res.history, res.iterations));
-        if (out) json_object_set_new(o, "output", json_string(out));
-        tool_print_json(o);
-    } else {
-        printf("CP-ALS of %s:%s, rank %zu: relative error %.6g after %d sweeps (%s) in %.3f s\n", in,
-               dataset, rank, res.rel_error, res.iterations, res.converged ? "converged" : "not converged",
-               res.seconds);
-        if (out) printf("wrote %s\n", out);
-    }
-done:
+    td_status st = td_cp_als(&x, c.rank, &c.opt, &res);
+    if (st != TD_OK) code = tool_fail(tool_exit_for(st), c.pl.in, c.pl.dataset, "CP-ALS failed: %s", td_strerror(st));
+    else if (!c.pl.out || (code = write_result(&c, &g, &res)) == TOOL_OK) report(&c, &x, dt, &res);
     tool_outputs_abort(&g);
     td_cp_free(&res);
     td_tensor_free(&x);

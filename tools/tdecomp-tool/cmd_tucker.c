@@ -106,15 +106,10 @@ static int write_result(tucker_args *t, tool_outputs *g, const td_tucker_result 
     return tool_plain_write(&t->pl, g, np, tp, (size_t)res->nmodes + 1);
 }
 
+/* One JSON object; the text line is rendered from it. */
 static void report(const tucker_args *t, const td_tensor *x, td_dtype dt, const td_tucker_result *res)
 {
     const char *out = t->pl.out;
-    if (!t->pl.json) {
-        printf("Tucker (%s) of %s:%s: relative error %.6g, %d sweeps (%s), %.3f s\n", t->mname, t->pl.in, t->pl.dataset,
-               res->rel_error, res->iterations, res->converged ? "converged" : "not converged", res->seconds);
-        if (out) printf("wrote %s\n", out);
-        return;
-    }
     json_t *o = json_object(), *ms = json_array(), *cl = json_array();
     for (int k = 0; k < res->nmodes; k++) {
         json_array_append_new(ms, json_integer(res->modes[k]));
@@ -133,7 +128,13 @@ static void report(const tucker_args *t, const td_tensor *x, td_dtype dt, const 
     json_object_set_new(o, "seconds", json_real(res->seconds));
     json_object_set_new(o, "history", tool_json_doubles(res->history, res->iterations));
     if (out) json_object_set_new(o, "output", json_string(out));
-    tool_print_json(o);
+    if (t->pl.json) { tool_print_json(o); return; }
+    printf("Tucker (%s) of %s:%s: relative error %.6g, %lld sweeps (%s), %.3f s\n", t->mname, t->pl.in, t->pl.dataset,
+           json_number_value(json_object_get(o, "rel_error")), json_integer_value(json_object_get(o, "iterations")),
+           json_is_true(json_object_get(o, "converged")) ? "converged" : "not converged",
+           json_number_value(json_object_get(o, "seconds")));
+    if (out) printf("wrote %s\n", out);
+    json_decref(o);
 }
 
 int cmd_tucker(int argc, char **argv)
