@@ -4,10 +4,23 @@
 #include "core/internal.h"
 #include "tdecomp/rank.h"
 
+/* Decimal ratios times channel counts land just below .5 in binary (0.29 * 50): this guard keeps
+ * round-half-up exact for them. */
+#define RATIO_ROUND_GUARD 1e-9
+/* Energy: a relative guard so that f = 1 gives the numerical rank. */
+#define ENERGY_GUARD 1e-12
+/* EVBMF's noise-variance search on the normalised problem: a grid in log sigma2, then golden
+ * section to this width in log sigma2 (or this many steps); the lower bound's floor. */
+#define EVB_GRID 2000
+#define EVB_GOLDEN_STEPS 200
+#define EVB_GOLDEN_WIDTH 1e-12
+#define EVB_LOWER_FLOOR 1e-12
+#define GOLDEN_RATIO_CONJ 0.6180339887498949
+
 size_t td_rank_ratio(double f, size_t c)
 {
     if (c == 0 || !(f > 0)) return 0;
-    double r = floor(f * (double)c + 0.5 + 1e-9);
+    double r = floor(f * (double)c + 0.5 + RATIO_ROUND_GUARD);
     if (r < 1) r = 1;
     if (r > (double)c) r = (double)c;
     return (size_t)r;
@@ -32,7 +45,7 @@ td_status td_rank_energy(const double *s2, size_t n, double f, size_t *rank)
     for (size_t i = 0; i < n; i++) {
         acc += s2[i] > 0 ? s2[i] : 0;
         /* relative guard: f = 1 must give the numerical rank, not fail on rounding */
-        if (acc >= f * tot * (1 - 1e-12)) { *rank = i + 1; return TD_OK; }
+        if (acc >= f * tot * (1 - ENERGY_GUARD)) { *rank = i + 1; return TD_OK; }
     }
     *rank = n;
     return TD_OK;
@@ -93,21 +106,21 @@ td_status td_rank_evbmf(const double *s, size_t n, size_t rows, size_t cols, siz
     for (size_t i = k0; i < l; i++) mean += s2[i];
     mean /= (double)(l - k0);
     double lower = fmax(s2[k0] / (m * xbar), mean / m);
-    if (!(lower > 0)) lower = 1e-12;
+    if (!(lower > 0)) lower = EVB_LOWER_FLOOR;
     if (lower > upper) lower = upper;
     /* Grid in log sigma2, then golden-section refinement around the best point. */
     double best = upper, fbest = evb_objective(upper, s2, l, m, alpha, xbar);
-    const int grid = 2000;
+    const int grid = EVB_GRID;
     double ll = log(lower), lu = log(upper);
     for (int g = 0; g <= grid; g++) {
         double v = exp(ll + (lu - ll) * g / grid), fv = evb_objective(v, s2, l, m, alpha, xbar);
         if (fv < fbest) { fbest = fv; best = v; }
     }
     double step = (lu - ll) / grid, a = fmax(ll, log(best) - step), b = fmin(lu, log(best) + step);
-    const double gr = 0.6180339887498949;
+    const double gr = GOLDEN_RATIO_CONJ;
     double c = b - gr * (b - a), d = a + gr * (b - a);
     double fc = evb_objective(exp(c), s2, l, m, alpha, xbar), fd = evb_objective(exp(d), s2, l, m, alpha, xbar);
-    for (int it = 0; it < 200 && b - a > 1e-12; it++) {
+    for (int it = 0; it < EVB_GOLDEN_STEPS && b - a > EVB_GOLDEN_WIDTH; it++) {
         if (fc < fd) { b = d; d = c; fd = fc; c = b - gr * (b - a); fc = evb_objective(exp(c), s2, l, m, alpha, xbar); }
         else { a = c; c = d; fc = fd; d = a + gr * (b - a); fd = evb_objective(exp(d), s2, l, m, alpha, xbar); }
     }
