@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs every test: a release build, an ASan+UBSan build, and an install check
-# (the README's C example built with `cc prog.c $(pkg-config --cflags --libs tdecomp)`).
+# (docs/library.md's C example built with `cc prog.c $(pkg-config --cflags --libs tdecomp)`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
@@ -114,7 +114,7 @@ dest=$(mktemp -d)
 if meson install -C build-release --destdir "$dest" >/dev/null 2>&1; then
     pcdir=$(dirname "$(find "$dest" -name tdecomp.pc | head -1)")
     libdir=$(dirname "$(find "$dest" -name 'libtdecomp.so' | head -1)")
-    /usr/bin/python3 tests/meta/extract_readme_c.py README.md "$dest/prog.c"
+    /usr/bin/python3 tests/meta/extract_readme_c.py docs/library.md "$dest/prog.c"
     if PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$pcdir" \
         cc -std=c11 -Wall -Wextra -Werror "$dest/prog.c" -o "$dest/prog" \
         $(PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs tdecomp) &&
