@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Every public function's comment in include/tdecomp/*.h says what a caller needs: for a
 td_status function, its statuses (the word "Statuses" or the TD_E* codes it returns, or "as"
-another function's); for every function, its cost ("O(", "Cost", "flops", "no allocation") unless
-it is an accessor the header's preamble covers; and each header states thread-safety (in its
-preamble or per function). A declaration's comment is the block right above it, or the block
+another function's); for every function, its cost ("O(", "Cost", "flops", "no allocation", "reads
+only", ...) unless it is a trivial accessor (*_name, *_free, *_init, ... returning void, a string or
+a number) or the header's preamble states one ("Cost:"); and each header states thread-safety (in
+its preamble or per function). A declaration's comment is the block right above it, or the block
 above a run of declarations it belongs to (a blank line ends a run).
 
 usage: check_api_docs.py INCLUDE_DIR"""
