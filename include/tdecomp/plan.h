@@ -23,7 +23,9 @@ typedef enum td_rule_kind {
     TD_RULE_RATIO,           /* value = F, per mode max(1, round_half_up(F C)) */
     TD_RULE_ENERGY,          /* value = fraction of squared singular values kept, per mode */
     TD_RULE_VBMF,            /* EVBMF on the mode-0 and mode-1 unfoldings */
-    TD_RULE_TARGET_PARAMS,   /* value = fraction of the whole file's parameters to keep */
+    TD_RULE_TARGET_PARAMS,   /* value = fraction of the planned layers' kernel parameters to keep
+                                (excluded and skipped layers count whole; the tool plans every
+                                layer of the file) */
     TD_RULE_TARGET_FLOPS,    /* value = fraction of the conv/dense FLOPs to keep */
     TD_RULE_MAX_ERROR        /* value = largest per-layer relative error allowed */
 } td_rule_kind;
