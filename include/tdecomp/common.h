@@ -1,6 +1,7 @@
 /* tdecomp/common.h - export macro, attributes and the fixed limits shared by every header.
  *
- * Public headers include no HDF5, CBLAS or LAPACKE header; they compile alone as C11 and C++. */
+ * Public headers include no HDF5, CBLAS or LAPACKE header; they compile alone as C11 and C++.
+ * Thread-safety: macros and constants only; nothing here has state. */
 #ifndef TDECOMP_COMMON_H
 #define TDECOMP_COMMON_H
 

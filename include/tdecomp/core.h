@@ -40,7 +40,8 @@ typedef struct td_tensor {
 } td_tensor;
 
 /* Product of n extents into *out, TD_EOVERFLOW if it does not fit in size_t (or in
- * SIZE_MAX / sizeof(double) elements, so byte counts never overflow either). n may be 0 (*out = 1). */
+ * SIZE_MAX / sizeof(double) elements, so byte counts never overflow either). n may be 0 (*out = 1).
+ * TD_EINVAL for n < 0 or a NULL pointer. O(n), no allocation. */
 TD_API TD_WUR td_status td_size_product(int n, const size_t *dims, size_t *out);
 
 /* Allocates a zero-filled owning tensor. t is overwritten (not freed first); on failure it is zeroed.
@@ -49,15 +50,16 @@ TD_API TD_WUR td_status td_size_product(int n, const size_t *dims, size_t *out);
 TD_API TD_WUR td_status td_tensor_alloc(td_tensor *t, int ndim, const size_t *shape);
 
 /* Convenience for matrices: td_tensor_alloc(t, 2, {rows, cols}).
- * Statuses as td_tensor_alloc. */
+ * Statuses as td_tensor_alloc. Cost: one calloc. */
 TD_API TD_WUR td_status td_matrix_alloc(td_tensor *t, size_t rows, size_t cols);
 
 /* Describes caller memory as a tensor without allocating; t->owner = 0. data may be NULL only when
- * the size is 0. Statuses as td_tensor_alloc except TD_ENOMEM. */
+ * the size is 0. Statuses as td_tensor_alloc except TD_ENOMEM. O(ndim), no allocation. */
 TD_API TD_WUR td_status td_tensor_view(td_tensor *t, int ndim, const size_t *shape, double *data);
 
 /* Deep copy into a new owning tensor dst (overwritten, zeroed on failure).
- * Statuses: TD_EINVAL (NULL), td_tensor_alloc's. */
+ * Statuses: TD_EINVAL (NULL, dst == src), td_tensor_alloc's. Cost: one calloc and one memcpy of
+ * size doubles. */
 TD_API TD_WUR td_status td_tensor_copy(td_tensor *dst, const td_tensor *src);
 
 /* Releases owned data and zeroes the struct. Safe on a zeroed struct, a view, or NULL. */
@@ -66,14 +68,16 @@ TD_API void td_tensor_free(td_tensor *t);
 /* 1 when both have the same ndim and extents. */
 TD_API int td_tensor_same_shape(const td_tensor *a, const td_tensor *b);
 
-/* TD_OK when every entry is finite, TD_ENOTFINITE otherwise. */
+/* TD_OK when every entry is finite, TD_ENOTFINITE otherwise; TD_EINVAL for NULL.
+ * One pass, stopping at the first NaN/Inf; no allocation. */
 TD_API TD_WUR td_status td_tensor_check_finite(const td_tensor *t);
 
 /* Largest magnitude a decomposition accepts: Grams and norms square the entries, and 1e150^2 is
  * still far from double's overflow at 1.8e308. */
 #define TD_VALUE_MAX 1e150
 
-/* td_tensor_check_finite, then TD_EVALUE when some |entry| > TD_VALUE_MAX. */
+/* td_tensor_check_finite, then TD_EVALUE when some |entry| > TD_VALUE_MAX. One pass over the
+ * entries, no allocation. */
 TD_API TD_WUR td_status td_tensor_check_values(const td_tensor *t);
 
 /* --- unfoldings ------------------------------------------------------------------------------ */
@@ -87,16 +91,19 @@ typedef struct td_unfolding {
     size_t right;
 } td_unfolding;
 
-/* Fills *u for mode n of x. TD_EINVAL if n is out of range. */
+/* Fills *u for mode n of x. TD_EINVAL if n is out of range (or a pointer is NULL).
+ * O(ndim), no allocation. */
 TD_API TD_WUR td_status td_unfolding_of(const td_tensor *x, int mode, td_unfolding *u);
 
 /* Copies X_(n) into out, a caller-allocated I_n x (size / I_n) matrix (any 2-D tensor of that
- * shape). Bit-for-bit equal to TensorLy's unfold. TD_EINVAL bad mode, TD_ESHAPE bad out. */
+ * shape). Bit-for-bit equal to TensorLy's unfold. TD_EINVAL bad mode, TD_ESHAPE bad out.
+ * Cost: one copy of size(x) doubles (L I_n runs of T contiguous doubles); no allocation. */
 TD_API TD_WUR td_status td_unfold(const td_tensor *x, int mode, td_tensor *out);
 
 /* Inverse of td_unfold: writes into out (caller-allocated with the folded shape) the tensor whose
  * mode-n unfolding is mat. fold(unfold(X, n), n) == X exactly.
- * Statuses: TD_EINVAL (NULL, mode out of range), TD_ESHAPE (mat is not out's mode-n unfolding). */
+ * Statuses: TD_EINVAL (NULL, mode out of range), TD_ESHAPE (mat is not out's mode-n unfolding).
+ * Cost: one copy of size(out) doubles; no allocation. */
 TD_API TD_WUR td_status td_fold(const td_tensor *mat, int mode, td_tensor *out);
 
 /* --- products -------------------------------------------------------------------------------- */
@@ -113,12 +120,17 @@ TD_API TD_WUR td_status td_ttm(const td_tensor *x, int mode, const td_tensor *m,
  * mats[k] != NULL and k != skip (skip = -1 skips none). Modes are applied most-shrinking first.
  * y caller-allocated with the final shape. Allocates at most two intermediates internally.
  * If no mode is applied, y receives a copy of x.
+ * Cost: one td_ttm per applied mode, 2 * J_k * size(that step's input) flops each; memory: the
+ * intermediates of the steps before the last (none for one mode, one for two, two alternating
+ * buffers for more), each of that step's result size.
  * Statuses: TD_EINVAL (NULL, skip out of range), TD_ESHAPE, TD_ENOMEM, and td_ttm's. */
 TD_API TD_WUR td_status td_ttm_multi(const td_tensor *x, const td_tensor *const *mats, int skip,
                                      int transpose, td_tensor *y);
 
 /* Khatri-Rao product of the n matrices mats[k] (each I_k x R, same R), leaving out index skip
  * (-1 for none), in increasing k. out caller-allocated (prod I_k) x R. TensorLy's order.
+ * Cost: R * sum_k prod_{m<=k} I_m multiplications over the matrices used (at most
+ * 2 R prod I_k when every I_k >= 2), built in place in out; no allocation.
  * Statuses: TD_EINVAL (NULL, n < 1, skip out of range), TD_ESHAPE (different R, out's shape), TD_EOVERFLOW. */
 TD_API TD_WUR td_status td_khatri_rao(const td_tensor *const *mats, int n, int skip, td_tensor *out);
 
@@ -135,7 +147,8 @@ TD_API TD_WUR td_status td_mttkrp(const td_tensor *x, const td_tensor *const *fa
  * Statuses: TD_EINVAL (NULL, mode out of range), TD_ESHAPE (g not I_n x I_n), TD_ERANGE, TD_ENOMEM. */
 TD_API TD_WUR td_status td_gram(const td_tensor *x, int mode, td_tensor *g);
 
-/* Frobenius norm sqrt(sum x^2), computed without overflow for large entries. 0 for an empty tensor. */
+/* Frobenius norm sqrt(sum x^2), computed without overflow for large entries. 0 for an empty tensor.
+ * At most two passes over x (the largest magnitude, then the sum of squares), no allocation. */
 TD_API double td_norm(const td_tensor *x);
 
 /* Relative difference ||x - ref||_F / ||ref||_F into *rel (the absolute ||x - ref||_F when ref is
@@ -144,7 +157,8 @@ TD_API double td_norm(const td_tensor *x);
  * NaN/Inf entries give NaN/Inf. No allocation; two passes over each; thread-safe. */
 TD_API TD_WUR td_status td_rel_diff(const td_tensor *x, const td_tensor *ref, double *rel);
 
-/* Inner product sum a .* b into *out; TD_ESHAPE when shapes differ. */
+/* Inner product sum a .* b into *out; TD_ESHAPE when shapes differ, TD_EINVAL for NULL.
+ * One pass, 2 * size flops, no allocation. */
 TD_API TD_WUR td_status td_inner(const td_tensor *a, const td_tensor *b, double *out);
 
 /* --- deterministic random numbers (no global state) ------------------------------------------ */
@@ -154,6 +168,9 @@ typedef struct td_rng {
     uint64_t s[4];
 } td_rng;
 
+/* td_rng_seed: sets the state from seed (splitmix64 expands it to the four words); td_rng_next:
+ * the next 64 random bits. O(1), no allocation. The state is the struct alone: one td_rng per
+ * thread, or the caller serialises. */
 TD_API void td_rng_seed(td_rng *rng, uint64_t seed);
 TD_API uint64_t td_rng_next(td_rng *rng);
 /* Uniform in [0, 1) with 53 random bits. */

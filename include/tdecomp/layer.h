@@ -2,7 +2,9 @@
  * the cost model (parameters, MACs, FLOPs) and a reference executor.
  *
  * Shapes are always OIHW for convs: kernel (Cout, Cin/groups, kh, kw); dense (out, in).
- * The fields of td_layer_desc below are shared with io and plan: add fields, never change these. */
+ * The fields of td_layer_desc below are shared with io and plan: add fields, never change these.
+ * Thread-safety: no global state; any of these functions may run in several threads at once on
+ * distinct outputs (inputs are only read). Progress callbacks run in the calling thread. */
 #ifndef TDECOMP_LAYER_H
 #define TDECOMP_LAYER_H
 
@@ -56,18 +58,21 @@ typedef struct td_layer_desc {
 /* The one validity check of a description, used by every function below: TD_OK, or TD_EINVAL for
  * NULL, a zero size, a dense layer with kh or kw other than 1, an unknown kind or padding mode,
  * groups 0 or not dividing Cin and Cout, a stride or dilation 0, or input_known with a 0 extent.
- * Whether the kernel fits a known input is td_layer_output_size's question. Thread-safe. */
+ * Whether the kernel fits a known input is td_layer_output_size's question. Thread-safe, O(1),
+ * no allocation. */
 TD_API TD_WUR td_status td_layer_check(const td_layer_desc *d);
 
 /* Resolves the padding of d for an input of h x w into pad[4] = top, bottom, left, right.
  * Explicit: d->pad; valid and dense: zeros; 'same' (TF/Keras): out = ceil(H / s),
  * total = max((out - 1) s + (k - 1) d + 1 - H, 0), top = total / 2, bottom = the rest (the odd
  * pixel at the bottom/right). TD_EINVAL for an invalid description (zero sizes, stride/dilation 0,
- * groups not dividing Cin and Cout), an empty input (h or w 0) or a NULL pointer. */
+ * groups not dividing Cin and Cout), an empty input (h or w 0) or a NULL pointer. O(1), no
+ * allocation. */
 TD_API TD_WUR td_status td_layer_padding(const td_layer_desc *d, size_t h, size_t w, size_t pad[4]);
 
 /* Output spatial size for an input of h x w after td_layer_padding (dense: 1 x 1).
- * TD_EINVAL when the dilated kernel does not fit the padded input, or as td_layer_padding. */
+ * TD_EINVAL when the dilated kernel does not fit the padded input, or as td_layer_padding.
+ * O(1), no allocation. */
 TD_API TD_WUR td_status td_layer_output_size(const td_layer_desc *d, size_t h, size_t w, size_t *ho,
                                              size_t *wo);
 
@@ -81,7 +86,7 @@ typedef struct td_cost {
 
 /* Cost of one layer: params, and MACs/FLOPs at d->in_h x d->in_w when d->input_known (dense:
  * always). flops_per_pixel = 2 * Cout * Cin/g * kh * kw. TD_EINVAL as td_layer_output_size;
- * TD_EOVERFLOW when a count does not fit 63 bits (c is then zeroed). */
+ * TD_EOVERFLOW when a count does not fit 63 bits (c is then zeroed). O(1), no allocation. */
 TD_API TD_WUR td_status td_layer_cost(const td_layer_desc *d, td_cost *c);
 
 /* --- calibration statistics (data-aware rewrites) ---------------------------------------------
@@ -173,7 +178,7 @@ typedef struct td_admission {
 TD_API TD_WUR td_status td_layer_admission(const td_layer_desc *d, td_admission *a);
 
 /* Removes m from a's mask with the reason why (static storage, the caller's); no effect when m is
- * not admitted (the first reason stays, as the report's order of reasons requires). */
+ * not admitted (the first reason stays, as the report's order of reasons requires). O(1). */
 TD_API void td_admission_refuse(td_admission *a, td_method m, const char *why);
 
 /* The chain a rewrite of d by method m at ranks would produce, without data: method, npieces,
@@ -182,11 +187,12 @@ TD_API void td_admission_refuse(td_admission *a, td_method m, const char *why);
  * tucker2 (R_out, R_in) with 1 <= R_out <= Cout, 1 <= R_in <= Cin; cp (R >= 1); svd (j) with
  * 1 <= j <= min(Cout, Cin kh kw); svd-grouped (k, j), 2 <= k dividing Cin, 1 <= j <= min(Cout,
  * Cin/k kh kw). Statuses: TD_EINVAL (invalid d or ranks, m none), TD_EUNSUPPORTED (m not admitted
- * by d's geometry). c is zeroed on failure and needs no td_chain_free. Thread-safe. */
+ * by d's geometry). c is zeroed on failure and needs no td_chain_free. Thread-safe, O(1), no
+ * allocation. */
 TD_API TD_WUR td_status td_chain_layout(const td_layer_desc *d, td_method m, const size_t ranks[2], td_chain *c);
 
 /* min(Cout, (Cin / k) kh kw): the largest useful rank j of a (grouped, k groups) SVD of d's
- * lowering (dense: min(out, in)). d must be valid and k >= 1. */
+ * lowering (dense: min(out, in)). d must be valid and k >= 1. O(1). */
 TD_API size_t td_svd_rank_limit(const td_layer_desc *d, size_t k);
 
 /* td_chain_cost of td_chain_layout(d, m, ranks): the cost of the chain a rewrite would write,
@@ -203,7 +209,7 @@ TD_API TD_WUR td_status td_rewrite_workspace(const td_layer_desc *d, td_method m
                                              uint64_t *bytes);
 
 /* Frees every piece and zeroes the chain. Safe on a zeroed chain; pieces that are views (owner 0)
- * are only reset, so a chain of views over a file's buffers may be freed too. */
+ * are only reset, so a chain of views over a file's buffers may be freed too. O(pieces). */
 TD_API void td_chain_free(td_chain *c);
 
 /* --- data-aware rewrites ----------------------------------------------------------------------
@@ -245,7 +251,10 @@ TD_API TD_WUR td_status td_chain_output_error(const td_layer_desc *d, const td_l
 /* W~ = D W S in the metric method m works in (svd-grouped with k groups: per group its block),
  * same shape as the kernel (groups 1 only): the spectra of its unfoldings are the output-error
  * spectra the planner allocates by. Statuses: td_layer_stats_check's, TD_ESHAPE (kernel, grouped
- * layer), TD_EINVAL (k not dividing Cin), TD_ENOMEM, TD_ELAPACK. out is zeroed on failure. */
+ * layer), TD_EINVAL (k not dividing Cin), TD_ENOMEM, TD_ELAPACK. out is zeroed on failure.
+ * Cost: per metric block of size n (Cin / k channels; Cin kh kw / k with patch_cov for an SVD
+ * lowering) one symmetric eigen-decomposition (O(n^3)) and 4 n^3 flops for S and S^-1, then
+ * 2 Cout Cin kh kw n flops to apply S; heap at most td_layer_whiten_workspace's bound. */
 TD_API TD_WUR td_status td_layer_whiten(const td_layer_desc *d, const td_layer_stats *s, td_method m, size_t k,
                                         const td_tensor *kernel, td_tensor *out);
 
@@ -272,6 +281,8 @@ typedef struct td_rewrite_options {
                                    measures them with td_chain_measure; 0 (default): measured */
 } td_rewrite_options;
 
+/* Defaults: clamp 0, td_tucker_options_init's and td_cp_options_init's options, no statistics,
+ * ignore_output_cov 0. NULL is ignored. O(1). */
 TD_API void td_rewrite_options_init(td_rewrite_options *opt);
 
 /* The one entry point of every rewrite: layer d (kernel, optional bias) by method m at ranks
@@ -308,7 +319,8 @@ TD_API TD_WUR td_status td_conv_tucker2(const td_layer_desc *d, const td_tensor 
  * (Cout, R, 1, 1) with the bias (the weights l folded in there). 'same' padding stays 'same' on
  * both spatial pieces, which resolves to the original per-axis padding. Parameters:
  * R (Cin + kh + kw + Cout). chain.ranks = (R).
- * Statuses as td_layer_rewrite. */
+ * Statuses as td_layer_rewrite. Cost: td_cp_als's, plus the composition for rel_error
+ * (2 Cout R Cin kh kw flops, a temporary of R Cin kh kw doubles and one kernel-sized tensor). */
 TD_API TD_WUR td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kernel,
                                    const td_tensor *bias, size_t rank, const td_cp_options *opt,
                                    td_chain *out);
@@ -317,7 +329,10 @@ TD_API TD_WUR td_status td_conv_cp(const td_layer_desc *d, const td_tensor *kern
  * (out, in), or of a conv lowered to the (Cout, Cin kh kw) matrix (a 1x1 conv is the (Cout, Cin)
  * matrix). M = U S V^T; pieces: S_r V_r^T as (r, in) or (r, Cin, kh, kw) with d's stride, padding
  * and dilation; U_r as (out, r) or (Cout, r, 1, 1) with the bias. rank above min(rows, cols) is
- * lowered when clamp (chain.clamped = 1), else TD_EINVAL. Parameters: r (rows + cols). */
+ * lowered when clamp (chain.clamped = 1), else TD_EINVAL. Parameters: r (rows + cols).
+ * Statuses as td_layer_rewrite. Cost: one td_svd_trunc (default options) of the rows x cols
+ * matrix, plus 2 rows cols r flops for the composition; memory besides the chain: a copy of the
+ * matrix, its rank-r factors, td_svd_trunc's workspace and one kernel-sized composition. */
 TD_API TD_WUR td_status td_layer_svd(const td_layer_desc *d, const td_tensor *kernel,
                                      const td_tensor *bias, size_t rank, int clamp, td_chain *out);
 
@@ -328,7 +343,10 @@ TD_API TD_WUR td_status td_layer_svd(const td_layer_desc *d, const td_tensor *ke
  * dilation; a dense 1x1 conv (Cout, k j, 1, 1) = [U_0 | ... | U_{k-1}] with the bias. j above
  * min(Cout, (Cin/k) kh kw) is lowered when clamp, else TD_EINVAL. k = 1 is td_layer_svd (method
  * TD_METHOD_SVD, ranks (j)); otherwise ranks (k, j). Dense layers: only k = 1.
- * Parameters: j (Cin kh kw + k Cout). */
+ * Parameters: j (Cin kh kw + k Cout). Statuses as td_layer_rewrite.
+ * Cost: k td_svd_trunc (default options) of Cout x (Cin/k) kh kw slices, one at a time, plus
+ * 2 Cout Cin kh kw j flops for the composition; memory besides the chain: one slice and its
+ * factors (and td_svd_trunc's workspace) at a time, and one kernel-sized composition. */
 TD_API TD_WUR td_status td_conv_svd_grouped(const td_layer_desc *d, const td_tensor *kernel,
                                             const td_tensor *bias, size_t k, size_t j, int clamp,
                                             td_chain *out);
@@ -340,14 +358,17 @@ TD_API TD_WUR td_status td_conv_svd_grouped(const td_layer_desc *d, const td_ten
  * Only c->method, c->npieces and the pieces' kernels are read, so `verify` may build a chain of
  * views over a decomposed file's datasets. Every piece's shape is checked against out first:
  * TD_ESHAPE on any mismatch (also a wrong npieces), TD_EINVAL for an unknown method or NULL,
- * TD_ERANGE, TD_ENOMEM (Tucker-2 uses one temporary of Cout r_in kh kw). */
+ * TD_ERANGE, TD_ENOMEM (Tucker-2 uses one temporary of Cout r_in kh kw, CP one of R Cin kh kw;
+ * the SVDs none). Cost: Tucker-2 2 Cout r_in kh kw (r_out + Cin) flops, CP 2 Cout R Cin kh kw
+ * (plus 2 R Cin kh kw multiplications), SVD and grouped SVD 2 Cout j Cin kh kw, whatever k. */
 TD_API TD_WUR td_status td_chain_compose(const td_chain *c, td_tensor *out);
 
 /* rel_error = ||W - W_hat||_F / ||W||_F with W = kernel and W_hat = td_chain_compose(c) (the
  * absolute error ||W_hat||_F when W is zero). For the report's figure after the pieces were
  * rounded to the file's dtype (round them, then call this), and for `verify`. Statuses as
  * td_chain_compose (TD_ESHAPE when kernel's shape does not match the chain). Memory: one tensor of
- * kernel's size. */
+ * kernel's size, plus td_chain_compose's temporary. Cost: td_chain_compose's and two passes over
+ * each kernel (td_rel_diff). */
 TD_API TD_WUR td_status td_chain_rel_error(const td_chain *c, const td_tensor *kernel, double *rel_error);
 
 /* Measures the chain c against the kernel it replaces (d's, shapes as td_chain_compose) from one
@@ -364,7 +385,8 @@ TD_API TD_WUR td_status td_chain_measure(td_chain *c, const td_layer_desc *d, co
  * original layer: a piece followed by pieces with strides s (per axis) counts the product of
  * those s_h s_w pixels per output pixel (the first 1x1 of a stride-2 Tucker-2 chain counts 4).
  * Tucker-2: H W Cin R_in + Ho Wo (R_out R_in kh kw + Cout R_out) MACs; CP: H W Cin R +
- * Ho W R kh + Ho Wo R kw + Ho Wo R Cout; (grouped) SVD: Ho Wo j Cin kh kw + Ho Wo Cout k j. */
+ * Ho W R kh + Ho Wo R kw + Ho Wo R Cout; (grouped) SVD: Ho Wo j Cin kh kw + Ho Wo Cout k j.
+ * O(pieces^2), no allocation. */
 TD_API TD_WUR td_status td_chain_cost(const td_chain *c, td_cost *cost);
 
 /* --- LoRA adapters from an SVD split (docs/maths.md, LoRA adapters) ------------------------------
@@ -399,7 +421,7 @@ typedef struct td_adapter {
 } td_adapter;
 
 /* A's and B's shapes for rank r on layer d (no data needed): TD_EUNSUPPORTED for kh != kw,
- * TD_EINVAL for r = 0 or an invalid description. */
+ * TD_EINVAL for r = 0 or an invalid description, TD_EOVERFLOW. O(1), no allocation. */
 TD_API TD_WUR td_status td_adapter_shapes(const td_layer_desc *d, size_t rank, size_t a_shape[2],
                                           size_t b_shape[2]);
 
@@ -416,9 +438,12 @@ TD_API TD_WUR td_status td_layer_adapter(const td_layer_desc *d, const td_tensor
 TD_API TD_WUR td_status td_adapter_workspace(const td_layer_desc *d, size_t rank, td_adapter_mode mode, uint64_t *bytes);
 
 /* rel_error of frozen + scaling B A against kernel (after the caller rounded the factors).
- * Statuses: TD_EINVAL (NULL), TD_ESHAPE (kernel is not the adapter's), TD_ENOMEM. */
+ * Statuses: TD_EINVAL (NULL), TD_ESHAPE (kernel is not the adapter's), TD_ENOMEM, TD_ERANGE.
+ * Cost: one copy of the frozen part, one GEMM (2 size(kernel) R flops, R = inner) and
+ * td_rel_diff's two passes; memory: one kernel-sized tensor. */
 TD_API TD_WUR td_status td_adapter_rel_error(const td_adapter *a, const td_tensor *kernel, double *rel_error);
 
+/* Frees frozen, a and b and zeroes the struct; safe on a zeroed adapter or NULL. */
 TD_API void td_adapter_free(td_adapter *a);
 
 /* --- reference executor -------------------------------------------------------------------
@@ -457,7 +482,9 @@ TD_API TD_WUR td_status td_chain_apply_workspace(const td_chain *c, size_t h, si
 
 /* Runs every piece of the chain in turn (gemm = 0: direct, 1: im2col + GEMM); the pieces' own
  * padding modes are resolved against the size each sees.
- * Statuses: TD_EINVAL (NULL, an empty chain), and those of the executor for each piece. */
+ * Statuses: TD_EINVAL (NULL, an empty chain), and those of the executor for each piece.
+ * Cost: the executor's for each piece (about 2 MACs flops each: td_chain_cost's FLOPs); heap
+ * as td_chain_apply_workspace: at most one piece's input, output and im2col matrix at once. */
 TD_API TD_WUR td_status td_chain_apply(const td_chain *c, const td_tensor *input, int gemm,
                                        td_tensor *output);
 

@@ -5,7 +5,9 @@
  * HOSVD bound sqrt(tail_0(R_out) + tail_1(R_in)) / ||W|| (an upper bound of the HOOI result,
  * which starts from HOSVD and never increases the error); for SVD the exact Eckart-Young tail;
  * for grouped SVD the sum of the groups' tails. CP has no spectral curve: under global targets it
- * uses the Tucker-2 curve at (R, R) as a proxy (documented; the final error is measured). */
+ * uses the Tucker-2 curve at (R, R) as a proxy (documented; the final error is measured).
+ * Thread-safety: no global state; calls on distinct outputs may run in several threads at once
+ * (layers, curves and kernels are only read). */
 #ifndef TDECOMP_PLAN_H
 #define TDECOMP_PLAN_H
 
@@ -21,7 +23,9 @@ typedef enum td_rule_kind {
     TD_RULE_RATIO,           /* value = F, per mode max(1, round_half_up(F C)) */
     TD_RULE_ENERGY,          /* value = fraction of squared singular values kept, per mode */
     TD_RULE_VBMF,            /* EVBMF on the mode-0 and mode-1 unfoldings */
-    TD_RULE_TARGET_PARAMS,   /* value = fraction of the whole file's parameters to keep */
+    TD_RULE_TARGET_PARAMS,   /* value = fraction of the planned layers' kernel parameters to keep
+                                (excluded and skipped layers count whole; the tool plans every
+                                layer of the file) */
     TD_RULE_TARGET_FLOPS,    /* value = fraction of the conv/dense FLOPs to keep */
     TD_RULE_MAX_ERROR        /* value = largest per-layer relative error allowed */
 } td_rule_kind;
@@ -99,7 +103,8 @@ typedef struct td_plan_curve td_plan_curve;
 
 /* 1 when td_plan needs a curve of layer l under opt (read its kernel and call td_plan_curve_new
  * before td_plan); 0 when the layer is skipped whatever its values, or the rule needs no
- * spectra (fixed ranks and ratios without estimate_errors). */
+ * spectra (fixed ranks and ratios without estimate_errors; svd-grouped without svd_groups needs
+ * them to choose k). O(1), no allocation. */
 TD_API int td_plan_needs_curve(const td_plan_layer *l, const td_plan_options *opt);
 
 /* The spectra of layer l (kernel OIHW or (out, in), double, matching l->desc) for the method
@@ -118,7 +123,8 @@ TD_API td_method td_plan_curve_method(const td_plan_curve *c);
 /* ... the squared singular values of one unfolding, descending, zero-padded to *len entries (the
  * mode's extent): tucker2 and cp mode 0 (Cout) and mode 1 (Cin) of the kernel, svd mode 0 of the
  * matrix factorised (Cout rows); in the statistics' metric when the layer had them. NULL (and
- * *len 0) when the curve has no such spectrum (svd mode 1, svd-grouped). The curve owns it. */
+ * *len 0) when the curve has no such spectrum (svd mode 1, svd-grouped). The curve owns it.
+ * O(1), no allocation. */
 TD_API const double *td_plan_curve_spectrum(const td_plan_curve *c, int mode, size_t *len);
 
 /* ... and the planner's prediction at ranks (td_chain's convention for the curve's method): the
@@ -142,14 +148,18 @@ TD_API void td_plan_curve_free(td_plan_curve *c);
  * on what the layers admit, so summary->params_after is what the written chains will have. An
  * infeasible target is TD_EINFEASIBLE with err saying what is reachable; --target-flops with an
  * unknown input size is TD_EINVAL naming the layer; a missing curve where one is needed is
- * TD_EINVAL. Cost: O(sum of the layers' rank pairs) per allocator step, no large allocation.
+ * TD_EINVAL. Cost: O(sum of the layers' rank pairs) per allocator step; no large allocation,
+ * except with min_total_error (and a params or FLOPs target): each layer's Pareto frontier, built
+ * once from all its rank pairs (Cout Cin for Tucker-2, 32 bytes each) and held during the call.
  * Thread-safe for distinct outputs. */
 TD_API TD_WUR td_status td_plan(const td_plan_layer *layers, td_plan_curve *const *curves, size_t n,
                                 const td_plan_options *opt, td_plan_decision *out, td_plan_summary *summary,
                                 td_error *err);
 
 /* td_plan for kernels held in memory (kernels[i] for layers[i]): builds and frees the curves
- * itself. Statuses as td_plan_curve_new and td_plan. */
+ * itself. Statuses as td_plan_curve_new and td_plan. Cost: td_plan_curve_new for every layer
+ * that needs a curve, one after the other, then td_plan's; every curve is kept until td_plan
+ * returns. */
 TD_API TD_WUR td_status td_plan_kernels(const td_plan_layer *layers, const td_tensor *const *kernels, size_t n,
                                         const td_plan_options *opt, td_plan_decision *out, td_plan_summary *summary,
                                         td_error *err);
@@ -167,14 +177,16 @@ typedef struct td_plan_point {
  * ranks or vbmf) from the same curves: a model-level error-vs-budget curve. scratch has n
  * entries (the decisions of the last value are left there). Infeasible values give points with
  * feasible 0; other failures as td_plan.
- * Statuses: TD_EINVAL (NULL, a rule without a value), TD_ENOMEM, and td_plan's other than TD_EINFEASIBLE. */
+ * Statuses: TD_EINVAL (NULL, a rule without a value), TD_ENOMEM, and td_plan's other than TD_EINFEASIBLE.
+ * Cost: td_plan's per value (the curves are not recomputed); memory: one copy of n decisions. */
 TD_API TD_WUR td_status td_plan_sweep(const td_plan_layer *layers, td_plan_curve *const *curves, size_t n,
                                       const td_plan_options *opt, const double *values, size_t nvalues,
                                       td_plan_decision *scratch, td_plan_point *points, td_error *err);
 
 /* The chain decision dec asks for, by td_layer_rewrite with l->stats: its td_chain_cost equals
  * dec's params_after and flops_after. opt may be NULL (the rewrite's defaults). Statuses as
- * td_layer_rewrite; TD_EINVAL for a skipped decision. */
+ * td_layer_rewrite; TD_EINVAL for a skipped decision. Cost: td_layer_rewrite's for dec's method
+ * and ranks. */
 TD_API TD_WUR td_status td_plan_build(const td_plan_layer *l, const td_tensor *kernel, const td_tensor *bias,
                                       const td_plan_decision *dec, const td_rewrite_options *opt, td_chain *out);
 

@@ -1,5 +1,6 @@
 /* tdecomp/rank.h - rank rules: pure functions of a spectrum (fixed, ratio, energy, EVBMF), each
- * also usable as a td_truncate_fn for td_tucker through td_rank_truncate. */
+ * also usable as a td_truncate_fn for td_tucker through td_rank_truncate.
+ * Thread-safety: no global state; every function is reentrant (memory, where any, is the call's own). */
 #ifndef TDECOMP_RANK_H
 #define TDECOMP_RANK_H
 
@@ -11,7 +12,7 @@ TD_BEGIN_DECLS
 /* The --rank-ratio rule: R = max(1, round_half_up(f * c)) = floor(f c + 0.5 + 1e-9), at most c;
  * 0 when c == 0 or f is not positive. The 1e-9 guard keeps decimal products exact against binary
  * rounding (0.29 * 50 = 14.499999999999998 in binary still gives 15; 0.25 * 128 = 32). A (256, 128,
- * 3, 3) kernel at 0.25 gets (64, 32). */
+ * 3, 3) kernel at 0.25 gets (64, 32). O(1). */
 TD_API size_t td_rank_ratio(double f, size_t c);
 
 /* Spectral tails: tails[r] = sum_{i >= r} s2[i] for r = 0 .. n (tails[n] = 0), negative entries
@@ -24,7 +25,8 @@ TD_API void td_rank_tails(const double *s2, size_t n, double *tails);
  * 0 < f <= 1. Equivalently the truncation error sqrt(sum_{i>=r} s2[i]) / ||Y||_F is at most
  * sqrt(1 - f). Squared values are summed (not sigma), as the Frobenius error is. A relative guard of
  * 1e-12 makes f = 1 give the numerical rank. An all-zero spectrum gives 1.
- * TD_EINVAL for NULL pointers, n == 0 or f outside (0, 1]. */
+ * TD_EINVAL for NULL pointers, n == 0 or f outside (0, 1]; TD_ENOTFINITE for a NaN/Inf entry.
+ * Cost: at most two passes over s2 (O(n)), no allocation. */
 TD_API TD_WUR td_status td_rank_energy(const double *s2, size_t n, double f, size_t *rank);
 
 /* EVBMF (Nakajima, Sugiyama, Babacan & Tomioka, JMLR 2013, "Global analytic solution of
@@ -73,8 +75,10 @@ typedef struct td_rank_rule {
 /* td_truncate_fn adapter: ctx is a const td_rank_rule *, mode the tensor mode, sv2 the n = I_mode
  * squared singular values of its unfolding (descending), *rank in [0, n] out (0 only from EVBMF:
  * td_tucker then fails with TD_EINFEASIBLE). Statuses: TD_EINVAL (NULL pointers, n == 0, mode
- * outside [0, TD_MAX_MODES), a bad value, fixed rank 0, EVBMF without tensor_size),
- * TD_ENOTFINITE, TD_ENOMEM. */
+ * outside [0, TD_MAX_MODES), a bad value, fixed rank 0, EVBMF without tensor_size or with one
+ * that is not a multiple of n), TD_ENOTFINITE, TD_ENOMEM.
+ * Cost: O(1) for fixed ranks and ratios, td_rank_energy's O(n) for energy; EVBMF: a copy of the
+ * n singular values, then td_rank_evbmf's. */
 TD_API TD_WUR td_status td_rank_truncate(void *ctx, int mode, const double *sv2, size_t n,
                                          size_t *rank);
 

@@ -42,10 +42,11 @@ typedef enum td_status {
 } td_status;
 
 /* Human-readable message for a status ("out of memory"); "unknown status" for anything else.
- * Never NULL, static storage. */
+ * Never NULL, static storage. O(1), no allocation. */
 TD_API const char *td_strerror(td_status status);
 
-/* The enumerator's name ("TD_ENOMEM"); "TD_UNKNOWN" for anything else. Never NULL. */
+/* The enumerator's name ("TD_ENOMEM"); "TD_UNKNOWN" for anything else. Never NULL, static
+ * storage. O(1), no allocation. */
 TD_API const char *td_status_name(td_status status);
 
 /* Error record for calls that touch files. The caller owns it (stack is fine); functions that
@@ -58,10 +59,10 @@ typedef struct td_error {
 } td_error;
 
 /* The library's version at run time ("0.2.0"), which may differ from TD_VERSION_STRING of the
- * headers a program was compiled with. Static storage; thread-safe. */
+ * headers a program was compiled with. Static storage; thread-safe. O(1), no allocation. */
 TD_API const char *td_version(void);
 
-/* Resets a record to TD_OK and an empty message. */
+/* Resets a record to TD_OK and an empty message; NULL is ignored. O(1). */
 TD_API void td_error_clear(td_error *err);
 
 TD_END_DECLS

@@ -1,16 +1,23 @@
 #!/usr/bin/python3
 """Every public function's comment in include/tdecomp/*.h says what a caller needs: for a
 td_status function, its statuses (the word "Statuses" or the TD_E* codes it returns, or "as"
-another function's); for every function, its cost ("O(", "Cost", "flops", "no allocation") unless
-it is an accessor the header's preamble covers; and each header states thread-safety (in its
-preamble or per function). A declaration's comment is the block right above it, or the block
+another function's); for every function, its cost ("O(", "Cost", "flops", "no allocation", "reads
+only", ...) unless it is a trivial accessor (*_name, *_free, *_init, ... returning void, a string or
+a number) or the header's preamble states one ("Cost:"); and each header states thread-safety (in
+its preamble or per function). A declaration's comment is the block right above it, or the block
 above a run of declarations it belongs to (a blank line ends a run).
 
 usage: check_api_docs.py INCLUDE_DIR"""
 import os, re, sys
 
 DECL = re.compile(r'^TD_API\b(.*?)\b(td_\w+)\s*\(', re.S)
-COST = re.compile(r'O\(|[Cc]ost|flops|no allocation|[Ww]orkspace|allocates|one calloc|Memory', re.S)
+# A cost statement: "cost" as a word (not inside an identifier such as td_chain_cost), flops, O(...),
+# memory or allocation, or what an I/O function reads ("reads only ...", "one pass").
+COST = re.compile(r'O\(|(?<![\w])[Cc]osts?\b(?!_)|flops|[Nn]o allocation|[Ww]orkspace|allocates|one calloc|'
+                  r'Memory|[Rr]eads only|[Oo]ne pass', re.S)
+# A header preamble covers its functions' cost only with an explicit "Cost:" statement (a mention
+# such as "the cost model" does not).
+PREAMBLE_COST = re.compile(r'\bCosts?:')
 STATUS = re.compile(r'Statuses|TD_E[A-Z]+|statuses as|[Ss]tatuses of|as td_\w+\b', re.S)
 
 
@@ -63,9 +70,10 @@ def main():
                 continue
             if 'td_status' in m.group(1) and not STATUS.search(comment):
                 problems.append(f'{name}: {fn} does not say its statuses')
-            trivial = re.search(r'\b(void|const char \*|int|double|size_t|uint64_t|td_method)\b', m.group(1)) and \
+            # the return type is matched whole ("const char *" ends in no word boundary)
+            trivial = re.search(r'(?<!\w)(void|const char \*|int|double|size_t|uint64_t|td_method)(?!\w)', m.group(1)) and \
                 re.search(r'_name$|_free$|_init$|_clear$|_same_shape$|^td_rng_|_path$|_threads$|_core$|_version$|_method$', fn)
-            if not trivial and not COST.search(comment) and not COST.search(preamble):
+            if not trivial and not COST.search(comment) and not PREAMBLE_COST.search(preamble):
                 problems.append(f'{name}: {fn} does not say its cost')
     for p in problems:
         print('FAIL', p)
