@@ -435,6 +435,17 @@ typedef struct td_model_adapter {
     td_adapter *adapter;       /* rounded to the layer's dtype in place */
 } td_model_adapter;
 
+/* What an adapters file says of itself, in both formats (HDF5 root attributes, safetensors
+ * __metadata__ entries): tdecomp_version always; tdecomp_command when command is not NULL;
+ * tdecomp_adapters_rank (HDF5 int64), tdecomp_adapters_alpha (HDF5 float64) and
+ * tdecomp_adapters_mode ("principal" or "residual"). */
+typedef struct td_adapter_meta {
+    size_t rank;
+    double alpha;
+    td_adapter_mode mode;
+    const char *command;       /* the command line that made the file, or NULL */
+} td_adapter_meta;
+
 /* Copies the input into o (an HDF5 or byte output as td_format_output_kind(fmt)), replacing each
  * adapted layer's kernel by the adapter's frozen part (same path, shape, dtype and attributes:
  * the file loads as before) and adding the factors in PyTorch's LoRA layout, in the kernel's
@@ -443,9 +454,10 @@ typedef struct td_model_adapter {
  * td_model_writer_open and _put. Cost: one pass over each adapter's frozen part, A and B (rounded
  * in place), then every other tensor copied once (HDF5: H5Ocopy of every object but the adapted
  * kernels; safetensors: byte for byte through a 1 MiB buffer) and each frozen part, A and B
- * written once (Keras: the frozen part through one HWIO copy). */
+ * written once (Keras: the frozen part through one HWIO copy). meta (NULL: tdecomp_version alone)
+ * is written as td_adapter_meta says. */
 TD_API TD_WUR td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_format fmt, td_model_adapter *ad,
-                                                size_t n, td_error *err);
+                                                size_t n, const td_adapter_meta *meta, td_error *err);
 
 /* --- calibration statistics (docs/formats.md section 3) ----------------------------------- */
 

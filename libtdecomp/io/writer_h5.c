@@ -533,8 +533,22 @@ static td_status write_adapter(const td_model *m, td_outfile *o, const td_model_
     return st;
 }
 
+const char *td__adapter_mode_name(td_adapter_mode mode) { return mode == TD_ADAPTER_RESIDUAL ? "residual" : "principal"; }
+
+/* The adapters file's root attributes (td_adapter_meta). */
+static td_status stamp_adapters(td_outfile *o, const td_adapter_meta *meta, td_error *err)
+{
+    td_status st = td_outfile_attr_string(o, "/", "tdecomp_version", td_version(), err);
+    if (st != TD_OK || !meta) return st;
+    if (meta->command) st = td_outfile_attr_string(o, "/", "tdecomp_command", meta->command, err);
+    if (st == TD_OK) st = td_outfile_attr_number(o, "/", "tdecomp_adapters_rank", (double)meta->rank, 1, err);
+    if (st == TD_OK) st = td_outfile_attr_number(o, "/", "tdecomp_adapters_alpha", meta->alpha, 0, err);
+    if (st == TD_OK) st = td_outfile_attr_string(o, "/", "tdecomp_adapters_mode", td__adapter_mode_name(meta->mode), err);
+    return st;
+}
+
 td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_format fmt, td_model_adapter *ad, size_t n,
-                                  td_error *err)
+                                  const td_adapter_meta *meta, td_error *err)
 {
     td_error_clear(err);
     if (!m || !m->impl || !o || (!ad && n)) return TD_EINVAL;
@@ -551,7 +565,7 @@ td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_format fm
             if (st == TD_OK) st = td_tensor_round(&a->b, dt);
             if (st != TD_OK) return st;
         }
-        return td__adapters_st_write(m, o, ad, n, err);
+        return td__adapters_st_write(m, o, ad, n, meta, err);
     }
     if (st_in || fmt != TD_FORMAT_HDF5 || td__outfile_h5(o) < 0)
         return td__error_set(err, TD_EUNSUPPORTED, td_outfile_path(o), NULL,
@@ -576,6 +590,7 @@ td_status td_model_write_adapters(const td_model *m, td_outfile *o, td_format fm
         td__error_set(err, st, m->file, NULL, "cannot copy the file's objects");
     td__h5_quiet_end(&q);
     for (size_t r = 0; r < n && st == TD_OK; r++) st = write_adapter(m, o, &ad[r], err);
+    if (st == TD_OK) st = stamp_adapters(o, meta, err);
     free(skip);
     return st;
 }

@@ -43,7 +43,10 @@ td_status td__writer_st_attr(td_model_writer *w, const char *key, const char *va
 td_status td__writer_st_finish(td_model_writer *w, td_error *err);
 void td__writer_st_free(td_model_writer *w);
 /* td_model_write_adapters for a safetensors input (the output is safetensors). */
-td_status td__adapters_st_write(const td_model *m, td_outfile *o, const td_model_adapter *ad, size_t n, td_error *err);
+td_status td__adapters_st_write(const td_model *m, td_outfile *o, const td_model_adapter *ad, size_t n,
+                                const td_adapter_meta *meta, td_error *err);
+/* "principal" or "residual". */
+const char *td__adapter_mode_name(td_adapter_mode mode);
 
 /* OIHW -> HWIO ((C, 1, kh, kw) depthwise pieces -> (kh, kw, C, 1)); dense (out, in) -> (in, out). */
 td_status td__to_keras(const td_tensor *k, int depthwise, td_tensor *out);

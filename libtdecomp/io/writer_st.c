@@ -205,7 +205,7 @@ td_status td__writer_st_finish(td_model_writer *w, td_error *err)
 /* --- adapters of a safetensors input, as safetensors ------------------------------------------
  * Every tensor stays byte for byte except each adapted kernel (its frozen part, same name, dtype
  * and shape); <prefix>.lora_A and <prefix>.lora_B follow in the kernel's dtype; the input's
- * __metadata__ is kept, with tdecomp_adapters_rank, tdecomp_adapters_alpha and tdecomp_version. */
+ * __metadata__ is kept and extended as td_adapter_meta says. */
 
 static const td_model_adapter *adapter_of_tensor(const td_model *m, const td_model_adapter *ad, size_t n, size_t i)
 {
@@ -254,7 +254,8 @@ static td_status declare_adapters(const td_model *m, td__st_writer *sw, const td
     return st;
 }
 
-td_status td__adapters_st_write(const td_model *m, td_outfile *o, const td_model_adapter *ad, size_t n, td_error *err)
+td_status td__adapters_st_write(const td_model *m, td_outfile *o, const td_model_adapter *ad, size_t n,
+                                const td_adapter_meta *meta, td_error *err)
 {
     td__st_writer sw;
     memset(&sw, 0, sizeof sw);
@@ -264,11 +265,13 @@ td_status td__adapters_st_write(const td_model *m, td_outfile *o, const td_model
     const char *key, *v;
     for (size_t k = 0; st == TD_OK && (key = td__model_st_metadata(m, k, &v)); k++) st = td__st_writer_set_metadata(&sw, key, v, err);
     char num[64];
-    if (st == TD_OK && n) {
-        snprintf(num, sizeof num, "%zu", ad[0].adapter->rank);
+    if (st == TD_OK && meta) {
+        snprintf(num, sizeof num, "%zu", meta->rank);
         st = td__st_writer_set_metadata(&sw, "tdecomp_adapters_rank", num, err);
-        snprintf(num, sizeof num, "%.17g", ad[0].adapter->scaling * (double)ad[0].adapter->rank);
+        snprintf(num, sizeof num, "%.17g", meta->alpha);
         if (st == TD_OK) st = td__st_writer_set_metadata(&sw, "tdecomp_adapters_alpha", num, err);
+        if (st == TD_OK) st = td__st_writer_set_metadata(&sw, "tdecomp_adapters_mode", td__adapter_mode_name(meta->mode), err);
+        if (st == TD_OK && meta->command) st = td__st_writer_set_metadata(&sw, "tdecomp_command", meta->command, err);
     }
     if (st == TD_OK) st = td__st_writer_set_metadata(&sw, "tdecomp_version", td_version(), err);
     if (st == TD_OK) st = td__st_writer_begin_data(&sw, err);

@@ -222,6 +222,9 @@ p = run("adapters", src, "--rank", 2, "--alpha", 4, "-o", out("ad.safetensors"))
 if check(p.returncode == 0, f"adapters on safetensors: {p.stderr}"):
     got, meta = st_read(out("ad.safetensors"))
     check(meta.get("note") == "kept" and meta.get("tdecomp_adapters_rank") == "2", f"metadata kept and extended: {meta}")
+    check(float(meta.get("tdecomp_adapters_alpha", "nan")) == 4.0 and meta.get("tdecomp_adapters_mode") == "principal"
+          and "adapters" in meta.get("tdecomp_command", "") and meta.get("tdecomp_version"),
+          f"the same self-description as an HDF5 output (alpha, mode, command, version): {meta}")
     check(np.array_equal(got["fc1.bias"], tens["fc1.bias"]) and np.array_equal(got["steps"], tens["steps"]), "other tensors copied exactly")
     w = tens["fc1.weight"].astype(np.float64)
     a, b = got["fc1.lora_A"].astype(np.float64), got["fc1.lora_B"].astype(np.float64)

@@ -219,7 +219,7 @@ static td_status s_file(void *ctx)
     td_model_rewrite rw = {0, &c};
     td_model_adapter ma = {0, &a};
     if (!ctx) st = td_model_round_chain(&m, 0, &c);
-    if (st == TD_OK) st = ctx ? td_model_write_adapters(&m, of, TD_FORMAT_HDF5, &ma, 1, &err) : td_model_write(&m, of, TD_FORMAT_HDF5, &rw, 1, &err);
+    if (st == TD_OK) st = ctx ? td_model_write_adapters(&m, of, TD_FORMAT_HDF5, &ma, 1, NULL, &err) : td_model_write(&m, of, TD_FORMAT_HDF5, &rw, 1, &err);
     if (st == TD_OK) st = td_outfile_commit(of, &err);
     else td_outfile_abort(of);
 done:

@@ -223,7 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
             td_outfile *of;
             if (td_outfile_create(&of, out, TD_OUTPUT_HDF5, NULL, 0, 1, &err) == TD_OK) {
-                if (td_model_write_adapters(&m, of, TD_FORMAT_HDF5, ma, na, &err) == TD_OK) {
+                if (td_model_write_adapters(&m, of, TD_FORMAT_HDF5, ma, na, NULL, &err) == TD_OK) {
                     if (td_outfile_commit(of, &err) != TD_OK) { /* freed either way */ }
                 } else {
                     td_outfile_abort(of);

@@ -133,11 +133,8 @@ static int write_output(const td_model *m, const adapters_opts *o, tool_outputs 
                    : tool_output_open(g, o->out, st_out ? TD_OUTPUT_BYTES : TD_OUTPUT_HDF5, &of);
     if (!code) {
         tool_set_phase(TOOL_PHASE_WRITING);
-        td_status st = td_model_write_adapters(m, of, st_out ? TD_FORMAT_SAFETENSORS : TD_FORMAT_HDF5, list, nad, &err);
-        if (st == TD_OK && !st_out) st = tool_stamp(of, &err);
-        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_rank", (double)o->rank, 1, &err);
-        if (st == TD_OK && !st_out) st = td_outfile_attr_number(of, "/", "tdecomp_adapters_alpha", o->alpha, 0, &err);
-        if (st == TD_OK && !st_out) st = td_outfile_attr_string(of, "/", "tdecomp_adapters_mode", mode_name(o->mode), &err);
+        const td_adapter_meta meta = {o->rank, o->alpha, o->mode, tool_command_line};
+        td_status st = td_model_write_adapters(m, of, st_out ? TD_FORMAT_SAFETENSORS : TD_FORMAT_HDF5, list, nad, &meta, &err);
         code = st != TD_OK ? tool_fail_status(st, &err, o->out, NULL) : tool_outputs_commit(g);
     }
     free(list);
