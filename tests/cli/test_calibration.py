@@ -216,7 +216,11 @@ check(r.returncode == 1 and "missing.h5" in r.stderr, f"missing statistics file:
 
 # the statistics file is an input: never an output, even with --force
 r = S.run("decompose", DEMO, "-o", stats, "--force", "--rank-ratio", "0.5", "--calibration", stats)
-check(r.returncode != 0 and digest(stats) == before[1], f"statistics as output refused: {r.returncode}")
+check(r.returncode == 1 and digest(stats) == before[1], f"statistics as output refused: {r.returncode}")
+# refused before any work: the refusal is the only thing on stderr (no warning from planning)
+check(r.stderr.strip().count("\n") == 0 and "is an input" in r.stderr, f"refused before any work: {r.stderr!r}")
+r = S.run("spectrum", DEMO, "-o", stats, "--force", "--calibration", stats)
+check(r.returncode == 1 and digest(stats) == before[1] and "is an input" in r.stderr, f"spectrum: statistics as output refused: {r.stderr}")
 
 # --- spectrum and latency take the statistics too ---
 sp = os.path.join(W, "spec")

@@ -243,8 +243,7 @@ int cmd_adapters(int argc, char **argv)
     tool_outputs g;
     memset(&g, 0, sizeof g);
     g.force = o.force;
-    tool_protect(&g, o.in);
-    tool_protect(&g, o.ma.spec);
+    tool_protect_model_inputs(&g, o.in, &o.ma);
     if ((code = tool_output_check(&g, o.out, TD_OUTPUT_HDF5))) return code;
     td_model m;
     if ((code = tool_open_model(&m, o.in, &o.ma, &g))) return code;

@@ -394,8 +394,7 @@ int cmd_decompose(int argc, char **argv)
     o.plan.model.takes_calibration = 1;
     int code = parse(argc, argv, &o);
     if (code) return code;
-    tool_protect(&o.g, o.in);
-    tool_protect(&o.g, o.plan.model.spec);
+    tool_protect_model_inputs(&o.g, o.in, &o.plan.model);
     if (o.out && !o.dry && (code = tool_output_check(&o.g, o.out, TD_OUTPUT_HDF5))) return code;
     if (o.report && (code = tool_output_check(&o.g, o.report, TD_OUTPUT_BYTES))) return code;
     td_model m;

@@ -279,8 +279,7 @@ int cmd_spectrum(int argc, char **argv)
     }
     if (!in) return tool_usage_error("spectrum: missing input file");
     if (!dir) return tool_usage_error("spectrum: missing -o DIR");
-    tool_protect(&g, in);
-    tool_protect(&g, ma.spec);
+    tool_protect_model_inputs(&g, in, &ma);
     int code = tool_output_check(&g, dir, TD_OUTPUT_FOLDER);
     if (code) return code;
     td_model m;

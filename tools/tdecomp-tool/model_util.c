@@ -88,12 +88,19 @@ int tool_layer_selected(const tool_model_args *a, const char *name)
     return sel;
 }
 
+void tool_protect_model_inputs(tool_outputs *g, const char *in, const tool_model_args *a)
+{
+    tool_protect(g, in);
+    tool_protect(g, a->spec);
+    tool_protect(g, a->calibration);
+}
+
 int tool_open_model(td_model *m, const char *in, const tool_model_args *a, tool_outputs *g)
 {
     td_layout lay = TD_LAYOUT_AUTO;
     if (a->layout && td_layout_parse(a->layout, &lay) != TD_OK)
         return tool_usage_error("--layout must be keras2, keras3, torch, safetensors or auto, got '%s'", a->layout);
-    if (g) { tool_protect(g, in); tool_protect(g, a->spec); tool_protect(g, a->calibration); }
+    if (g) tool_protect_model_inputs(g, in, a);
     td_error err;
     td_error_clear(&err);
     /* a corrupt file can make libhdf5 loop forever while its structure is read (found by fuzz_raw:

@@ -18,6 +18,9 @@ typedef struct tool_model_args {
 int tool_model_option(int argc, char **argv, int *i, const char *cmd, tool_model_args *a);
 /* 1 when name passes --layers (any, or none given) and no --exclude. */
 int tool_layer_selected(const tool_model_args *a, const char *name);
+/* Protects the command's inputs (IN, --layer-spec, --calibration) from being an output; call it
+ * before the outputs are checked, so that such an output is refused before any work. */
+void tool_protect_model_inputs(tool_outputs *g, const char *in, const tool_model_args *a);
 /* Opens IN (deadline on reading its structure) and applies the spec; protects both inputs in g
  * (may be NULL). Prints the error and returns the exit code on failure. */
 int tool_open_model(td_model *m, const char *in, const tool_model_args *a, tool_outputs *g);

@@ -90,6 +90,8 @@ static void announce(const td_outfile *o)
 
 void tool_protect(tool_outputs *g, const char *input)
 {
+    for (size_t i = 0; input && i < g->nprotect; i++)
+        if (g->protect[i] == input) return;
     if (input && g->nprotect < TOOL_MAX_INPUTS) g->protect[g->nprotect++] = input;
 }
 
