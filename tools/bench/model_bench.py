@@ -305,7 +305,8 @@ def main():
             sys.exit("model_bench: the tool's plan changed between runs")
         ours_runs.append({"wall_s": w, "peak_rss_mib": rss, "cpu_s": cpu,
                           "decomposition_s": sum(l["seconds"] for l in j["layers"]),
-                          "errors": {l["name"]: l["rel_error"] for l in j["layers"] if not l["skipped"]}})
+                          "errors": {l["name"]: l["rel_error"] for l in j["layers"] if not l["skipped"]},
+                          "layer_s": {l["name"]: l["seconds"] for l in j["layers"] if not l["skipped"]}})
         print(f"  [{r + 1}/{repeat}] ours: wall {w:8.2f} s  cpu {cpu:8.2f} s  decomposition "
               f"{ours_runs[-1]['decomposition_s']:8.2f} s  peak RSS {rss:7.1f} MiB", flush=True)
         w, rss, cpu, text = measured(peer_cmd, env, os.path.join(work, "peer.out"))
@@ -313,6 +314,7 @@ def main():
         peer_runs.append({"wall_s": w, "peak_rss_mib": rss, "cpu_s": cpu, "decomposition_s": p["decomposition_s"],
                           "rss_after_imports_mib": p["rss_after_imports_mib"],
                           "errors": {l["name"]: l["rel_error"] for l in p["layers"]},
+                          "layer_s": {l["name"]: l["seconds"] for l in p["layers"]},
                           "iterations": {l["name"]: l["iterations"] for l in p["layers"] if l["iterations"]}})
         print(f"  [{r + 1}/{repeat}] peer: wall {w:8.2f} s  cpu {cpu:8.2f} s  decomposition "
               f"{p['decomposition_s']:8.2f} s  peak RSS {rss:7.1f} MiB", flush=True)
@@ -352,6 +354,21 @@ def main():
          "value": maxdiff, "met": maxdiff <= ERR_TOL},
         {"target": "same OpenBLAS core and thread count on both sides", "value": same, "met": same},
     ]
+    # where the time goes: per-layer medians summed by method
+    lay_med = lambda runs, n: statistics.median(x["layer_s"][n] for x in runs)
+    by_method = {}
+    for n, m, _, _ in plan:
+        b = by_method.setdefault(m, {"layers": 0, "ours_s": 0.0, "tensorly_s": 0.0})
+        b["layers"] += 1
+        b["ours_s"] += lay_med(ours_runs, n)
+        b["tensorly_s"] += lay_med(peer_runs, n)
+    for m, b in by_method.items():
+        print(f"  {m:8s} {b['layers']:3d} layers: decomposition ours {b['ours_s']:8.2f} s, TensorLy {b['tensorly_s']:8.2f} s "
+              f"({b['tensorly_s'] / max(b['ours_s'], 1e-9):.2f}x; per-layer medians summed)")
+    slow = sorted(plan, key=lambda x: -lay_med(ours_runs, x[0]))[:3]
+    print("  our slowest layers: " + "; ".join(
+        f"{n} {m} {rk}: {lay_med(ours_runs, n):.2f} s vs {lay_med(peer_runs, n):.2f} s" for n, m, rk, _ in slow))
+
     print("\ntargets:")
     for tg in targets:
         v = tg["value"]
@@ -368,11 +385,13 @@ def main():
                        "ours_command": ours_cmd, "rss_method": "os.wait4 per-child ru_maxrss",
                        "rss_floor_mib": floor,
                        "medians": res, "targets": targets, "max_error_diff": maxdiff, "max_error_diff_layer": worst,
+                       "by_method": by_method,
                        "layers": [{"name": n, "method": m, "ranks": rk, "shape": sh, "rel_error_ours": eo[n],
-                                   "rel_error_tensorly": ep[n],
+                                   "rel_error_tensorly": ep[n], "seconds_ours_median": lay_med(ours_runs, n),
+                                   "seconds_tensorly_median": lay_med(peer_runs, n),
                                    "tensorly_sweeps": peer_runs[-1]["iterations"].get(n)} for n, m, rk, sh in plan],
-                       "runs": {"ours": [{k: v for k, v in x.items() if k != "errors"} for x in ours_runs],
-                                "tensorly": [{k: v for k, v in x.items() if k not in ("errors", "iterations")}
+                       "runs": {"ours": [{k: v for k, v in x.items() if k not in ("errors", "layer_s")} for x in ours_runs],
+                                "tensorly": [{k: v for k, v in x.items() if k not in ("errors", "iterations", "layer_s")}
                                              for x in peer_runs]}}, f, indent=1)
         print(f"wrote {a.json}")
     return 0
