@@ -235,7 +235,7 @@ def main():
         return peer_main(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "export":
         return export_main(sys.argv[2:])
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tool", default=os.environ.get("TDECOMP_TOOL") or
                     os.path.join(ROOT, "build", "tools", "tdecomp-tool", "tdecomp-tool"))
