@@ -101,15 +101,44 @@ done:
     return st;
 }
 
-/* Warm start: block power steps on the mode Gram from the previous factor. A step costs
- * 2 n^2 r + a QR; the dense eigensolver ~9 n^3 at a lower rate. */
-#define WARM_MAX_STEPS 4
-/* relative gain of tr(U^T G U) per step below which the subspace counts as converged */
-#define WARM_STEP_RTOL 1e-12
+/* Warm start: one Chebyshev-filtered subspace step on the mode Gram from the previous factor,
+ * then Rayleigh-Ritz. The filter T_2(2 G / b - 1) damps the eigenvalues in [0, b] (G is PSD) and
+ * grows those above b quadratically; with b just below the smallest Ritz value of the previous
+ * factor it gave, measured on Gaussian kernels, a lower error after each sweep than the dense
+ * eigensolver (which maximises one factor at a time, not the sweep), for three G products, one
+ * CholeskyQR and an R x R eigensolve instead of dsyevd on n x n (~9 n^3). */
+#define WARM_FILTER_EDGE 0.95 /* b = this x the smallest Rayleigh quotient of the previous columns */
+
+/* y = T_2(2 G / b - 1) prev = 2 (2/b G - I) y1 - prev, y1 = (2/b) G prev - prev; w: work.
+ * *before = tr(prev^T G prev). */
+static td_status filter_step(const td_tensor *g, const td_tensor *prev, double *w, double *y, double *before)
+{
+    const size_t n = prev->shape[0], r = prev->shape[1], nr = n * r;
+    const int N = (int)n, R = (int)r;
+    const double *p = prev->data;
+    cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, N, R, 1.0, g->data, N, p, R, 0.0, w, R);
+    double lo = INFINITY;
+    *before = 0;
+    for (size_t c = 0; c < r; c++) {
+        double q = 0;
+        for (size_t i = 0; i < n; i++) q += p[i * r + c] * w[i * r + c];
+        lo = fmin(lo, q);
+        *before += q;
+    }
+    if (!(lo > 0)) return TD_ERANGE; /* a column in G's null space: the caller goes dense */
+    const double s = 2.0 / (WARM_FILTER_EDGE * lo);
+    for (size_t i = 0; i < nr; i++) y[i] = s * w[i] - p[i];
+    cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, N, R, 2.0 * s, g->data, N, y, R, 0.0, w, R);
+    for (size_t i = 0; i < nr; i++) y[i] = w[i] - 2.0 * y[i] - p[i];
+    return TD_OK;
+}
 
 /* u = leading r-dimensional invariant subspace estimate of G = Y_(mode) Y_(mode)^T from prev
- * (orthonormal, n x r): subspace iteration, then Rayleigh-Ritz on the r x r projection, so the
- * columns come ordered and signed as the dense route's. tr(U^T G U) never decreases. */
+ * (orthonormal, n x r): filter_step, orthonormalisation, then Rayleigh-Ritz on the r x r
+ * projection, so the columns come ordered and signed as the dense route's. *trace = tr(U^T G U).
+ * TD_ERANGE: the filter does not apply, or the result would capture less of G than prev (the
+ * caller uses the dense eigensolver), so every warm step is an ascent step and HOOI's error
+ * never rises. */
 static td_status warm_factor(const td_tensor *g, const td_tensor *prev, td_tensor *u, double *trace)
 {
     const size_t n = prev->shape[0], r = prev->shape[1];
@@ -117,23 +146,18 @@ static td_status warm_factor(const td_tensor *g, const td_tensor *prev, td_tenso
     double *q = malloc(n * r * sizeof(double)), *w = malloc(n * r * sizeof(double)),
            *h = malloc(r * r * sizeof(double)), *v = malloc(r * r * sizeof(double));
     td_status st = TD_OK;
+    double before = 0;
     if (!q || !w || !h || !v) { st = TD_ENOMEM; goto done; }
-    memcpy(q, prev->data, n * r * sizeof(double));
-    double prev_t = 0;
-    for (int step = 0;; step++) {
-        cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, N, R, 1.0, g->data, N, q, R, 0.0, w, R);
-        const double t = cblas_ddot(N * R, q, 1, w, 1);
-        if (step == WARM_MAX_STEPS || (step > 0 && t - prev_t <= WARM_STEP_RTOL * fabs(t))) break;
-        prev_t = t;
-        memcpy(q, w, n * r * sizeof(double));
-        if ((st = td__orthonormalise(q, n, r)) != TD_OK) goto done;
-    }
+    if ((st = filter_step(g, prev, w, q, &before)) != TD_OK) goto done;
+    if ((st = td__orthonormalise(q, n, r)) != TD_OK) goto done;
     /* Rayleigh-Ritz: H = Q^T G Q = Q^T W, eigenvectors V, u = Q V */
+    cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, N, R, 1.0, g->data, N, q, R, 0.0, w, R);
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, R, N, 1.0, q, R, w, R, 0.0, h, R);
     for (size_t i = 0; i < r; i++)
         for (size_t j = 0; j < i; j++) h[i * r + j] = h[j * r + i] = 0.5 * (h[i * r + j] + h[j * r + i]);
     *trace = 0;
     for (size_t i = 0; i < r; i++) *trace += h[i * r + i]; /* = tr(U^T G U) for u = Q V */
+    if (!(*trace >= before)) { st = TD_ERANGE; goto done; }
     if ((st = td__sym_eig_leading(h, r, r, v, NULL)) != TD_OK) goto done;
     if ((st = td_matrix_alloc(u, n, r)) != TD_OK) goto done;
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, R, 1.0, q, R, v, R, 0.0, u->data, R);
