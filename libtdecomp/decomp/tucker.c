@@ -417,6 +417,104 @@ static td_status hooi_sweeps(const td_tensor *x, double nx, const td_tucker_opti
     return st;
 }
 
+/* What td_tucker validated and the methods share: the decomposed modes in increasing order,
+ * the requested ranks by mode, the factors and ranks as decided. */
+typedef struct tucker_run {
+    const td_tensor *x;
+    const td_tucker_options *opt;
+    double nx;
+    int n, order[TD_MAX_MODES];
+    size_t req[TD_MAX_MODES], rank_of[TD_MAX_MODES];
+    int clamped_of[TD_MAX_MODES];
+    td_tensor fac[TD_MAX_MODES];
+} tucker_run;
+
+/* ST-HOSVD: modes in the cheapest order, each factor from the tensor truncated so far. */
+static td_status sthosvd(tucker_run *t, td_tucker_result *res)
+{
+    const td_tensor *x = t->x;
+    for (int m = 0; m < x->ndim; m++) t->rank_of[m] = t->req[m] && t->req[m] <= x->shape[m] ? t->req[m] : x->shape[m];
+    int ord[TD_MAX_MODES];
+    memcpy(ord, t->order, sizeof ord);
+    best_order(x, ord, t->n, t->rank_of);
+    for (int i = 0; i < t->n; i++) res->order[i] = ord[i];
+    td_tensor y = {0}, next = {0};
+    const td_tensor *cur = x;
+    td_status st = TD_OK;
+    for (int i = 0; i < t->n && st == TD_OK; i++) {
+        const int m = ord[i];
+        const td_tensor *one[TD_MAX_MODES] = {0};
+        one[m] = &t->fac[m];
+        st = mode_factor(t->opt, cur, m, t->req[m], &t->rank_of[m], &t->clamped_of[m], &t->fac[m]);
+        if (st == TD_OK && (st = project(cur, one, -1, &next)) == TD_OK) {
+            td_tensor_free(&y);
+            y = next;
+            memset(&next, 0, sizeof next);
+            cur = &y;
+        }
+    }
+    if (st == TD_OK) res->core = y;
+    else td_tensor_free(&y);
+    res->converged = 1;
+    return st;
+}
+
+/* HOSVD, also HOOI's initialisation: every factor from the original x. HOOI's first sweep
+ * recomputes the first mode's factor before reading it: only its rank is decided then (unless a
+ * truncation rule needs its spectrum). */
+static td_status hosvd(tucker_run *t, int sweeps_follow, td_tucker_result *res)
+{
+    const td_tensor *x = t->x;
+    td_status st = TD_OK;
+    for (int i = 0; i < t->n && st == TD_OK; i++) {
+        const int m = t->order[i];
+        if (i == 0 && sweeps_follow && !t->opt->truncate)
+            st = decide_rank(t->opt, m, NULL, x->shape[m], t->req[m], &t->rank_of[m], &t->clamped_of[m]);
+        else
+            st = mode_factor(t->opt, x, m, t->req[m], &t->rank_of[m], &t->clamped_of[m], &t->fac[m]);
+    }
+    const td_tensor *mats[TD_MAX_MODES] = {0};
+    for (int i = 0; i < t->n; i++) mats[t->order[i]] = &t->fac[t->order[i]];
+    /* HOOI's sweeps rebuild the core: the initial one is only needed without sweeps */
+    if (st == TD_OK && !sweeps_follow) st = project(x, mats, -1, &res->core);
+    res->converged = 1;
+    return st;
+}
+
+/* HOOI: the HOSVD initialisation, then the sweeps. */
+static td_status hooi(tucker_run *t, td_tucker_result *res)
+{
+    const int sweeps = t->opt->max_iter > 0 && t->nx > 0;
+    td_status st = hosvd(t, sweeps, res);
+    if (st == TD_OK && sweeps) st = hooi_sweeps(t->x, t->nx, t->opt, t->order, t->n, t->rank_of, t->fac, res);
+    return st;
+}
+
+/* Validates the call and fills t (the modes in increasing order, the requested ranks). */
+static td_status tucker_begin(const td_tensor *x, int nmodes, const int *modes, const size_t *ranks,
+                              const td_tucker_options *opt, tucker_run *t)
+{
+    memset(t, 0, sizeof *t);
+    if (!x || !modes || nmodes < 1 || nmodes > x->ndim || (!ranks && !opt->truncate)) return TD_EINVAL;
+    if (opt->method < TD_TUCKER_HOSVD || opt->method > TD_TUCKER_HOOI) return TD_EINVAL;
+    if (opt->method == TD_TUCKER_HOOI && (opt->max_iter < 0 || !(opt->tol >= 0))) return TD_EINVAL;
+    int used[TD_MAX_MODES] = {0};
+    for (int i = 0; i < nmodes; i++) {
+        const int m = modes[i];
+        if (m < 0 || m >= x->ndim || used[m]) return TD_EINVAL;
+        used[m] = 1;
+        t->req[m] = ranks ? ranks[i] : 0;
+        if (ranks && ranks[i] == 0 && !opt->truncate) return TD_EINVAL;
+        if (ranks && !opt->truncate && ranks[i] > x->shape[m] && !opt->clamp) return TD_EINVAL;
+    }
+    if (x->size == 0) return TD_EINVAL;
+    for (int m = 0; m < x->ndim; m++)
+        if (used[m]) t->order[t->n++] = m;
+    t->x = x;
+    t->opt = opt;
+    return td_tensor_check_finite(x);
+}
+
 td_status td_tucker(const td_tensor *x, int nmodes, const int *modes, const size_t *ranks,
                     const td_tucker_options *opt, td_tucker_result *res)
 {
@@ -424,92 +522,24 @@ td_status td_tucker(const td_tensor *x, int nmodes, const int *modes, const size
     memset(res, 0, sizeof *res);
     td_tucker_options def;
     if (!opt) { td_tucker_options_init(&def); opt = &def; }
-    if (!x || !modes || nmodes < 1 || nmodes > x->ndim || (!ranks && !opt->truncate)) return TD_EINVAL;
-    if (opt->method < TD_TUCKER_HOSVD || opt->method > TD_TUCKER_HOOI) return TD_EINVAL;
-    if (opt->method == TD_TUCKER_HOOI && (opt->max_iter < 0 || !(opt->tol >= 0))) return TD_EINVAL;
-    size_t req[TD_MAX_MODES] = {0};
-    int used[TD_MAX_MODES] = {0};
-    for (int i = 0; i < nmodes; i++) {
-        int m = modes[i];
-        if (m < 0 || m >= x->ndim || used[m]) return TD_EINVAL;
-        used[m] = 1;
-        req[m] = ranks ? ranks[i] : 0;
-        if (ranks && ranks[i] == 0 && !opt->truncate) return TD_EINVAL;
-        if (ranks && !opt->truncate && ranks[i] > x->shape[m] && !opt->clamp) return TD_EINVAL;
-    }
-    if (x->size == 0) return TD_EINVAL;
-    td_status st = td_tensor_check_finite(x);
+    tucker_run t;
+    td_status st = tucker_begin(x, nmodes, modes, ranks, opt, &t);
     if (st != TD_OK) return st;
-
     const double t0 = td__now();
-    const double nx = td_norm(x);
-    int order[TD_MAX_MODES] = {0}, n = 0;
-    for (int m = 0; m < x->ndim; m++)
-        if (used[m]) order[n++] = m;
-    res->nmodes = n;
-    for (int i = 0; i < n; i++) res->modes[i] = res->order[i] = order[i];
-
-    td_tensor fac[TD_MAX_MODES] = {{0}};
-    size_t rank_of[TD_MAX_MODES] = {0};
-    int clamped_of[TD_MAX_MODES] = {0};
-    const td_tensor *mats[TD_MAX_MODES] = {0};
-    td_tensor y = {0}, y2 = {0};
-
-    if (opt->method == TD_TUCKER_STHOSVD) {
-        for (int m = 0; m < x->ndim; m++)
-            rank_of[m] = used[m] ? (req[m] && req[m] <= x->shape[m] ? req[m] : x->shape[m]) : x->shape[m];
-        int ord[TD_MAX_MODES];
-        memcpy(ord, order, sizeof ord);
-        best_order(x, ord, n, rank_of);
-        for (int i = 0; i < n; i++) res->order[i] = ord[i];
-        const td_tensor *cur = x;
-        for (int i = 0; i < n; i++) {
-            int m = ord[i];
-            if ((st = mode_factor(opt, cur, m, req[m], &rank_of[m], &clamped_of[m], &fac[m])) != TD_OK) goto fail;
-            const td_tensor *one[TD_MAX_MODES] = {0};
-            one[m] = &fac[m];
-            if ((st = project(cur, one, -1, &y2)) != TD_OK) goto fail;
-            td_tensor_free(&y);
-            y = y2;
-            memset(&y2, 0, sizeof y2);
-            cur = &y;
-        }
-        res->core = y;
-        memset(&y, 0, sizeof y);
-        res->converged = 1;
-    } else {
-        /* HOSVD, also HOOI's initialisation: every factor from the original x. HOOI's first
-         * sweep recomputes the first mode's factor before reading it: only its rank is decided
-         * then (unless a truncation rule needs its spectrum). */
-        const int sweeps = opt->method == TD_TUCKER_HOOI && opt->max_iter > 0 && nx > 0;
-        for (int i = 0; i < n; i++) {
-            int m = order[i];
-            if (i == 0 && sweeps && !opt->truncate)
-                st = decide_rank(opt, m, NULL, x->shape[m], req[m], &rank_of[m], &clamped_of[m]);
-            else
-                st = mode_factor(opt, x, m, req[m], &rank_of[m], &clamped_of[m], &fac[m]);
-            if (st != TD_OK) goto fail;
-        }
-        for (int i = 0; i < n; i++) mats[order[i]] = &fac[order[i]];
-        /* HOOI's sweeps rebuild the core: the initial one is only needed without sweeps */
-        if (!sweeps && (st = project(x, mats, -1, &res->core)) != TD_OK) goto fail;
-        res->converged = 1;
-        if (sweeps && (st = hooi_sweeps(x, nx, opt, order, n, rank_of, fac, res)) != TD_OK) goto fail;
+    t.nx = td_norm(x);
+    res->nmodes = t.n;
+    for (int i = 0; i < t.n; i++) res->modes[i] = res->order[i] = t.order[i];
+    st = opt->method == TD_TUCKER_STHOSVD ? sthosvd(&t, res) : opt->method == TD_TUCKER_HOOI ? hooi(&t, res) : hosvd(&t, 0, res);
+    for (int i = 0; st == TD_OK && i < t.n; i++) {
+        const int m = t.order[i];
+        res->factors[i] = t.fac[m];
+        memset(&t.fac[m], 0, sizeof t.fac[m]);
+        res->ranks[i] = t.rank_of[m];
+        res->clamped[i] = t.clamped_of[m];
     }
-    for (int i = 0; i < n; i++) {
-        int m = order[i];
-        res->factors[i] = fac[m];
-        memset(&fac[m], 0, sizeof fac[m]);
-        res->ranks[i] = rank_of[m];
-        res->clamped[i] = clamped_of[m];
-    }
-    if ((st = exact_error(x, nx, res, &res->rel_error)) != TD_OK) goto fail;
+    if (st == TD_OK) st = exact_error(x, t.nx, res, &res->rel_error);
     res->seconds = td__now() - t0;
-    return TD_OK;
-fail:
-    for (int m = 0; m < TD_MAX_MODES; m++) td_tensor_free(&fac[m]);
-    td_tensor_free(&y);
-    td_tensor_free(&y2);
-    td_tucker_free(res);
+    for (int m = 0; m < TD_MAX_MODES; m++) td_tensor_free(&t.fac[m]);
+    if (st != TD_OK) td_tucker_free(res);
     return st;
 }
