@@ -170,7 +170,18 @@ TD_API TD_WUR td_status td_tucker(const td_tensor *x, int nmodes, const int *mod
                                   const size_t *ranks, const td_tucker_options *opt,
                                   td_tucker_result *res);
 
+/* Frees the core, the factors and the history and zeroes res; safe on a zeroed result. O(1). */
 TD_API void td_tucker_free(td_tucker_result *res);
+
+/* An upper bound (bytes) of the heap td_tucker of a tensor of that shape on those modes and ranks
+ * (NULL or 0 entries: the whole mode, as a truncation rule may decide) with opt allocates besides
+ * x, the result included: the factors, core and history, per mode a Gram and its
+ * eigen-decomposition, and at most five tensors of x's size at once (HOOI's permuted copy, a
+ * projection with td_ttm_multi's intermediates, the kept last projection, the exact error's
+ * reconstruction). Statuses: TD_EINVAL (NULL, ndim or nmodes out of range, a mode out of range),
+ * TD_EOVERFLOW. O(ndim), thread-safe. */
+TD_API TD_WUR td_status td_tucker_workspace(int ndim, const size_t *shape, int nmodes, const int *modes,
+                                            const size_t *ranks, const td_tucker_options *opt, uint64_t *bytes);
 
 /* Reconstruction core x_m U_m into out (caller-allocated with the original shape).
  * Statuses: TD_EINVAL (NULL, an empty result), td_ttm_multi's (TD_ESHAPE when out does not fit). */

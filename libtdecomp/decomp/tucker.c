@@ -543,3 +543,32 @@ td_status td_tucker(const td_tensor *x, int nmodes, const int *modes, const size
     if (st != TD_OK) td_tucker_free(res);
     return st;
 }
+
+td_status td_tucker_workspace(int ndim, const size_t *shape, int nmodes, const int *modes, const size_t *ranks,
+                              const td_tucker_options *opt, uint64_t *bytes)
+{
+    td_tucker_options def;
+    if (!opt) { td_tucker_options_init(&def); opt = &def; }
+    if (!shape || !modes || !bytes || ndim < 1 || ndim > TD_MAX_MODES || nmodes < 1 || nmodes > ndim) return TD_EINVAL;
+    size_t size;
+    td_status st = td_size_product(ndim, shape, &size);
+    if (st != TD_OK) return st;
+    const double S = (double)size;
+    double core = S, result = opt->method == TD_TUCKER_HOOI && opt->max_iter > 0 ? (double)opt->max_iter : 0, mode = 0;
+    for (int i = 0; i < nmodes; i++) {
+        if (modes[i] < 0 || modes[i] >= ndim) return TD_EINVAL;
+        const double n = (double)shape[modes[i]], r = ranks && ranks[i] && ranks[i] < shape[modes[i]] ? (double)ranks[i] : n;
+        core = core / n * r;
+        result += n * r;
+        /* the Gram, one eigen-decomposition (copy, LAPACK work, all vectors for a truncation rule),
+         * the new factor, the warm step's two n x r blocks and r x r matrices, td_gram's chunk */
+        mode = fmax(mode, 6.0 * n * n + 5.0 * n * r + 2.0 * r * r + 16.0 * n + fmin(S, (double)(4u << 20) / 8.0));
+    }
+    /* besides: the permuted copy of x (Tucker-2 sweeps), a projection and td_ttm_multi's two
+     * intermediates, the last projection kept for the core, and the reconstruction of the exact
+     * error; each at most the size of x */
+    const double b = 8.0 * (result + core + mode + 5.0 * S);
+    if (!(b < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)b;
+    return TD_OK;
+}

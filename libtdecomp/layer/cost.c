@@ -146,9 +146,12 @@ static td_status decomposition_bytes(const td_layer_desc *d, td_method m, const 
     uint64_t b = 0;
     td_status st = TD_OK;
     switch (m) {
-    case TD_METHOD_TUCKER2: /* Grams of both channel modes and two kernel-sized intermediates */
-        b = (uint64_t)(8.0 * ((double)d->cin * (double)d->cin + (double)d->cout * (double)d->cout + 2.0 * kern));
+    case TD_METHOD_TUCKER2: {
+        const int modes[2] = {0, 1};
+        const size_t r[2] = {ranks[0], ranks[1]};
+        st = td_tucker_workspace(4, shape, 2, modes, r, NULL, &b);
         break;
+    }
     case TD_METHOD_CP: st = td_cp_als_workspace(4, shape, ranks[0], NULL, &b); break;
     case TD_METHOD_SVD: /* the lowering's SVD and U, s, V^T */
         st = td_svd_trunc_workspace(d->cout, cols, ranks[0], NULL, &b);

@@ -197,6 +197,41 @@ static void kernel_of(const td_layer_desc *d, td_tensor *k, uint64_t seed)
     fill(k, seed);
 }
 
+static void tucker_cases(void)
+{
+    const size_t shapes[][4] = {{16, 12, 3, 3}, {10, 9, 8, 1}, {30, 20, 5, 5}, {6, 40, 1, 1}};
+    const int nds[] = {4, 3, 4, 2}, nms[] = {2, 3, 2, 2};
+    const int modes[][3] = {{0, 1, 0}, {0, 1, 2}, {0, 1, 0}, {0, 1, 0}};
+    const size_t ranks[][3] = {{5, 4, 0}, {3, 2, 2}, {10, 8, 0}, {3, 3, 0}};
+    const td_tucker_method methods[] = {TD_TUCKER_HOSVD, TD_TUCKER_STHOSVD, TD_TUCKER_HOOI};
+    for (int c = 0; c < 4; c++)
+        for (int mi = 0; mi < 3; mi++)
+            for (int rule = 0; rule < 2; rule++) {
+                td_tensor x;
+                if (td_tensor_alloc(&x, nds[c], shapes[c])) exit(3);
+                fill(&x, 80 + (uint64_t)c);
+                td_tucker_options o;
+                td_tucker_options_init(&o);
+                o.method = methods[mi];
+                o.max_iter = 6;
+                td_rank_rule rr;
+                memset(&rr, 0, sizeof rr);
+                rr.kind = TD_RANK_ENERGY;
+                rr.value = 0.8;
+                if (rule) { o.truncate = td_rank_truncate; o.truncate_ctx = &rr; }
+                uint64_t bound;
+                const td_status q = td_tucker_workspace(nds[c], shapes[c], nms[c], modes[c], rule ? NULL : ranks[c], &o, &bound);
+                td_tucker_result r;
+                const size_t base = mark();
+                const td_status st = td_tucker(&x, nms[c], modes[c], rule ? NULL : ranks[c], &o, &r);
+                char what[80];
+                snprintf(what, sizeof what, "tucker %d-way on %d modes method %d%s", nds[c], nms[c], mi, rule ? " energy" : "");
+                expect_bound(what, q, bound, st, base);
+                td_tucker_free(&r);
+                td_tensor_free(&x);
+            }
+}
+
 static void adapter_cases(void)
 {
     td_layer_desc ds[3] = {conv(8, 6, 3), conv(12, 5, 1), conv(20, 30, 1)};
@@ -315,6 +350,7 @@ int main(void)
     svd_cases();
     spectrum_cases();
     cp_cases();
+    tucker_cases();
     adapter_cases();
     rewrite_cases();
     curve_cases();

@@ -1,4 +1,5 @@
 /* tdecomp-tool tucker: HOSVD / ST-HOSVD / HOOI of one HDF5 dataset on chosen modes. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "tool.h"
@@ -12,15 +13,6 @@ const char cmd_tucker_usage[] =
     "per mode. Defaults: --method hooi, --tol 1e-4, --max-iter 100. -o writes float64 /core and\n"
     "/factors/<mode> (I_mode x R_mode) for each decomposed mode.\n";
 
-/* The tensor, its projections (bounded by it) and a reconstruction for the error. */
-static double need(int nd, const size_t *sh, void *ctx)
-{
-    (void)ctx;
-    double elems = 1;
-    for (int k = 0; k < nd; k++) elems *= (double)sh[k];
-    return 8.0 * elems * 3.0;
-}
-
 typedef struct tucker_args {
     tool_plain pl;
     const char *mname;
@@ -28,6 +20,20 @@ typedef struct tucker_args {
     size_t ranks[TD_MAX_MODES], mlist[TD_MAX_MODES];
     td_tucker_options opt;
 } tucker_args;
+
+/* The tensor and the library's workspace for this Tucker call (its query; --modes absent: all). */
+static double need(int nd, const size_t *sh, void *ctx)
+{
+    const tucker_args *t = ctx;
+    double elems = 1;
+    int modes[TD_MAX_MODES], nm = t->nmodes < 0 ? nd : t->nmodes;
+    for (int k = 0; k < nd; k++) elems *= (double)sh[k];
+    for (int k = 0; k < nm && k < TD_MAX_MODES; k++) modes[k] = t->nmodes < 0 ? k : (int)t->mlist[k];
+    uint64_t ws;
+    const td_status st = td_tucker_workspace(nd, sh, nm, modes, nm == t->nranks ? t->ranks : NULL, &t->opt, &ws);
+    /* a scalar, an empty dataset or a mode out of range is refused after reading, by what it is */
+    return st == TD_OK ? 8.0 * elems + (double)ws : st == TD_EINVAL ? 8.0 * elems : INFINITY;
+}
 
 /* 0 when parsed, -1 after --help, else the usage error's exit code. */
 static int parse(int argc, char **argv, tucker_args *t)
@@ -146,7 +152,7 @@ int cmd_tucker(int argc, char **argv)
     td_tensor x;
     td_dtype dt;
     tool_outputs g = {0};
-    if ((code = tool_plain_read(&t.pl, &g, need, NULL, &x, &dt))) return code;
+    if ((code = tool_plain_read(&t.pl, &g, need, &t, &x, &dt))) return code;
     int modes[TD_MAX_MODES];
     td_tucker_result res;
     memset(&res, 0, sizeof res);
