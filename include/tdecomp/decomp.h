@@ -133,6 +133,8 @@ typedef struct td_tucker_options {
                                  sweep dense (TensorLy's steps and trajectory) */
 } td_tucker_options;
 
+/* Sets the defaults above (HOOI, tol 1e-4, max_iter 100, no clamp, no truncation rule, warm
+ * sweeps); NULL is ignored. O(1). */
 TD_API void td_tucker_options_init(td_tucker_options *opt);
 
 typedef struct td_tucker_result {
@@ -184,7 +186,9 @@ TD_API TD_WUR td_status td_tucker_workspace(int ndim, const size_t *shape, int n
                                             const size_t *ranks, const td_tucker_options *opt, uint64_t *bytes);
 
 /* Reconstruction core x_m U_m into out (caller-allocated with the original shape).
- * Statuses: TD_EINVAL (NULL, an empty result), td_ttm_multi's (TD_ESHAPE when out does not fit). */
+ * Statuses: TD_EINVAL (NULL, an empty result), td_ttm_multi's (TD_ESHAPE when out does not fit).
+ * Cost: td_ttm_multi's, ~2 sum_m I_m R_m (size of the partial products) flops, at most two
+ * intermediates. */
 TD_API TD_WUR td_status td_tucker_full(const td_tucker_result *res, td_tensor *out);
 
 /* --- CP -------------------------------------------------------------------------------------- */
@@ -208,6 +212,8 @@ typedef struct td_cp_options {
     void *progress_ctx;
 } td_cp_options;
 
+/* Sets the defaults above (SVD init, seed 0, tol 1e-8, max_iter 100, normalize); NULL is
+ * ignored. O(1). */
 TD_API void td_cp_options_init(td_cp_options *opt);
 
 typedef struct td_cp_result {
@@ -226,10 +232,15 @@ typedef struct td_cp_result {
 /* CP-ALS: x ~= sum_r w_r a_r^(0) o ... o a_r^(N-1). Any rank >= 1 (rank above a mode allowed).
  * Normal equations from the Hadamard product of Grams, solved by Cholesky with a pivoted
  * least-squares fallback when singular. Statuses: TD_EINVAL, TD_ENOTFINITE, TD_ENOMEM, TD_ERANGE,
- * TD_ELAPACK, TD_ECANCELED. */
+ * TD_ELAPACK, TD_ECANCELED. Cost per sweep: a dimension tree (N >= 3 and R (size / I_0) <= 2
+ * size) makes two passes over x, ~4 size R flops, else one MTTKRP per mode, ~2 N size R; plus
+ * O(N R^2 max I + N R^3) for the Grams and solves; the SVD initialisation one Gram and
+ * eigen-decomposition per mode; the final exact residual ~2 size R. Memory: td_cp_als_workspace.
+ * Thread-safe: distinct results may be computed concurrently. */
 TD_API TD_WUR td_status td_cp_als(const td_tensor *x, size_t rank, const td_cp_options *opt,
                                   td_cp_result *res);
 
+/* Frees the weights, factors and history and zeroes res; safe on a zeroed result. O(1). */
 TD_API void td_cp_free(td_cp_result *res);
 
 /* An upper bound (bytes) of the heap td_cp_als of a tensor of that shape at rank allocates
@@ -242,7 +253,9 @@ TD_API TD_WUR td_status td_cp_als_workspace(int ndim, const size_t *shape, size_
                                             uint64_t *bytes);
 
 /* Reconstruction into out (caller-allocated with the original shape).
- * Statuses: TD_EINVAL (NULL, an empty result), TD_ESHAPE (out does not fit), TD_ERANGE, TD_ENOMEM. */
+ * Statuses: TD_EINVAL (NULL, an empty result), TD_ESHAPE (out does not fit), TD_ERANGE, TD_ENOMEM.
+ * Cost: ~2 size R flops (one GEMM with the Khatri-Rao product of modes 1..N-1, (size / I_0) R
+ * doubles). */
 TD_API TD_WUR td_status td_cp_full(const td_cp_result *res, td_tensor *out);
 
 TD_END_DECLS
