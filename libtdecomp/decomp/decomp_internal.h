@@ -21,6 +21,15 @@ void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips);
 /* Orthonormalise the columns of the m x l row-major matrix y in place (Householder QR). */
 td_status td__orthonormalise(double *y, size_t m, size_t l);
 
+/* The same, y = Q R: R (l x l, upper, row-major) into r if not NULL; g0, if not NULL, is y^T y
+ * already computed (upper part read; saves the first SYRK of CholeskyQR2). */
+td_status td__orthonormalise_r(double *y, size_t m, size_t l, const double *g0, double *r);
+
+/* A well-conditioned basis of y's span in place, for products whose span alone matters: one
+ * Cholesky-QR pass from g = y^T y (upper part read), or the full orthonormalisation when g is not
+ * numerically positive definite. */
+td_status td__orthonormalise_span(double *y, size_t m, size_t l, const double *g);
+
 /* Full thin SVD of the m x n row-major adata (copied) by dgesdd; leading k kept, signs fixed.
  * u (m x k) or vt (k x n) may be NULL. */
 td_status td__svd_gesdd(const double *adata, size_t m, size_t n, size_t k, double *u, double *s,
