@@ -27,7 +27,7 @@ typedef enum td_svd_method {
     TD_SVD_GRAM,         /* eigen-decomposition of A A^T or A^T A (the smaller); squares the
                             condition number: singular values below ~1e-8 * s_max lose accuracy */
     TD_SVD_GESDD,        /* LAPACK divide and conquer on a copy */
-    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder: Gaussian test matrix (td_rng),
+    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder: uniform (sub-Gaussian) test matrix,
                             l = k + oversample columns, power iterations with QR between them,
                             chosen adaptively (see power_tol), then an exact SVD of the projected
                             matrix B = Q^T A (from a QR of B^T and an l x l SVD). Cost
