@@ -306,6 +306,193 @@ done:
     return st;
 }
 
+/* --- the same subspace iteration on the Gram ------------------------------------------------
+ * G = A A^T (m <= n) or A^T A, p x p, once by SYRK; a step Q <- qr(G Q) is a power iteration
+ * for 2 p^2 l flops instead of two passes over A. The eigenvalues of H = Q^T G Q are the squared
+ * singular values of the projection, so the tail and its convergence are judged as above. The
+ * end is Rayleigh-Ritz: H = W L W^T, U = Q W (left case), V^T = U^T A with s = its row norms, so
+ * U S V^T = U U^T A exactly and the identity holds; V's rows are orthogonal to ~eps (s_1/s_c)^2,
+ * the Gram route's price. */
+
+/* y = G x (p x p times p x l) and h = x^T y (l x l, symmetric); tail and ratio from h's values. */
+static td_status gram_step(const double *g, size_t p, const double *x, size_t l, size_t k, double na2,
+                           double *y, double *h, double *tail, double *ratio)
+{
+    const int P = (int)p, L = (int)l;
+    cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, P, L, 1.0, g, P, x, L, 0.0, y, L);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, L, P, 1.0, x, L, y, L, 0.0, h, L);
+    for (size_t i = 0; i < l; i++)
+        for (size_t j = 0; j < i; j++) h[i * l + j] = h[j * l + i] = 0.5 * (h[i * l + j] + h[j * l + i]);
+    double *ev = h + l * l;
+    td_status st = td__sym_eig_leading(h, l, 0, NULL, ev);
+    if (st != TD_OK) return st;
+    double kept = 0;
+    for (size_t i = 0; i < k; i++) kept += ev[i] > 0 ? ev[i] : 0;
+    *tail = fmax(na2 - kept, 0.0);
+    *ratio = ev[k - 1] > 0 ? sqrt(fmax(ev[l - 1], 0.0) / ev[k - 1]) : 0.0;
+    return TD_OK;
+}
+
+/* q (p x *l) orthonormal from the subspace iteration on g; y = G q and h = q^T y on return. */
+static td_status gram_range(const double *g, size_t p, double na2, size_t *lp, size_t grow, size_t k,
+                            const td_svd_options *o, td_rng *rng, double **qp, double **yp, double *h,
+                            td__svd_info *info)
+{
+    size_t l = *lp;
+    const int lo = o->power_iters > 0 ? o->power_iters : 0;
+    const int hi = o->max_power_iters > lo ? o->max_power_iters : lo;
+    double *q = *qp, *y = *yp;
+    test_matrix(q, p * l, rng);
+    td_status st = td__orthonormalise(q, p, l);
+    rs_track t = {0, 0, 0};
+    for (int it = 0; st == TD_OK; it++, t.since++) {
+        double tail = 0, ratio = 0;
+        if ((st = gram_step(g, p, q, l, k, na2, y, h, &tail, &ratio)) != TD_OK) break;
+        info->power_iters = it;
+        int conv = 0;
+        const int slow = tail_slow(&t, tail, ratio, o->power_tol, RSVD_TAIL_FLOOR * na2, hi - it, &conv);
+        if (slow && grow > 0 && it < hi) {
+            double *q2 = malloc(p * (l + grow) * sizeof(double)), *y2 = malloc(p * (l + grow) * sizeof(double));
+            if (!q2 || !y2) { free(q2); free(y2); st = TD_ENOMEM; break; }
+            test_matrix(y2, p * grow, rng);
+            for (size_t i = 0; i < p; i++) {
+                memcpy(q2 + i * (l + grow), q + i * l, l * sizeof(double));
+                memcpy(q2 + i * (l + grow) + l, y2 + i * grow, grow * sizeof(double));
+            }
+            free(q);
+            free(y);
+            q = q2;
+            y = y2;
+            l += grow;
+            grow = 0;
+            t = (rs_track){0, 0, -1};
+            st = td__orthonormalise(q, p, l);
+            continue;
+        }
+        if (slow && t.since >= 2) { info->stalled = 1; break; }
+        if ((it >= lo && conv) || it >= hi) break;
+        t.dprev = t.since > 0 ? fabs(t.prev - tail) : 0;
+        t.prev = tail;
+        double *sw = q;
+        q = y;
+        y = sw;
+        st = td__orthonormalise(q, p, l);
+    }
+    *qp = q;
+    *yp = y;
+    *lp = l;
+    return st;
+}
+
+/* Rayleigh-Ritz: the k leading eigenvectors W of h, b = Q W (p x k, the side of the Gram), the
+ * other side c = b^T A (left, k x n) or A b (right, m x k) normalised by its norms, which are s;
+ * then the sign convention on u. */
+static td_status gram_ritz(const td_tensor *a, int left, const double *q, const double *h, size_t l, size_t k,
+                           double *u, double *s, double *vt)
+{
+    const size_t m = a->shape[0], n = a->shape[1], p = left ? m : n, other = left ? n : m;
+    double *w = malloc(l * k * sizeof(double)), *b = malloc(p * k * sizeof(double)),
+           *c = malloc(other * k * sizeof(double)), *fl = malloc(k * sizeof(double));
+    td_status st = TD_OK;
+    if (!w || !b || !c || !fl) { st = TD_ENOMEM; goto done; }
+    if ((st = td__sym_eig_top(h, l, k, w, NULL)) != TD_OK) goto done;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p, (int)k, (int)l, 1.0, q, (int)l, w, (int)k,
+                0.0, b, (int)k);
+    /* c stored other x k either way: left, A^T b; right, A b */
+    cblas_dgemm(CblasRowMajor, left ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)other, (int)k, (int)p, 1.0,
+                a->data, (int)n, b, (int)k, 0.0, c, (int)k);
+    for (size_t j = 0; j < k; j++) {
+        double nrm = 0;
+        for (size_t i = 0; i < other; i++) nrm += c[i * k + j] * c[i * k + j];
+        s[j] = sqrt(nrm);
+        const double inv = s[j] > 0 ? 1.0 / s[j] : 0.0;
+        for (size_t i = 0; i < other; i++) c[i * k + j] *= inv;
+    }
+    double *uu = left ? b : c, *vv = left ? c : b; /* m x k and n x k */
+    td__sign_flip_columns(uu, m, k, fl);
+    if (u) memcpy(u, uu, m * k * sizeof(double));
+    if (vt)
+        for (size_t j = 0; j < k; j++)
+            for (size_t i = 0; i < n; i++) vt[j * n + i] = fl[j] * vv[i * k + j];
+done:
+    free(w);
+    free(b);
+    free(c);
+    free(fl);
+    return st;
+}
+
+/* Lower estimate of ||A - Q Q^T A||_2 (left; A (I - Q Q^T) right): block power on P G P with
+ * P = I - Q Q^T, whose largest eigenvalue is its square. */
+static td_status gram_residual(const double *g, size_t p, const double *q, size_t l, td_rng *rng, double *est)
+{
+    const size_t b = RSVD_CHECK_VECS;
+    const int P = (int)p, L = (int)l, B = (int)b;
+    double *x = malloc(p * b * sizeof(double)), *y = malloc(p * b * sizeof(double)), *t = malloc(l * b * sizeof(double));
+    td_status st = TD_OK;
+    if (!x || !y || !t) { st = TD_ENOMEM; goto done; }
+    test_matrix(x, p * b, rng);
+    double best = 0;
+    for (int step = 0; step <= RSVD_CHECK_STEPS + 1; step++) {
+        /* x <- P x, orthonormal; y = P G x */
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, B, P, 1.0, q, L, x, B, 0.0, t, B);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, B, L, -1.0, q, L, t, B, 1.0, x, B);
+        if (sumsq(x, p * b) == 0) break; /* Q spans everything */
+        if ((st = td__orthonormalise(x, p, b)) != TD_OK) goto done;
+        cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, P, B, 1.0, g, P, x, B, 0.0, y, B);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, B, P, 1.0, q, L, y, B, 0.0, t, B);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, B, L, -1.0, q, L, t, B, 1.0, y, B);
+        best = 0;
+        for (size_t c = 0; c < b; c++) {
+            double v = 0;
+            for (size_t i = 0; i < p; i++) v += y[i * b + c] * y[i * b + c];
+            best = fmax(best, sqrt(sqrt(v)));
+        }
+        memcpy(x, y, p * b * sizeof(double));
+    }
+    *est = best;
+done:
+    free(x);
+    free(y);
+    free(t);
+    return st;
+}
+
+/* The randomised route on the Gram (td__svd_random_on_gram chose it). */
+static td_status random_on_gram(const td_tensor *a, size_t k, size_t l, size_t grow, const td_svd_options *o,
+                                double *u, double *s, double *vt, int *check_ok, td__svd_info *info)
+{
+    const size_t m = a->shape[0], n = a->shape[1];
+    const int left = m <= n;
+    const size_t p = left ? m : n, lmax = l + grow;
+    double *g = malloc(p * p * sizeof(double)), *q = malloc(p * l * sizeof(double)),
+           *y = malloc(p * l * sizeof(double)), *h = malloc((lmax * lmax + lmax) * sizeof(double));
+    td_status st = TD_OK;
+    if (!g || !q || !y || !h) { st = TD_ENOMEM; goto done; }
+    info->on_gram = 1;
+    cblas_dsyrk(CblasRowMajor, CblasUpper, left ? CblasNoTrans : CblasTrans, (int)p, (int)(left ? n : m), 1.0,
+                a->data, (int)n, 0.0, g, (int)p);
+    double na2 = 0;
+    for (size_t i = 0; i < p; i++) na2 += g[i * p + i];
+    td_rng rng;
+    td_rng_seed(&rng, o->seed);
+    if ((st = gram_range(g, p, na2, &l, grow, k, o, &rng, &q, &y, h, info)) != TD_OK) goto done;
+    if (info->stalled) { *check_ok = 0; goto done; }
+    info->columns = l;
+    if ((st = gram_ritz(a, left, q, h, l, k, u, s, vt)) != TD_OK) goto done;
+    info->tail = fmax(sumsq(a->data, a->size) - sumsq(s, k), 0.0);
+    double res = 0;
+    if ((st = gram_residual(g, p, q, l, &rng, &res)) != TD_OK) goto done;
+    info->residual = res;
+    if (l < p && res > RSVD_CHECK_RATIO * s[k - 1] + RSVD_TAIL_FLOOR * sqrt(na2)) *check_ok = 0;
+done:
+    free(g);
+    free(q);
+    free(y);
+    free(h);
+    return st;
+}
+
 /* Workspace of the float32 passes: the copy of A and the operands (NULL af when not used). */
 static td_status float_work(rs_work *w, const td_svd_options *o, size_t lmax)
 {
@@ -330,6 +517,8 @@ td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *o, 
     if (l + grow > p / RSVD_GROW_LIMIT) grow = l < p / RSVD_GROW_LIMIT ? p / RSVD_GROW_LIMIT - l : 0;
     const size_t lmax = l + grow;
     *check_ok = 1;
+    if (td__svd_random_on_gram(m, n, k, o->oversample, NULL, NULL))
+        return random_on_gram(a, k, l, grow, o, u, s, vt, check_ok, info);
     rs_work w = {a->data, NULL, NULL, NULL, m, n, sumsq(a->data, a->size)};
     double *q = malloc(m * l * sizeof(double)), *z = malloc(n * l * sizeof(double)),
            *gw = malloc((lmax * lmax + lmax) * sizeof(double)), *rz = malloc(lmax * lmax * sizeof(double)),
