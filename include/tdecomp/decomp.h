@@ -21,11 +21,9 @@ typedef int (*td_progress_fn)(void *ctx, int iteration, double rel_error);
 /* --- truncated SVD --------------------------------------------------------------------------- */
 
 typedef enum td_svd_method {
-    TD_SVD_AUTO = 0,     /* the cheapest by a flop estimate: randomised when its estimate is
-                            lowest and k + oversample is at most a quarter of the short side
-                            (passes over A) or, on the Gram, a third of a short side >= 2048 that
-                            is <= 1/4 of the long one; else Gram + dsyevd when one side is <= 1/4
-                            of the other, else dgesdd */
+    TD_SVD_AUTO = 0,     /* the cheapest by a flop estimate: randomised when k + oversample is at
+                            most a quarter of the short side and its estimate is lowest, else
+                            Gram + dsyevd when one side is <= 1/4 of the other, else dgesdd */
     TD_SVD_GRAM,         /* eigen-decomposition of A A^T or A^T A (the smaller); squares the
                             condition number: singular values below ~1e-8 * s_max lose accuracy */
     TD_SVD_GESDD,        /* LAPACK divide and conquer on a copy */
@@ -42,14 +40,7 @@ typedef enum td_svd_method {
                             instead. The result is the exact SVD of Q Q^T A (Q orthonormal in
                             double, B computed in double), so
                             ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2 holds for what is returned,
-                            to rounding. Where the GRAM route would be allowed (one side <= 1/4
-                            of the other), l <= p / 3 and a flop estimate favours it, the same
-                            iteration runs on the p x p Gram G (p = min(m, n)): one SYRK
-                            (p^2 max(m, n) flops), then 2 p^2 l per iteration instead of two
-                            passes, and Rayleigh-Ritz on Q^T G Q at the end with
-                            V^T = U^T A / s (U = Q W; left case); the identity still holds (U S V^T
-                            = U U^T A), and V's rows are orthogonal to ~1e-16 (s_1 / s_c)^2, as on
-                            the GRAM route (the VGG-16 fc6 case, 4096 x 25088 at rank 1024). */
+                            to rounding. */
 } td_svd_method;
 
 typedef struct td_svd_options {
@@ -86,8 +77,7 @@ TD_API void td_svd_options_init(td_svd_options *opt);
  * TD_ERANGE (a dimension past BLAS's int), TD_ENOTFINITE (NaN/Inf input), TD_ENOMEM, TD_ELAPACK.
  * Workspace beyond the outputs: GESDD ~(m n + min(m,n) (m + n)) doubles; GRAM min(m,n)^2 + its
  * eigenvectors; RANDOMIZED ~(m + 2n) l + 3 l^2 doubles with l = k + oversample (up to 1.5 k +
- * oversample after a growth), plus, with float32 passes, m n + 2 max(m, n) l floats; on the Gram
- * p^2 + 2 p l + l^2 + max(m, n) k doubles.
+ * oversample after a growth), plus, with float32 passes, m n + 2 max(m, n) l floats.
  * Thread safety: no shared state; concurrent calls on distinct outputs are safe. BLAS threading
  * is the caller's (the library never sets it); results are deterministic for a given seed and
  * BLAS thread count. */

@@ -44,16 +44,11 @@ typedef struct td__svd_info {
     double tail;           /* randomised: last ||A||_F^2 - ||(Q^T A)_k||_F^2 */
     size_t columns;        /* randomised: columns of Q at the end (k + oversample, or grown) */
     double residual;       /* randomised: lower estimate of ||A - Q Q^T A||_2 from the check */
-    int on_gram;           /* randomised: the subspace iteration ran on the Gram */
 } td__svd_info;
 
 /* td_svd_trunc with a report (info may be NULL). */
 td_status td__svd_trunc_ex(const td_tensor *a, size_t k, const td_svd_options *opt, td_tensor *u,
                            double *s, td_tensor *vt, td__svd_info *info);
-
-/* Whether the randomised route runs on the Gram (1) or on passes over A (0), by a flop estimate;
- * *cost gets the estimate of the form chosen, *cost_passes that of the passes (either may be NULL). */
-int td__svd_random_on_gram(size_t m, size_t n, size_t k, int oversample, double *cost, double *cost_passes);
 
 /* The route TD_SVD_AUTO takes for an m x n matrix at rank k (flop estimate). */
 td_svd_method td__svd_auto_method(size_t m, size_t n, size_t k, int oversample);

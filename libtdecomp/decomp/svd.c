@@ -366,44 +366,19 @@ td_status td__orthonormalise_span(double *y, size_t m, size_t l, const double *g
 /* Randomised only when k + oversample is at most this fraction of the short side. */
 #define RSVD_MAX_FRACTION 4
 
-/* The randomised route's two forms: passes over A (the range finder proper), or the same
- * subspace iteration on the p x p Gram (one SYRK, then each step costs 2 p^2 l instead of two
- * passes, 4 m n l), allowed where the exact Gram route is (the squared condition number) and
- * l <= p / 3. *cost: the cheaper form's estimate; returns 1 for the Gram form. */
-int td__svd_random_on_gram(size_t m, size_t n, size_t k, int oversample, double *cost, double *cost_passes)
-{
-    const size_t ps = m < n ? m : n, qs = m < n ? n : m;
-    const double p = (double)ps, q = (double)qs, kk = (double)k, W = COST_REDUCTION_WEIGHT;
-    const size_t ls = k + (size_t)(oversample > 0 ? oversample : 0);
-    const double l = (double)ls, it = COST_EXPECTED_POWER_ITERS;
-    const double passes = (2.0 + 4.0 * it) * p * q * l + 4.0 * l * l * ((1.0 + it) * (double)m + it * (double)n) +
-                          W * (6.0 * (double)n * l * l + 11.0 * l * l * l);
-    /* a grown range (1.5 l) in every Gram step, Rayleigh-Ritz and the k x q product at the end */
-    const double gram = q * p * p + (1.0 + it) * 3.0 * p * p * l + 2.0 * q * p * kk + W * 9.0 * l * l * l;
-    const int on_gram = 4 * ps <= qs && 3 * ls <= ps && gram < passes;
-    if (cost) *cost = on_gram ? gram : passes;
-    if (cost_passes) *cost_passes = passes;
-    return on_gram;
-}
-
-/* Below this short side the exact Gram route's dsyevd runs near its flop rate (the matrix fits
- * in cache) and AUTO keeps it over the Gram form: 512 x 4608 at rank 128 took 0.29 s by the
- * Gram route, 0.40 s by the Gram form (medians of 5). */
-#define AUTO_GRAM_FORM_MIN_P 2048
-
 td_svd_method td__svd_auto_method(size_t m, size_t n, size_t k, int oversample)
 {
     const size_t ps = m < n ? m : n, qs = m < n ? n : m;
     const double p = (double)ps, q = (double)qs, kk = (double)k, W = COST_REDUCTION_WEIGHT;
     const size_t ls = k + (size_t)(oversample > 0 ? oversample : 0);
+    const double l = (double)ls, it = COST_EXPECTED_POWER_ITERS;
     const double gram = q * p * p + W * 9.0 * p * p * p + 2.0 * q * p * kk;
     const double gesdd = W * (6.0 * q * p * p + 11.0 * p * p * p);
+    const double rand = (2.0 + 4.0 * it) * p * q * l + 4.0 * l * l * ((1.0 + it) * (double)m + it * (double)n) +
+                        W * (6.0 * (double)n * l * l + 11.0 * l * l * l);
     const int gram_ok = 4 * ps <= qs; /* the squared condition number is the price of the Gram */
     const double exact = gram_ok ? gram : gesdd;
-    double rand = 0, passes = 0;
-    const int on_gram = td__svd_random_on_gram(m, n, k, oversample, &rand, &passes);
-    if (on_gram && ps >= AUTO_GRAM_FORM_MIN_P && rand < exact) return TD_SVD_RANDOMIZED;
-    if (ls * RSVD_MAX_FRACTION <= ps && passes < exact) return TD_SVD_RANDOMIZED;
+    if (ls * RSVD_MAX_FRACTION <= ps && rand < exact) return TD_SVD_RANDOMIZED;
     return gram_ok ? TD_SVD_GRAM : TD_SVD_GESDD;
 }
 

@@ -231,62 +231,6 @@ START_TEST(test_hard_spectra_default_tolerance)
 }
 END_TEST
 
-START_TEST(test_random_on_gram)
-{
-    /* a short side 4x below the long one and l <= p/3: the subspace iteration runs on the Gram
-     * (one SYRK, then p x p products); same truths, wide and tall */
-    enum { P = 60 };
-    double sv[P];
-    for (int c = 0; c < P; c++) sv[c] = 10.0 * exp(-0.08 * c);
-    ck_assert_int_eq(td__svd_random_on_gram(60, 400, 8, 10, NULL, NULL), 1);
-    ck_assert_int_eq(td__svd_random_on_gram(400, 60, 8, 10, NULL, NULL), 1);
-    ck_assert_int_eq(td__svd_random_on_gram(90, 240, 12, 10, NULL, NULL), 0); /* the Gram not allowed */
-    ck_assert_int_eq(td__svd_random_on_gram(60, 400, 15, 10, NULL, NULL), 0); /* l > p / 3 */
-    td_tensor a[2];
-    with_spectrum(&a[0], 60, 400, sv, P, 1e-3, 61);
-    transpose(&a[0], &a[1]);
-    for (int t = 0; t < 2; t++) {
-        td_svd_options o;
-        td_svd_options_init(&o);
-        o.method = TD_SVD_RANDOMIZED;
-        svd_check r = run_svd(&a[t], 8, &o);
-        ck_assert_int_eq(r.info.on_gram, 1);
-        ck_assert_int_eq(r.info.fell_back, 0);
-        ck_assert_msg(r.recomposed <= r.exact * (1 + 1e-3), "shape %d: %.15g vs optimum %.15g", t, r.recomposed,
-                      r.exact);
-    }
-    td_tensor_free(&a[0]);
-    td_tensor_free(&a[1]);
-    /* exact rank 8 at k = 8: exact recovery (values to the Gram's eps s_1^2 / s_c) */
-    const double s8[8] = {50, 20, 9, 7, 3, 1, 0.5, 0.2};
-    with_spectrum(&a[0], 70, 400, s8, 8, 0.0, 71);
-    transpose(&a[0], &a[1]);
-    for (int t = 0; t < 2; t++) {
-        td_svd_options o;
-        td_svd_options_init(&o);
-        o.method = TD_SVD_RANDOMIZED;
-        double s[8];
-        td__svd_info info;
-        TT_OK(td__svd_trunc_ex(&a[t], 8, &o, NULL, s, NULL, &info));
-        ck_assert_int_eq(info.on_gram, 1);
-        for (int c = 0; c < 8; c++) ck_assert_msg(fabs(s[c] - s8[c]) < 1e-12 * s8[0], "s%d %.17g", c, s[c]);
-        svd_check r = run_svd(&a[t], 8, &o);
-        ck_assert_msg(r.recomposed < 1e-13, "error %g", r.recomposed);
-    }
-    td_tensor_free(&a[0]);
-    td_tensor_free(&a[1]);
-    /* a flat-ish spectrum: within 1e-3 of the optimum, or the exact route */
-    for (int c = 0; c < P; c++) sv[c] = 1.0 - 0.3 * c / P;
-    with_spectrum(&a[0], 60, 400, sv, P, 0.01, 81);
-    td_svd_options o;
-    td_svd_options_init(&o);
-    o.method = TD_SVD_RANDOMIZED;
-    svd_check r = run_svd(&a[0], 8, &o);
-    ck_assert(r.recomposed <= r.exact * (1 + 1e-3));
-    td_tensor_free(&a[0]);
-}
-END_TEST
-
 START_TEST(test_outputs_optional_and_statuses)
 {
     const double sv[6] = {6, 5, 4, 3, 2, 1};
@@ -333,10 +277,6 @@ START_TEST(test_defaults_and_auto_routes)
     ck_assert_int_eq(td__svd_auto_method(11008, 4096, 512, 10), TD_SVD_RANDOMIZED);
     ck_assert_int_eq(td__svd_auto_method(512, 4608, 128, 10), TD_SVD_GRAM);
     ck_assert_int_eq(td__svd_auto_method(300, 400, 200, 10), TD_SVD_GESDD);
-    /* VGG-16 fc6 at rank 1024: the randomised route on the Gram */
-    ck_assert_int_eq(td__svd_auto_method(4096, 25088, 1024, 10), TD_SVD_RANDOMIZED);
-    ck_assert_int_eq(td__svd_random_on_gram(4096, 25088, 1024, 10, NULL, NULL), 1);
-    ck_assert_int_eq(td__svd_random_on_gram(4096, 11008, 512, 10, NULL, NULL), 0);
 }
 END_TEST
 
@@ -349,7 +289,6 @@ int main(void)
     tcase_add_test(tc, test_float_passes_keep_accuracy);
     tcase_add_test(tc, test_float_passes_exact_low_rank);
     tcase_add_test(tc, test_hard_spectra_default_tolerance);
-    tcase_add_test(tc, test_random_on_gram);
     tcase_add_test(tc, test_outputs_optional_and_statuses);
     tcase_add_test(tc, test_defaults_and_auto_routes);
     suite_add_tcase(s, tc);
