@@ -11,7 +11,7 @@
 td_status td__sym_eig_leading(const double *g, size_t n, size_t k, double *vecs, double *evals);
 
 /* The k leading pairs only (top: k values, descending, may be NULL): dsyevr on the index range
- * when k is small against a large n (n >= 1024, k <= n/8), else dsyevd. */
+ * when k is small against a large n (n >= 1024, k <= n/8; from n = 4096, k <= n/4), else dsyevd. */
 td_status td__sym_eig_top(const double *g, size_t n, size_t k, double *vecs, double *top);
 
 /* Flips each column c of the m x k row-major matrix u so its largest-|.| entry (first on ties)

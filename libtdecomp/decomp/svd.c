@@ -36,9 +36,16 @@ void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips)
 }
 
 /* dsyevr with an index range pays only when few of many pairs are wanted: at n = 512 the
- * tridiagonalisation dominates and dsyevd for all pairs was faster even for k = n/4. */
+ * tridiagonalisation dominates and dsyevd for all pairs was faster even for k = n/4. At n = 4096
+ * the index range still won at k = n/4 (19.4 s against 26.1 s for dsyevd, 2 threads, a loaded
+ * machine): the VGG-16 fc6 Gram at rank 1024. */
 #define EIG_RANGE_MIN_N 1024
 #define EIG_RANGE_FRACTION 8 /* k * this <= n */
+#define EIG_RANGE_WIDE_N 4096
+#define EIG_RANGE_WIDE_FRACTION 4 /* from EIG_RANGE_WIDE_N on */
+/* Values only stay on dsyevd 'N' (dsytrd + dsterf): dsyevd_2stage 'N' won in isolation (n = 2048:
+ * 1.76 / 1.04 s on 1 thread; n = 4096: 14.7 / 13.8 s on 2) but td_mode_spectrum of a 4096 x 11008
+ * matrix took 30.8 and 35.4 s with it against 24.5 and 21.7 s without (alternating runs). */
 
 /* Leading k pairs of g by dsyevr 'I' (column-major = row-major for a symmetric matrix); the k
  * values, descending, into top if not NULL. */
@@ -75,7 +82,8 @@ static td_status sym_eig(const double *g, size_t n, size_t k, double *vecs, doub
     td_status st = TD_OK;
     if (!a || !w) { st = TD_ENOMEM; goto done; }
     memcpy(a, g, n * n * sizeof(double));
-    if (vecs && !evals && k > 0 && n >= EIG_RANGE_MIN_N && k * EIG_RANGE_FRACTION <= n) {
+    const size_t frac = n >= EIG_RANGE_WIDE_N ? EIG_RANGE_WIDE_FRACTION : EIG_RANGE_FRACTION;
+    if (vecs && !evals && k > 0 && n >= EIG_RANGE_MIN_N && k * frac <= n) {
         st = eig_range(a, n, k, vecs, top);
         goto done;
     }

@@ -277,6 +277,8 @@ START_TEST(test_defaults_and_auto_routes)
     ck_assert_int_eq(td__svd_auto_method(11008, 4096, 512, 10), TD_SVD_RANDOMIZED);
     ck_assert_int_eq(td__svd_auto_method(512, 4608, 128, 10), TD_SVD_GRAM);
     ck_assert_int_eq(td__svd_auto_method(300, 400, 200, 10), TD_SVD_GESDD);
+    /* VGG-16 fc6 at rank 1024 (l > p / 4): the exact Gram route, dsyevr on the index range */
+    ck_assert_int_eq(td__svd_auto_method(4096, 25088, 1024, 10), TD_SVD_GRAM);
 }
 END_TEST
 
