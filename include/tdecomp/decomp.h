@@ -54,13 +54,16 @@ typedef struct td_svd_options {
                                error), extrapolated geometrically from its last changes, is below
                                power_tol times the tail (or 1e-12 ||A||_F^2); the exact route runs
                                instead when the gain predicted to remain at the cap exceeds
-                               10 power_tol of the tail. Default 1e-4: the error ends within
-                               ~power_tol / 2 of the optimum's on decaying spectra (measured gaps
-                               were 10-100x smaller still, tools/bench/svd_bench.py), and within
-                               5 power_tol = 5e-4 when the cap is reached; 0 runs max_power_iters */
+                               10 power_tol of the tail. Default -1, automatic: 1e-4 when A has
+                               at least 2^22 entries (the error then ends within ~power_tol / 2 of
+                               the optimum's on decaying spectra, and within 5 power_tol = 5e-4
+                               when the cap is reached; measured gaps on decaying, slowly decaying
+                               and flat spectra were 1e-7 to 1.2e-4, tools/bench/svd_bench.py),
+                               1e-6 below (cheap there; near-exact for callers that compare with
+                               an exact SVD); 0 runs max_power_iters */
     int float_passes;       /* randomised: 1 (default) lets the passes that only find the range
                                run in float32 (SGEMM, ~2x DGEMM's rate) on a float copy of A when
-                               A has at least 2^20 entries, while the tail is >= 1e-4 ||A||_F^2
+                               A has at least 2^22 entries, while the tail is >= 1e-4 ||A||_F^2
                                and >= 1e-8 / power_tol ||A||_F^2 (below, float rounding could hide
                                convergence, or limit a near-exact low-rank fit to ~1e-7: the
                                passes turn double); 2: the same at any size; 0: double throughout.

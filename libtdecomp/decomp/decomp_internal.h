@@ -53,6 +53,9 @@ td_status td__svd_trunc_ex(const td_tensor *a, size_t k, const td_svd_options *o
 /* The route TD_SVD_AUTO takes for an m x n matrix at rank k (flop estimate). */
 td_svd_method td__svd_auto_method(size_t m, size_t n, size_t k, int oversample);
 
+/* The power_tol in force for an m x n matrix (the automatic one when o->power_tol < 0). */
+double td__svd_power_tol(const td_svd_options *o, size_t m, size_t n);
+
 /* Randomised route (rsvd.c). *check_ok = 0 when the power iteration stalled or the a-posteriori
  * residual check failed (the outputs are then to be discarded). u may be NULL. */
 td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *o, double *u, double *s,

@@ -15,7 +15,7 @@ void td_svd_options_init(td_svd_options *opt)
     opt->power_iters = 1;
     opt->seed = 0;
     opt->max_power_iters = 8;
-    opt->power_tol = 1e-4;
+    opt->power_tol = -1.0; /* automatic, see td__svd_power_tol */
     opt->float_passes = 1;
 }
 

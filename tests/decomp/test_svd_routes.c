@@ -270,7 +270,13 @@ START_TEST(test_defaults_and_auto_routes)
     ck_assert_int_eq(o.oversample, 10);
     ck_assert_int_eq(o.power_iters, 1);
     ck_assert_int_eq(o.max_power_iters, 8);
-    ck_assert(o.power_tol == 1e-4);
+    ck_assert(o.power_tol < 0); /* automatic: */
+    ck_assert(td__svd_power_tol(&o, 4096, 11008) == 1e-4);
+    ck_assert(td__svd_power_tol(&o, 2000, 1000) == 1e-6);
+    ck_assert(td__svd_power_tol(&o, 2048, 2048) == 1e-4);
+    o.power_tol = 1e-3;
+    ck_assert(td__svd_power_tol(&o, 512, 1024) == 1e-3);
+    o.power_tol = -1;
     ck_assert_int_eq(o.float_passes, 1);
     /* LLM projections at rank 512: randomised; a conv-sized matrix keeps the Gram route */
     ck_assert_int_eq(td__svd_auto_method(4096, 11008, 512, 10), TD_SVD_RANDOMIZED);

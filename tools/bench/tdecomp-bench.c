@@ -176,7 +176,7 @@ static int svd_raw(int argc, char **argv)
            "\"columns\": %zu, \"rel_error\": %.12g, \"formula_rel_error\": %.12g, \"extra_mem_mib\": %.1f, "
            "\"power_tol\": %g, \"float_passes\": %d, \"openblas_core\": \"%s\", \"threads\": %d}\n",
            t, names[info.method], info.power_iters, info.fell_back, info.stalled, info.columns, err, formula, mem,
-           o.power_tol, o.float_passes, openblas_get_corename(), openblas_get_num_threads());
+           td__svd_power_tol(&o, m, n), o.float_passes, openblas_get_corename(), openblas_get_num_threads());
     free(s);
     td_tensor_free(&a); td_tensor_free(&u); td_tensor_free(&vt);
     return 0;
