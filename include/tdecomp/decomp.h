@@ -27,16 +27,20 @@ typedef enum td_svd_method {
     TD_SVD_GRAM,         /* eigen-decomposition of A A^T or A^T A (the smaller); squares the
                             condition number: singular values below ~1e-8 * s_max lose accuracy */
     TD_SVD_GESDD,        /* LAPACK divide and conquer on a copy */
-    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder: Gaussian test matrix (td_rng),
-                            k + oversample columns, power iterations with QR between them, chosen
-                            adaptively (see power_tol), then an exact SVD of the projected matrix.
-                            Cost ~(4 + 4q) m n (k + oversample) flops and 2 + 2q passes over A,
-                            plus per iteration an (k + oversample)^2 Gram of the projection and a
-                            small residual check. When the tail converges too slowly to reach
-                            power_tol by the cap (flat spectra) or the residual check finds a
-                            direction larger than the k-th kept value, the exact route (GRAM or
-                            GESDD) runs instead. The result is the exact SVD of Q Q^T A, so
-                            ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2 holds for what is returned. */
+    TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder: uniform (sub-Gaussian) test matrix,
+                            l = k + oversample columns, power iterations with QR between them,
+                            chosen adaptively (see power_tol), then an exact SVD of the projected
+                            matrix B = Q^T A (from a QR of B^T and an l x l SVD). Cost
+                            ~(2 + 2q) 2 m n l flops in 2 + 2q passes over A (all but the last may
+                            be float32, see float_passes), plus per iteration ~4 (m + n) l^2 for
+                            the QRs and Grams and an l x l eigensolve, and a residual check of
+                            5 thin passes. When the tail converges too slowly to reach power_tol
+                            by the cap (flat spectra) or the residual check finds a direction
+                            larger than the k-th kept value, the exact route (GRAM or GESDD) runs
+                            instead. The result is the exact SVD of Q Q^T A (Q orthonormal in
+                            double, B computed in double), so
+                            ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2 holds for what is returned,
+                            to rounding. */
 } td_svd_method;
 
 typedef struct td_svd_options {
@@ -45,13 +49,25 @@ typedef struct td_svd_options {
     int power_iters;        /* randomised: minimum number of power iterations, default 1 */
     uint64_t seed;          /* randomised: test-matrix seed, default 0 */
     int max_power_iters;    /* randomised: cap on power iterations, default 8 (>= power_iters) */
-    double power_tol;       /* randomised: stop iterating once the estimated tail
-                               ||A||_F^2 - ||(Q^T A)_k||_F^2 (the result's squared error) changes by
-                               less than power_tol times itself (or 1e-12 ||A||_F^2) between two
-                               iterations; the exact route runs instead when the gain predicted
-                               to remain at the cap exceeds 10 power_tol of the tail. Default
-                               1e-6 (the error within ~1e-6 of the optimum's); 0 runs
-                               max_power_iters */
+    double power_tol;       /* randomised: stop iterating once the gain still to come in the
+                               estimated tail ||A||_F^2 - ||(Q^T A)_k||_F^2 (the result's squared
+                               error), extrapolated geometrically from its last changes, is below
+                               power_tol times the tail (or 1e-12 ||A||_F^2); the exact route runs
+                               instead when the gain predicted to remain at the cap exceeds
+                               10 power_tol of the tail. Default -1, automatic: 1e-4 when A has
+                               at least 2^22 entries (the error then ends within ~power_tol / 2 of
+                               the optimum's on decaying spectra, and within 5 power_tol = 5e-4
+                               when the cap is reached; measured gaps on decaying, slowly decaying
+                               and flat spectra were 1e-7 to 1.2e-4, tools/bench/svd_bench.py),
+                               1e-6 below (cheap there; near-exact for callers that compare with
+                               an exact SVD); 0 runs max_power_iters */
+    int float_passes;       /* randomised: 1 (default) lets the passes that only find the range
+                               run in float32 (SGEMM, ~2x DGEMM's rate) on a float copy of A when
+                               A has at least 2^22 entries, while the tail is >= 1e-4 ||A||_F^2
+                               and >= 1e-8 / power_tol ||A||_F^2 (below, float rounding could hide
+                               convergence, or limit a near-exact low-rank fit to ~1e-7: the
+                               passes turn double); 2: the same at any size; 0: double throughout.
+                               The projection Q^T A is double in every case */
 } td_svd_options;
 
 TD_API void td_svd_options_init(td_svd_options *opt);
@@ -63,8 +79,11 @@ TD_API void td_svd_options_init(td_svd_options *opt);
  * on ties), the matching row of vt flipped with it. Statuses: TD_EINVAL, TD_ESHAPE (u/vt shapes),
  * TD_ERANGE (a dimension past BLAS's int), TD_ENOTFINITE (NaN/Inf input), TD_ENOMEM, TD_ELAPACK.
  * Workspace beyond the outputs: GESDD ~(m n + min(m,n) (m + n)) doubles; GRAM min(m,n)^2 + its
- * eigenvectors; RANDOMIZED ~(m + 2n) l + l^2 with l = k + oversample (up to 1.5 k + oversample
- * after a growth). */
+ * eigenvectors; RANDOMIZED ~(m + 2n) l + 3 l^2 doubles with l = k + oversample (up to 1.5 k +
+ * oversample after a growth), plus, with float32 passes, m n + 2 max(m, n) l floats.
+ * Thread safety: no shared state; concurrent calls on distinct outputs are safe. BLAS threading
+ * is the caller's (the library never sets it); results are deterministic for a given seed and
+ * BLAS thread count. */
 TD_API TD_WUR td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_options *opt,
                                      td_tensor *u, double *s, td_tensor *vt);
 

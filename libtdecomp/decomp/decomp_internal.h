@@ -11,7 +11,7 @@
 td_status td__sym_eig_leading(const double *g, size_t n, size_t k, double *vecs, double *evals);
 
 /* The k leading pairs only (top: k values, descending, may be NULL): dsyevr on the index range
- * when k is small against a large n (n >= 1024, k <= n/8), else dsyevd. */
+ * when k is small against a large n (n >= 1024, k <= n/8; from n = 4096, k <= n/4), else dsyevd. */
 td_status td__sym_eig_top(const double *g, size_t n, size_t k, double *vecs, double *top);
 
 /* Flips each column c of the m x k row-major matrix u so its largest-|.| entry (first on ties)
@@ -20,6 +20,15 @@ void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips);
 
 /* Orthonormalise the columns of the m x l row-major matrix y in place (Householder QR). */
 td_status td__orthonormalise(double *y, size_t m, size_t l);
+
+/* The same, y = Q R: R (l x l, upper, row-major) into r if not NULL; g0, if not NULL, is y^T y
+ * already computed (upper part read; saves the first SYRK of CholeskyQR2). */
+td_status td__orthonormalise_r(double *y, size_t m, size_t l, const double *g0, double *r);
+
+/* A well-conditioned basis of y's span in place, for products whose span alone matters: one
+ * Cholesky-QR pass from g = y^T y (upper part read), or the full orthonormalisation when g is not
+ * numerically positive definite. */
+td_status td__orthonormalise_span(double *y, size_t m, size_t l, const double *g);
 
 /* Full thin SVD of the m x n row-major adata (copied) by dgesdd; leading k kept, signs fixed.
  * u (m x k) or vt (k x n) may be NULL. */
@@ -43,6 +52,9 @@ td_status td__svd_trunc_ex(const td_tensor *a, size_t k, const td_svd_options *o
 
 /* The route TD_SVD_AUTO takes for an m x n matrix at rank k (flop estimate). */
 td_svd_method td__svd_auto_method(size_t m, size_t n, size_t k, int oversample);
+
+/* The power_tol in force for an m x n matrix (the automatic one when o->power_tol < 0). */
+double td__svd_power_tol(const td_svd_options *o, size_t m, size_t n);
 
 /* Randomised route (rsvd.c). *check_ok = 0 when the power iteration stalled or the a-posteriori
  * residual check failed (the outputs are then to be discarded). u may be NULL. */

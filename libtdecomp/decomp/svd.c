@@ -15,7 +15,8 @@ void td_svd_options_init(td_svd_options *opt)
     opt->power_iters = 1;
     opt->seed = 0;
     opt->max_power_iters = 8;
-    opt->power_tol = 1e-6;
+    opt->power_tol = -1.0; /* automatic, see td__svd_power_tol */
+    opt->float_passes = 1;
 }
 
 void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips)
@@ -35,9 +36,16 @@ void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips)
 }
 
 /* dsyevr with an index range pays only when few of many pairs are wanted: at n = 512 the
- * tridiagonalisation dominates and dsyevd for all pairs was faster even for k = n/4. */
+ * tridiagonalisation dominates and dsyevd for all pairs was faster even for k = n/4. At n = 4096
+ * the index range still won at k = n/4 (19.4 s against 26.1 s for dsyevd, 2 threads, a loaded
+ * machine): the VGG-16 fc6 Gram at rank 1024. */
 #define EIG_RANGE_MIN_N 1024
 #define EIG_RANGE_FRACTION 8 /* k * this <= n */
+#define EIG_RANGE_WIDE_N 4096
+#define EIG_RANGE_WIDE_FRACTION 4 /* from EIG_RANGE_WIDE_N on */
+/* Values only stay on dsyevd 'N' (dsytrd + dsterf): dsyevd_2stage 'N' won in isolation (n = 2048:
+ * 1.76 / 1.04 s on 1 thread; n = 4096: 14.7 / 13.8 s on 2) but td_mode_spectrum of a 4096 x 11008
+ * matrix took 30.8 and 35.4 s with it against 24.5 and 21.7 s without (alternating runs). */
 
 /* Leading k pairs of g by dsyevr 'I' (column-major = row-major for a symmetric matrix); the k
  * values, descending, into top if not NULL. */
@@ -74,7 +82,8 @@ static td_status sym_eig(const double *g, size_t n, size_t k, double *vecs, doub
     td_status st = TD_OK;
     if (!a || !w) { st = TD_ENOMEM; goto done; }
     memcpy(a, g, n * n * sizeof(double));
-    if (vecs && !evals && k > 0 && n >= EIG_RANGE_MIN_N && k * EIG_RANGE_FRACTION <= n) {
+    const size_t frac = n >= EIG_RANGE_WIDE_N ? EIG_RANGE_WIDE_FRACTION : EIG_RANGE_FRACTION;
+    if (vecs && !evals && k > 0 && n >= EIG_RANGE_MIN_N && k * frac <= n) {
         st = eig_range(a, n, k, vecs, top);
         goto done;
     }
@@ -276,13 +285,16 @@ done:
 }
 
 
-/* Householder QR (dgeqrf + dorgqr): stable for any y. */
-static td_status householder_q(double *y, size_t m, size_t l)
+/* Householder QR (dgeqrf + dorgqr): stable for any y; R (l x l, upper) into r if not NULL. */
+static td_status householder_q(double *y, size_t m, size_t l, double *r)
 {
     double *tau = malloc(l * sizeof(double) + 1);
     if (!tau) return TD_ENOMEM;
     lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)l, y,
                                      (lapack_int)l, tau);
+    if (info == 0 && r)
+        for (size_t i = 0; i < l; i++)
+            for (size_t j = 0; j < l; j++) r[i * l + j] = j >= i && i < m ? y[i * l + j] : 0.0;
     if (info == 0)
         info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)l, (lapack_int)l, y,
                               (lapack_int)l, tau);
@@ -290,18 +302,22 @@ static td_status householder_q(double *y, size_t m, size_t l)
     return info == 0 ? TD_OK : (info < 0 ? TD_EINTERNAL : TD_ELAPACK);
 }
 
-/* One Cholesky-QR pass y <- y R^-1 with R^T R = y^T y; g (l x l) is workspace and holds
- * y^T y on return of the SYRK. Returns 0 when the Gram is not numerically positive definite. */
-static int cholqr_pass(double *y, size_t m, size_t l, double *g, double *offdiag)
+/* One Cholesky-QR pass y <- y R^-1 with R^T R = y^T y; g (l x l) is workspace and holds R (upper,
+ * row-major) on return. g0, if not NULL, is y^T y already computed (its upper part is read).
+ * Returns 0 when the Gram is not numerically positive definite. */
+static int cholqr_pass(double *y, size_t m, size_t l, double *g, const double *g0, double *offdiag)
 {
     const int M = (int)m, L = (int)l;
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, L, M, 1.0, y, L, 0.0, g, L);
+    if (g0) memcpy(g, g0, l * l * sizeof(double));
+    else cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, L, M, 1.0, y, L, 0.0, g, L);
     double dev = 0;
     for (size_t i = 0; i < l; i++)
         for (size_t j = i; j < l; j++) dev = fmax(dev, fabs(g[i * l + j] - (i == j ? 1.0 : 0.0)));
     if (offdiag) *offdiag = dev;
     /* row-major upper = column-major lower: dpotrf 'L' there gives R upper in row-major */
     if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', L, g, L) != 0) return 0;
+    for (size_t i = 0; i < l; i++)
+        for (size_t j = 0; j < i; j++) g[i * l + j] = 0.0;
     cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, M, L, 1.0, g, L, y, L);
     return 1;
 }
@@ -310,22 +326,45 @@ static int cholqr_pass(double *y, size_t m, size_t l, double *g, double *offdiag
  * Below this deviation from I the second pass restores orthogonality to ~eps (CholeskyQR2). */
 #define CHOLQR_MAX_DEVIATION 0.1
 
-td_status td__orthonormalise(double *y, size_t m, size_t l)
+td_status td__orthonormalise_r(double *y, size_t m, size_t l, const double *g0, double *r)
 {
     if (l == 0) return TD_OK;
-    if (m < l) return householder_q(y, m, l);
+    if (m < l) return householder_q(y, m, l, r);
     /* CholeskyQR2: SYRK + Cholesky + TRSM twice, all BLAS-3 (Householder's panels are not);
      * Householder when the Gram is singular or too far from I after the first pass */
-    double *g = malloc(l * l * sizeof(double)), *keep = malloc(m * l * sizeof(double));
+    double *g = malloc(2 * l * l * sizeof(double)), *keep = malloc(m * l * sizeof(double));
     if (!g || !keep) { free(g); free(keep); return TD_ENOMEM; }
+    double *r1 = g + l * l, dev = 0;
     memcpy(keep, y, m * l * sizeof(double));
-    double dev = 0;
-    int ok = cholqr_pass(y, m, l, g, NULL) && cholqr_pass(y, m, l, g, &dev) && dev < CHOLQR_MAX_DEVIATION;
+    int ok = cholqr_pass(y, m, l, r1, g0, NULL) && cholqr_pass(y, m, l, g, NULL, &dev) &&
+             dev < CHOLQR_MAX_DEVIATION;
     for (size_t i = 0; i < m * l && ok; i++) ok = isfinite(y[i]);
+    if (ok && r) { /* R = R2 R1 */
+        memcpy(r, r1, l * l * sizeof(double));
+        cblas_dtrmm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, (int)l, (int)l,
+                    1.0, g, (int)l, r, (int)l);
+    }
     if (!ok) memcpy(y, keep, m * l * sizeof(double)); /* ill-conditioned: start again from y */
     free(g);
     free(keep);
-    return ok ? TD_OK : householder_q(y, m, l);
+    return ok ? TD_OK : householder_q(y, m, l, r);
+}
+
+td_status td__orthonormalise(double *y, size_t m, size_t l)
+{
+    return td__orthonormalise_r(y, m, l, NULL, NULL);
+}
+
+td_status td__orthonormalise_span(double *y, size_t m, size_t l, const double *g)
+{
+    if (l == 0) return TD_OK;
+    if (m < l) return householder_q(y, m, l, NULL);
+    double *r = malloc(l * l * sizeof(double));
+    if (!r) return TD_ENOMEM;
+    /* one pass leaves y orthonormal to ~kappa^2 eps, enough for a basis; singular: Householder */
+    int ok = cholqr_pass(y, m, l, r, g, NULL);
+    free(r);
+    return ok ? TD_OK : td__orthonormalise(y, m, l);
 }
 
 /* Cost model, in DGEMM-equivalent flops. The symmetric and bidiagonal reductions are half BLAS-2

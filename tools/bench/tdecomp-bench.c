@@ -2,10 +2,11 @@
  * limits (DGEMM of comparable shapes, read bandwidth), in one run, and writes JSON.
  * Speed is reported as ratios measured in the same process; absolute times are for orientation.
  * Usage: tdecomp-bench [--quick] [--json FILE] [--tool TDECOMP-TOOL] [--peer]
- *        tdecomp-bench --svd-raw FILE M N K [auto|gesdd|gram|randomized]
+ *        tdecomp-bench --svd-raw FILE M N K [auto|gesdd|gram|randomized] [POWER_TOL] [FLOAT_PASSES]
  *   --svd-raw  times td_svd_trunc of the M x N float64 matrix in FILE (raw C-order bytes) at rank
  *           K and prints one JSON line (seconds, route, power iterations, the error from the
- *           recomposition); tools/bench/svd_bench.py drives it against numpy
+ *           recomposition); POWER_TOL and FLOAT_PASSES (0/1) override the defaults;
+ *           tools/bench/svd_bench.py drives it against numpy
  *   --tool  also times a whole-file `decompose` of a model with many 3x3 convs (serial, --jobs 2)
  *   --peer  also runs tools/bench/peer_compare.py (TensorLy, same inputs, fixed sweeps; needs
  *           --tool and a TensorLy checkout, see docs/perf.md); run from the repo root */
@@ -130,7 +131,10 @@ static double read_bandwidth(size_t mib)
 /* --svd-raw: one truncated SVD of a matrix read from raw float64 bytes, as JSON. */
 static int svd_raw(int argc, char **argv)
 {
-    if (argc < 6) { fprintf(stderr, "usage: tdecomp-bench --svd-raw FILE M N K [auto|gesdd|gram|randomized]\n"); return 2; }
+    if (argc < 6) {
+        fprintf(stderr, "usage: tdecomp-bench --svd-raw FILE M N K [auto|gesdd|gram|randomized] [POWER_TOL] [FLOAT_PASSES]\n");
+        return 2;
+    }
     const size_t m = (size_t)atol(argv[3]), n = (size_t)atol(argv[4]), k = (size_t)atol(argv[5]);
     const char *meth = argc > 6 ? argv[6] : "auto";
     td_svd_options o;
@@ -139,6 +143,8 @@ static int svd_raw(int argc, char **argv)
     else if (!strcmp(meth, "gram")) o.method = TD_SVD_GRAM;
     else if (!strcmp(meth, "randomized")) o.method = TD_SVD_RANDOMIZED;
     else if (strcmp(meth, "auto")) { fprintf(stderr, "tdecomp-bench: unknown method %s\n", meth); return 2; }
+    if (argc > 7) o.power_tol = atof(argv[7]);
+    if (argc > 8) o.float_passes = atoi(argv[8]);
     td_tensor a, u, vt;
     CHECK(td_matrix_alloc(&a, m, n));
     FILE *f = fopen(argv[2], "rb");
@@ -158,14 +164,19 @@ static int svd_raw(int argc, char **argv)
     for (size_t i = 0; i < m; i++)
         for (size_t c = 0; c < k; c++) u.data[i * k + c] *= s[c];
     const double na = td_norm(&a);
+    double kept = 0;
+    for (size_t c = 0; c < k; c++) kept += s[c] * s[c];
+    /* the identity ||A - U S V^T||^2 = ||A||^2 - sum s^2, which the route must make exact */
+    const double formula = sqrt(fmax(na * na - kept, 0.0)) / na;
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, -1.0, u.data, (int)k, vt.data,
                 (int)n, 1.0, a.data, (int)n);
     const double err = td_norm(&a) / na;
     static const char *names[] = {"auto", "gram", "gesdd", "randomized"};
     printf("{\"seconds\": %.6g, \"route\": \"%s\", \"power_iters\": %d, \"fell_back\": %d, \"stalled\": %d, "
-           "\"columns\": %zu, \"rel_error\": %.12g, \"extra_mem_mib\": %.1f, \"openblas_core\": \"%s\", \"threads\": %d}\n",
-           t, names[info.method], info.power_iters, info.fell_back, info.stalled, info.columns, err, mem, openblas_get_corename(),
-           openblas_get_num_threads());
+           "\"columns\": %zu, \"rel_error\": %.12g, \"formula_rel_error\": %.12g, \"extra_mem_mib\": %.1f, "
+           "\"power_tol\": %g, \"float_passes\": %d, \"openblas_core\": \"%s\", \"threads\": %d}\n",
+           t, names[info.method], info.power_iters, info.fell_back, info.stalled, info.columns, err, formula, mem,
+           td__svd_power_tol(&o, m, n), o.float_passes, openblas_get_corename(), openblas_get_num_threads());
     free(s);
     td_tensor_free(&a); td_tensor_free(&u); td_tensor_free(&vt);
     return 0;

@@ -1,0 +1,304 @@
+/* Truncated SVD routes against truths from outside the code under test: LAPACK's dgesdd of the
+ * same matrix, exact recovery of synthetic low-rank matrices, the identity
+ * ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2 for what is returned, orthonormality, and the
+ * interlacing bound s_c(Q^T A) <= s_c(A). Small sizes: fast, and clean under valgrind. */
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/testutil.h"
+#include "decomp/decomp_internal.h"
+
+/* All min(m, n) singular values of a by LAPACK (dgesdd 'N' on a copy). */
+static double *lapack_values(const td_tensor *a)
+{
+    const size_t m = a->shape[0], n = a->shape[1], p = m < n ? m : n;
+    double *c = malloc(a->size * sizeof(double)), *s = malloc(p * sizeof(double));
+    ck_assert(c && s);
+    memcpy(c, a->data, a->size * sizeof(double));
+    ck_assert_int_eq(LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)n, (lapack_int)m, c, (lapack_int)n, s,
+                                    NULL, 1, NULL, 1), 0);
+    free(c);
+    return s;
+}
+
+/* m x p with orthonormal columns from LAPACK's Householder QR of a seeded Gaussian matrix. */
+static void lapack_orth(td_tensor *q, size_t m, size_t p, uint64_t seed)
+{
+    double *tau = malloc(p * sizeof(double));
+    ck_assert(tau != NULL);
+    tt_random_matrix(q, m, p, seed);
+    ck_assert_int_eq(LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)p, q->data, (lapack_int)p, tau), 0);
+    ck_assert_int_eq(LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)p, (lapack_int)p, q->data,
+                                    (lapack_int)p, tau), 0);
+    free(tau);
+}
+
+/* a = Q1 diag(sv) Q2^T + noise N(0, 1), m x n, p = len(sv). */
+static void with_spectrum(td_tensor *a, size_t m, size_t n, const double *sv, size_t p, double noise, uint64_t seed)
+{
+    td_tensor q1, q2;
+    lapack_orth(&q1, m, p, seed);
+    lapack_orth(&q2, n, p, seed + 1);
+    ck_assert_int_eq(td_matrix_alloc(a, m, n), TD_OK);
+    td_rng g;
+    td_rng_seed(&g, seed + 2);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = 0;
+            for (size_t c = 0; c < p; c++) v += q1.data[i * p + c] * sv[c] * q2.data[j * p + c];
+            a->data[i * n + j] = v + noise * td_rng_normal(&g);
+        }
+    td_tensor_free(&q1);
+    td_tensor_free(&q2);
+}
+
+/* max |X^T X - I| of the columns (rows = 0) or rows (rows = 1) of the r x c matrix x. */
+static double orth_defect(const double *x, size_t r, size_t c, int rows)
+{
+    const size_t len = rows ? c : r, cnt = rows ? r : c;
+    double worst = 0;
+    for (size_t a = 0; a < cnt; a++)
+        for (size_t b = a; b < cnt; b++) {
+            double d = 0;
+            for (size_t i = 0; i < len; i++)
+                d += rows ? x[a * c + i] * x[b * c + i] : x[i * c + a] * x[i * c + b];
+            worst = fmax(worst, fabs(d - (a == b ? 1.0 : 0.0)));
+        }
+    return worst;
+}
+
+typedef struct svd_check {
+    double recomposed, formula, exact; /* relative errors: by recomposition, sqrt(||A||^2 - sum s^2), optimum */
+    td__svd_info info;
+} svd_check;
+
+/* One truncated SVD, checked for what holds on every route: the identity, orthonormal U and V,
+ * values at most LAPACK's (interlacing), the sign convention; returns the errors. */
+static svd_check run_svd(const td_tensor *a, size_t k, const td_svd_options *o)
+{
+    const size_t m = a->shape[0], n = a->shape[1], p = m < n ? m : n;
+    td_tensor u, vt;
+    double *s = malloc(k * sizeof(double)), *ex = lapack_values(a);
+    ck_assert(s != NULL);
+    ck_assert_int_eq(td_matrix_alloc(&u, m, k), TD_OK);
+    ck_assert_int_eq(td_matrix_alloc(&vt, k, n), TD_OK);
+    svd_check r;
+    TT_OK(td__svd_trunc_ex(a, k, o, &u, s, &vt, &r.info));
+    ck_assert_msg(orth_defect(u.data, m, k, 0) < 1e-12, "U defect %g", orth_defect(u.data, m, k, 0));
+    ck_assert_msg(orth_defect(vt.data, k, n, 1) < 1e-12, "V defect %g", orth_defect(vt.data, k, n, 1));
+    double a2 = 0, r2 = 0, s2 = 0, kept = 0;
+    for (size_t c = 0; c < k; c++) {
+        ck_assert_msg(s[c] <= ex[c] * (1 + 1e-12) + 1e-13 * ex[0], "s%zu %.17g above LAPACK %.17g", c, s[c], ex[c]);
+        ck_assert(c == 0 || s[c] <= s[c - 1]);
+        size_t best = 0;
+        for (size_t i = 0; i < m; i++)
+            if (fabs(u.data[i * k + c]) > fabs(u.data[best * k + c])) best = i;
+        ck_assert(u.data[best * k + c] > 0);
+        s2 += s[c] * s[c];
+        kept += ex[c] * ex[c];
+    }
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = a->data[i * n + j];
+            for (size_t c = 0; c < k; c++) v -= u.data[i * k + c] * s[c] * vt.data[c * n + j];
+            r2 += v * v;
+            a2 += a->data[i * n + j] * a->data[i * n + j];
+        }
+    double all = 0;
+    for (size_t c = 0; c < p; c++) all += ex[c] * ex[c];
+    r.recomposed = sqrt(r2 / a2);
+    r.formula = sqrt(fmax(a2 - s2, 0) / a2);
+    r.exact = sqrt(fmax(all - kept, 0) / all);
+    /* the identity: the reported error is exact for what is returned */
+    ck_assert_msg(fabs(r.recomposed - r.formula) < 1e-10, "recomposed %.15g formula %.15g", r.recomposed, r.formula);
+    ck_assert_msg(r.recomposed >= r.exact * (1 - 1e-9) - 1e-12, "below the optimum: %.15g < %.15g", r.recomposed, r.exact);
+    td_tensor_free(&u);
+    td_tensor_free(&vt);
+    free(s);
+    free(ex);
+    return r;
+}
+
+static void transpose(const td_tensor *a, td_tensor *at)
+{
+    const size_t m = a->shape[0], n = a->shape[1];
+    ck_assert_int_eq(td_matrix_alloc(at, n, m), TD_OK);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) at->data[j * m + i] = a->data[i * n + j];
+}
+
+START_TEST(test_identity_every_route)
+{
+    enum { P = 60 };
+    double sv[P];
+    for (int c = 0; c < P; c++) sv[c] = 10.0 * exp(-0.1 * c);
+    td_tensor a[2];
+    with_spectrum(&a[0], 90, 240, sv, P, 1e-3, 11);
+    transpose(&a[0], &a[1]);
+    const td_svd_method meth[4] = {TD_SVD_AUTO, TD_SVD_GRAM, TD_SVD_GESDD, TD_SVD_RANDOMIZED};
+    for (int t = 0; t < 2; t++)
+        for (int mi = 0; mi < 5; mi++) {
+            td_svd_options o;
+            td_svd_options_init(&o);
+            o.method = meth[mi < 4 ? mi : 3];
+            o.float_passes = mi == 4 ? 2 : 0; /* the last: randomised with float32 passes */
+            svd_check r = run_svd(&a[t], 12, &o);
+            const double rtol = o.method == TD_SVD_RANDOMIZED || o.method == TD_SVD_AUTO ? 1e-3 : 1e-10;
+            ck_assert_msg(r.recomposed <= r.exact * (1 + rtol), "shape %d method %d: %.15g vs optimum %.15g", t, mi,
+                          r.recomposed, r.exact);
+        }
+    td_tensor_free(&a[0]);
+    td_tensor_free(&a[1]);
+}
+END_TEST
+
+START_TEST(test_float_passes_keep_accuracy)
+{
+    /* a slowly decaying spectrum (the hard kind for a range finder) with a noise floor: float32
+     * passes end within 1e-3 of the optimal error, as double passes do */
+    enum { P = 120 };
+    double sv[P];
+    for (int c = 0; c < P; c++) sv[c] = 1.0 / sqrt(1.0 + c);
+    td_tensor a;
+    with_spectrum(&a, 150, 400, sv, P, 1e-3, 21);
+    for (int f = 0; f < 3; f++) {
+        td_svd_options o;
+        td_svd_options_init(&o);
+        o.method = TD_SVD_RANDOMIZED;
+        o.float_passes = f;
+        svd_check r = run_svd(&a, 16, &o);
+        ck_assert_msg(r.recomposed <= r.exact * (1 + 1e-3), "float_passes %d: %.15g vs optimum %.15g", f,
+                      r.recomposed, r.exact);
+        ck_assert_int_eq(r.info.fell_back, 0);
+    }
+    td_tensor_free(&a);
+}
+END_TEST
+
+START_TEST(test_float_passes_exact_low_rank)
+{
+    /* rank 8 below k = 12, no noise: float32 rounding would leave ~1e-7; the passes turn double
+     * once the tail is that small, and the recovery is exact */
+    const double sv[8] = {50, 20, 9, 7, 3, 1, 0.5, 0.2};
+    td_tensor a[2];
+    with_spectrum(&a[0], 120, 300, sv, 8, 0.0, 31);
+    transpose(&a[0], &a[1]);
+    for (int t = 0; t < 2; t++) {
+        td_svd_options o;
+        td_svd_options_init(&o);
+        o.method = TD_SVD_RANDOMIZED;
+        o.float_passes = 2;
+        const size_t k = 12;
+        td_tensor u, vt;
+        double s[12];
+        ck_assert_int_eq(td_matrix_alloc(&u, a[t].shape[0], k), TD_OK);
+        ck_assert_int_eq(td_matrix_alloc(&vt, k, a[t].shape[1]), TD_OK);
+        td__svd_info info;
+        TT_OK(td__svd_trunc_ex(&a[t], k, &o, &u, s, &vt, &info));
+        ck_assert_int_eq(info.method, TD_SVD_RANDOMIZED);
+        for (size_t c = 0; c < k; c++)
+            ck_assert_msg(fabs(s[c] - (c < 8 ? sv[c] : 0.0)) < 1e-12 * sv[0], "s%zu %.17g", c, s[c]);
+        td_tensor_free(&u);
+        td_tensor_free(&vt);
+        svd_check r = run_svd(&a[t], 8, &o);
+        ck_assert_msg(r.recomposed < 1e-13, "error %g", r.recomposed);
+    }
+    td_tensor_free(&a[0]);
+    td_tensor_free(&a[1]);
+}
+END_TEST
+
+START_TEST(test_hard_spectra_default_tolerance)
+{
+    /* flat-ish (whitened-like) and slowly decaying spectra with the default options: the error
+     * is within 1e-3 of the optimum, by the power iteration or by the exact route it falls back to */
+    enum { P = 150 };
+    double sv[P];
+    for (int kind = 0; kind < 2; kind++) {
+        for (int c = 0; c < P; c++) sv[c] = kind ? 1.0 - 0.3 * c / P : pow(1.0 + c, -0.5);
+        td_tensor a;
+        with_spectrum(&a, 150, 360, sv, P, kind ? 0.01 : 0.0, 41 + (uint64_t)kind);
+        td_svd_options o;
+        td_svd_options_init(&o);
+        o.method = TD_SVD_RANDOMIZED;
+        svd_check r = run_svd(&a, 12, &o);
+        ck_assert_msg(r.recomposed <= r.exact * (1 + 1e-3), "kind %d: %.15g vs optimum %.15g", kind, r.recomposed,
+                      r.exact);
+        ck_assert(r.info.fell_back ? r.info.method != TD_SVD_RANDOMIZED : r.info.method == TD_SVD_RANDOMIZED);
+        td_tensor_free(&a);
+    }
+}
+END_TEST
+
+START_TEST(test_outputs_optional_and_statuses)
+{
+    const double sv[6] = {6, 5, 4, 3, 2, 1};
+    td_tensor a, u, vt, bad;
+    with_spectrum(&a, 40, 70, sv, 6, 0.0, 51);
+    double s[4], s2[4];
+    td_svd_options o;
+    td_svd_options_init(&o);
+    o.method = TD_SVD_RANDOMIZED;
+    ck_assert_int_eq(td_matrix_alloc(&u, 40, 4), TD_OK);
+    ck_assert_int_eq(td_matrix_alloc(&vt, 4, 70), TD_OK);
+    TT_OK(td_svd_trunc(&a, 4, &o, NULL, s, NULL));
+    TT_OK(td_svd_trunc(&a, 4, &o, &u, s2, NULL));
+    for (int c = 0; c < 4; c++) ck_assert(fabs(s[c] - sv[c]) < 1e-12 * sv[0] && s2[c] == s[c]);
+    TT_OK(td_svd_trunc(&a, 4, &o, NULL, s2, &vt));
+    for (int c = 0; c < 4; c++) ck_assert(s2[c] == s[c]);
+    ck_assert_int_eq(td_svd_trunc(&a, 0, &o, &u, s, &vt), TD_EINVAL);
+    ck_assert_int_eq(td_svd_trunc(&a, 41, &o, NULL, s, NULL), TD_EINVAL);
+    ck_assert_int_eq(td_svd_trunc(&a, 4, &o, &u, NULL, &vt), TD_EINVAL);
+    ck_assert_int_eq(td_matrix_alloc(&bad, 4, 69), TD_OK);
+    ck_assert_int_eq(td_svd_trunc(&a, 4, &o, &u, s, &bad), TD_ESHAPE);
+    ck_assert_int_eq(td_svd_trunc(&a, 4, &o, &bad, s, NULL), TD_ESHAPE);
+    o.method = (td_svd_method)7;
+    ck_assert_int_eq(td_svd_trunc(&a, 4, &o, &u, s, &vt), TD_EINVAL);
+    o.method = TD_SVD_RANDOMIZED;
+    a.data[5] = INFINITY;
+    ck_assert_int_eq(td_svd_trunc(&a, 4, &o, &u, s, &vt), TD_ENOTFINITE);
+    td_tensor_free(&a); td_tensor_free(&u); td_tensor_free(&vt); td_tensor_free(&bad);
+}
+END_TEST
+
+START_TEST(test_defaults_and_auto_routes)
+{
+    td_svd_options o;
+    td_svd_options_init(&o);
+    ck_assert_int_eq(o.method, TD_SVD_AUTO);
+    ck_assert_int_eq(o.oversample, 10);
+    ck_assert_int_eq(o.power_iters, 1);
+    ck_assert_int_eq(o.max_power_iters, 8);
+    ck_assert(o.power_tol < 0); /* automatic: */
+    ck_assert(td__svd_power_tol(&o, 4096, 11008) == 1e-4);
+    ck_assert(td__svd_power_tol(&o, 2000, 1000) == 1e-6);
+    ck_assert(td__svd_power_tol(&o, 2048, 2048) == 1e-4);
+    o.power_tol = 1e-3;
+    ck_assert(td__svd_power_tol(&o, 512, 1024) == 1e-3);
+    o.power_tol = -1;
+    ck_assert_int_eq(o.float_passes, 1);
+    /* LLM projections at rank 512: randomised; a conv-sized matrix keeps the Gram route */
+    ck_assert_int_eq(td__svd_auto_method(4096, 11008, 512, 10), TD_SVD_RANDOMIZED);
+    ck_assert_int_eq(td__svd_auto_method(11008, 4096, 512, 10), TD_SVD_RANDOMIZED);
+    ck_assert_int_eq(td__svd_auto_method(512, 4608, 128, 10), TD_SVD_GRAM);
+    ck_assert_int_eq(td__svd_auto_method(300, 400, 200, 10), TD_SVD_GESDD);
+    /* VGG-16 fc6 at rank 1024 (l > p / 4): the exact Gram route, dsyevr on the index range */
+    ck_assert_int_eq(td__svd_auto_method(4096, 25088, 1024, 10), TD_SVD_GRAM);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("svd_routes");
+    TCase *tc = tcase_create("svd_routes");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_identity_every_route);
+    tcase_add_test(tc, test_float_passes_keep_accuracy);
+    tcase_add_test(tc, test_float_passes_exact_low_rank);
+    tcase_add_test(tc, test_hard_spectra_default_tolerance);
+    tcase_add_test(tc, test_outputs_optional_and_statuses);
+    tcase_add_test(tc, test_defaults_and_auto_routes);
+    suite_add_tcase(s, tc);
+    return tt_run(s);
+}
