@@ -23,7 +23,10 @@ typedef int (*td_progress_fn)(void *ctx, int iteration, double rel_error);
 typedef enum td_svd_method {
     TD_SVD_AUTO = 0,     /* the cheapest by a flop estimate: randomised when k + oversample is at
                             most a quarter of the short side and its estimate is lowest, else
-                            Gram + dsyevd when one side is <= 1/4 of the other, else dgesdd */
+                            the cheaper of Gram + eigensolver and dgesdd; on a near-square matrix
+                            (short side > 1/4 of the long one) the Gram route is kept only when
+                            s_k / s_1 >= 1e-4 (its squared condition number then costs at most
+                            ~1e-8 of the kept vectors' accuracy), else dgesdd runs instead */
     TD_SVD_GRAM,         /* eigen-decomposition of A A^T or A^T A (the smaller); squares the
                             condition number: singular values below ~1e-8 * s_max lose accuracy */
     TD_SVD_GESDD,        /* LAPACK divide and conquer on a copy */
@@ -70,6 +73,8 @@ typedef struct td_svd_options {
                                The projection Q^T A is double in every case */
 } td_svd_options;
 
+/* Sets the defaults above (AUTO, oversample 10, power_iters 1, max_power_iters 8, seed 0,
+ * automatic power_tol, float_passes 1); NULL is ignored. O(1). */
 TD_API void td_svd_options_init(td_svd_options *opt);
 
 /* Leading k singular triplets of the m x n matrix a: a ~= u diag(s) vt.
@@ -101,7 +106,10 @@ TD_API TD_WUR td_status td_svd_trunc_workspace(size_t m, size_t n, size_t k, con
  * td_svd_trunc. u may be NULL to get only the spectrum: then the values come from dsyevd 'N'
  * (no vectors) on the smaller of the two Grams (I_n^2 or (size/I_n)^2 entries; the latter copies
  * the unfolding when the mode is interior), which is the route rank rules should use.
- * Statuses: TD_EINVAL (NULL, mode out of range, k > I_n), TD_ESHAPE (u), TD_ENOMEM, TD_ERANGE, TD_ELAPACK. */
+ * Statuses: TD_EINVAL (NULL, mode out of range, k > I_n), TD_ESHAPE (u), TD_ENOMEM, TD_ERANGE, TD_ELAPACK.
+ * Cost: the Gram, ~size p flops (p the smaller of I_n and size / I_n), and a p x p symmetric
+ * eigensolve (values only ~(4/3) p^3; with vectors ~9 I_n^3, or dsyevr on the leading k for large
+ * I_n); memory td_mode_spectrum_workspace. Thread-safe for distinct outputs. */
 TD_API TD_WUR td_status td_mode_spectrum(const td_tensor *x, int mode, size_t k, td_tensor *u,
                                          double *s2);
 

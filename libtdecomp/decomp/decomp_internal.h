@@ -61,4 +61,10 @@ double td__svd_power_tol(const td_svd_options *o, size_t m, size_t n);
 td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *o, double *u, double *s,
                          double *vt, int *check_ok, td__svd_info *info);
 
+/* The randomised route's "large" matrices: from 2^22 entries (2048 x 2048; LLM projections have
+ * 10-100x more) float32 range passes may run by default and the automatic power_tol is 1e-4
+ * (rsvd.c says why); the workspace query (svd.c) counts the float copy from the same size. */
+#define RSVD_LARGE_SIZE (1u << 22)
+#define RSVD_FLOAT_MIN_SIZE RSVD_LARGE_SIZE
+
 #endif

@@ -26,14 +26,12 @@
 #define RSVD_FLOAT_FLOOR 1e-8
 /* ... and while the tail is at least this fraction of ||A||^2 (relative error >= 1 %). */
 #define RSVD_FLOAT_MIN_TAIL 1e-4
-/* "Large": from 2^22 entries (2048 x 2048; LLM projections have 10-100x more) float32 passes
- * may run by default, and the automatic power_tol is 1e-4 (the error within ~5e-5 of the
+/* On "large" matrices (RSVD_LARGE_SIZE, decomp_internal.h) float32 passes may run by default,
+ * and the automatic power_tol is 1e-4 (the error within ~5e-5 of the
  * optimum's on the decaying, slowly decaying and flat spectra of svd_bench, where 1e-3 saved no
  * iteration on the LLM case and 1e-5 sent flat spectra to the exact route). Below, 1e-6 in double,
  * the former default: the iterations cost little there, and callers that compare with an exact
  * SVD at ~1e-5 (LoRA adapters of a 2000 x 1000 layer: 5.5e-5 off at 1e-4) keep that. */
-#define RSVD_LARGE_SIZE (1u << 22)
-#define RSVD_FLOAT_MIN_SIZE RSVD_LARGE_SIZE
 #define RSVD_TOL_LARGE 1e-4
 #define RSVD_TOL_SMALL 1e-6
 /* Below this power_tol the stopping rule also asks the last change itself to be below it. */

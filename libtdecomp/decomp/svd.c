@@ -196,8 +196,15 @@ done:
     return st;
 }
 
-/* Gram route. m <= n: eig of A A^T gives U; V^T = S^-1 U^T A. m > n: eig of A^T A gives V. */
-static td_status svd_gram(const td_tensor *a, size_t k, double *u, double *s, double *vt)
+/* The Gram route squares the condition number: with s_k / s_1 >= sqrt(GRAM_GUARD) (1e-4) the kept
+ * vectors lose at most ~eps (s_1 / s_k)^2 ~ 1e-8 of accuracy, and the error reported by callers is
+ * measured on what is returned anyway. AUTO takes the Gram route on near-square matrices only
+ * under this guard; a spectrum that fails it goes to dgesdd. */
+#define GRAM_GUARD 1e-8
+
+/* Gram route. m <= n: eig of A A^T gives U; V^T = S^-1 U^T A. m > n: eig of A^T A gives V.
+ * guard > 0: when lambda_k < guard lambda_1, *ill = 1 and nothing is returned. */
+static td_status svd_gram(const td_tensor *a, size_t k, double *u, double *s, double *vt, double guard, int *ill)
 {
     const size_t m = a->shape[0], n = a->shape[1];
     const int left = m <= n;
@@ -215,6 +222,7 @@ static td_status svd_gram(const td_tensor *a, size_t k, double *u, double *s, do
     for (size_t i = 0; i < p; i++)
         for (size_t j = 0; j < i; j++) g[i * p + j] = g[j * p + i];
     if ((st = td__sym_eig_top(g, p, k, vec, ev)) != TD_OK) goto done; /* ev: s^2 */
+    if ((*ill = guard > 0 && k > 0 && !(ev[k - 1] >= guard * ev[0]))) goto done;
     for (size_t c = 0; c < k; c++) s[c] = ev[c] > 0 ? sqrt(ev[c]) : 0.0;
     if (left) {
         /* vec = U (m x k) */
@@ -384,10 +392,17 @@ td_svd_method td__svd_auto_method(size_t m, size_t n, size_t k, int oversample)
     const double gesdd = W * (6.0 * q * p * p + 11.0 * p * p * p);
     const double rand = (2.0 + 4.0 * it) * p * q * l + 4.0 * l * l * ((1.0 + it) * (double)m + it * (double)n) +
                         W * (6.0 * (double)n * l * l + 11.0 * l * l * l);
-    const int gram_ok = 4 * ps <= qs; /* the squared condition number is the price of the Gram */
-    const double exact = gram_ok ? gram : gesdd;
+    /* near-square matrices take the Gram route only under GRAM_GUARD (run_route) */
+    const double exact = fmin(gram, gesdd);
     if (ls * RSVD_MAX_FRACTION <= ps && rand < exact) return TD_SVD_RANDOMIZED;
-    return gram_ok ? TD_SVD_GRAM : TD_SVD_GESDD;
+    return gram <= gesdd ? TD_SVD_GRAM : TD_SVD_GESDD;
+}
+
+/* The exact route AUTO takes (a randomised run's fallback too). */
+static td_svd_method exact_route(size_t m, size_t n, size_t k)
+{
+    const td_svd_method r = td__svd_auto_method(m, n, k, -1);
+    return r == TD_SVD_RANDOMIZED ? TD_SVD_GRAM : r;
 }
 
 static td_status run_route(td_svd_method meth, const td_tensor *a, size_t k, const td_svd_options *opt,
@@ -396,7 +411,15 @@ static td_status run_route(td_svd_method meth, const td_tensor *a, size_t k, con
     const size_t m = a->shape[0], n = a->shape[1];
     info->method = meth;
     switch (meth) {
-    case TD_SVD_GRAM: return svd_gram(a, k, u, s, vt);
+    case TD_SVD_GRAM: {
+        /* chosen, not asked for: near-square matrices need a well-conditioned kept spectrum */
+        const size_t p = m < n ? m : n, q = m < n ? n : m;
+        int ill = 0;
+        td_status st = svd_gram(a, k, u, s, vt, opt->method != TD_SVD_GRAM && 4 * p > q ? GRAM_GUARD : 0, &ill);
+        if (st != TD_OK || !ill) return st;
+        info->method = TD_SVD_GESDD;
+        return td__svd_gesdd(a->data, m, n, k, u, s, vt);
+    }
     case TD_SVD_GESDD: return td__svd_gesdd(a->data, m, n, k, u, s, vt);
     case TD_SVD_RANDOMIZED: {
         int ok = 1;
@@ -405,8 +428,7 @@ static td_status run_route(td_svd_method meth, const td_tensor *a, size_t k, con
         /* the power iteration stalled (flat spectrum) or the residual check found a direction
          * larger than the kept ones: the exact route */
         info->fell_back = 1;
-        const size_t p = m < n ? m : n, q = m < n ? n : m;
-        return run_route(4 * p <= q ? TD_SVD_GRAM : TD_SVD_GESDD, a, k, opt, u, s, vt, info);
+        return run_route(exact_route(m, n, k), a, k, opt, u, s, vt, info);
     }
     default: return TD_EINVAL;
     }
@@ -438,4 +460,75 @@ td_status td_svd_trunc(const td_tensor *a, size_t k, const td_svd_options *opt, 
                        double *s, td_tensor *vt)
 {
     return td__svd_trunc_ex(a, k, opt, u, s, vt, NULL);
+}
+
+/* --- workspace queries (tests/core/test_workspace.c checks them against the heap taken) --- */
+
+/* dgesdd of an m x n matrix ('S', row-major through LAPACKE): our copy and outputs, LAPACKE's
+ * transposes, LAPACK's work (~4 p^2 + 7 p + max(m, n)) and iwork (8 p ints), in doubles. */
+static double gesdd_doubles(double m, double n)
+{
+    const double p = fmin(m, n);
+    return 2.0 * (m * n + m * p + p * n) + 4.0 * p * p + 16.0 * p + fmax(m, n);
+}
+
+/* Gram route: the Gram, its eigen-decomposition (copy, dsyevd's 1 + 6p + 2p^2 work and 5p + 3
+ * ints, or dsyevr's n k vectors and 36 p work), the vectors and U when it is not wanted. */
+static double gram_doubles(double m, double n, double k)
+{
+    const double p = fmin(m, n);
+    return 4.0 * p * p + 3.0 * p * k + 16.0 * p + 2.0 * k + fmax(m, n) * k + 4;
+}
+
+td_status td_svd_trunc_workspace(size_t m, size_t n, size_t k, const td_svd_options *opt, uint64_t *bytes)
+{
+    td_svd_options def;
+    if (!opt) { td_svd_options_init(&def); opt = &def; }
+    if (!bytes || m == 0 || n == 0 || k < 1 || k > (m < n ? m : n)) return TD_EINVAL;
+    const double M = (double)m, N = (double)n, K = (double)k, P = fmin(M, N);
+    const double os = opt->oversample > 0 ? opt->oversample : 0;
+    /* the range may grow once by max(k / 2, oversample) columns */
+    const double L = fmin(P, K + os + fmax(K / 2.0, fmax(os, 1.0)));
+    /* float32 passes on large matrices: a float copy of A and two float operands */
+    const int fl = opt->float_passes >= 2 || (opt->float_passes == 1 && (double)m * (double)n >= (double)RSVD_FLOAT_MIN_SIZE);
+    const double rand = 3.0 * (M + N) * L + N * L + M * K + 4.0 * L * L + gesdd_doubles(L, N) +
+                        (fl ? 0.5 * M * N + fmax(M, N) * L : 0);
+    const double exact = fmax(gesdd_doubles(M, N), gram_doubles(M, N, K));
+    double d = exact;
+    if (opt->method == TD_SVD_GRAM) d = gram_doubles(M, N, K);
+    else if (opt->method == TD_SVD_GESDD) d = gesdd_doubles(M, N);
+    else if (opt->method == TD_SVD_RANDOMIZED || td__svd_auto_method(m, n, k, opt->oversample) == TD_SVD_RANDOMIZED)
+        d = fmax(rand, exact); /* the randomised route falls back to an exact one when it stalls */
+    const double b = 8.0 * d;
+    if (!(b < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)b;
+    return TD_OK;
+}
+
+/* Chunked copies td_gram makes of thin blocks (at most 4 MiB, at least one block, never more
+ * than the tensor), in doubles. */
+static double gram_chunk(double size, double block)
+{
+    return fmin(size, fmax((double)(4u << 20) / 8.0, block));
+}
+
+td_status td_mode_spectrum_workspace(int ndim, const size_t *shape, int mode, size_t k, uint64_t *bytes)
+{
+    if (!shape || !bytes || ndim < 1 || ndim > TD_MAX_MODES || mode < 0 || mode >= ndim || k > shape[mode]) return TD_EINVAL;
+    size_t size;
+    td_status st = td_size_product(ndim, shape, &size);
+    if (st != TD_OK) return st;
+    double right = 1;
+    for (int j = mode + 1; j < ndim; j++) right *= (double)shape[j];
+    const double n = (double)shape[mode], cols = n > 0 ? (double)size / n : 0, p = fmin(n, cols);
+    const double chunk = gram_chunk((double)size, n * right);
+    double d;
+    if (k == 0) /* values only: the smaller Gram, dsyevd 'N' on a copy, an unfolding copy when interior */
+        d = 2.0 * p * p + 8.0 * p + (cols < n ? (double)size : chunk);
+    else /* the I_n Gram, dsyevd 'V' (copy, 1 + 6n + 2n^2 work, ints) or dsyevr, the values */
+        d = 4.0 * n * n + 3.0 * n * (double)k + 16.0 * n + chunk;
+    const double b = 8.0 * d;
+    if (!(b < 9.2e18)) return TD_EOVERFLOW;
+    *bytes = (uint64_t)b;
+    return TD_OK;
 }

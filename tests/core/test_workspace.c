@@ -130,6 +130,21 @@ static void svd_cases(void)
         }
 }
 
+/* A matrix of 2^22 entries takes the randomised route with float32 passes (a float copy of A). */
+static void svd_large_case(void)
+{
+    td_tensor a, u, vt;
+    double s[16];
+    if (td_matrix_alloc(&a, 2048, 2048) || td_matrix_alloc(&u, 2048, 16) || td_matrix_alloc(&vt, 16, 2048)) exit(3);
+    fill(&a, 15);
+    uint64_t bound;
+    const td_status q = td_svd_trunc_workspace(2048, 2048, 16, NULL, &bound);
+    const size_t base = mark();
+    const td_status st = td_svd_trunc(&a, 16, NULL, &u, s, &vt);
+    expect_bound("svd (2048, 2048) k 16 (float passes)", q, bound, st, base);
+    td_tensor_free(&a); td_tensor_free(&u); td_tensor_free(&vt);
+}
+
 static void spectrum_cases(void)
 {
     const size_t shapes[][4] = {{8, 6, 3, 3}, {30, 5, 3, 3}, {40, 70, 1, 1}, {5, 90, 2, 2}};
@@ -348,6 +363,7 @@ static void curve_cases(void)
 int main(void)
 {
     svd_cases();
+    svd_large_case();
     spectrum_cases();
     cp_cases();
     tucker_cases();

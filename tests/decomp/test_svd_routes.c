@@ -282,9 +282,48 @@ START_TEST(test_defaults_and_auto_routes)
     ck_assert_int_eq(td__svd_auto_method(4096, 11008, 512, 10), TD_SVD_RANDOMIZED);
     ck_assert_int_eq(td__svd_auto_method(11008, 4096, 512, 10), TD_SVD_RANDOMIZED);
     ck_assert_int_eq(td__svd_auto_method(512, 4608, 128, 10), TD_SVD_GRAM);
-    ck_assert_int_eq(td__svd_auto_method(300, 400, 200, 10), TD_SVD_GESDD);
+    /* near-square: the Gram route when it is cheaper (guarded at run time, below) */
+    ck_assert_int_eq(td__svd_auto_method(300, 400, 200, 10), TD_SVD_GRAM);
     /* VGG-16 fc6 at rank 1024 (l > p / 4): the exact Gram route, dsyevr on the index range */
     ck_assert_int_eq(td__svd_auto_method(4096, 25088, 1024, 10), TD_SVD_GRAM);
+}
+END_TEST
+
+/* AUTO takes the Gram route on a near-square matrix only when the kept spectrum is well
+ * conditioned (s_k / s_1 >= 1e-4); otherwise dgesdd. Both give LAPACK's optimum. */
+START_TEST(test_near_square_gram_guard)
+{
+    enum { P = 60 };
+    const size_t m = 90, n = 120, k = 40;
+    double good[P], bad[P];
+    for (int c = 0; c < P; c++) {
+        good[c] = 10.0 * pow(0.97, c);     /* s_40 / s_1 ~ 0.3 */
+        bad[c] = 10.0 * pow(0.75, c);      /* s_40 / s_1 ~ 1e-5: below the guard */
+    }
+    td_svd_options o;
+    td_svd_options_init(&o);
+    ck_assert_int_eq(td__svd_auto_method(m, n, k, o.oversample), TD_SVD_GRAM);
+    for (int t = 0; t < 2; t++) {
+        td_tensor a;
+        with_spectrum(&a, m, n, t ? bad : good, P, 0, 70 + (uint64_t)t);
+        svd_check r = run_svd(&a, k, &o);
+        ck_assert_int_eq(r.info.method, t ? TD_SVD_GESDD : TD_SVD_GRAM);
+        /* the optimum from LAPACK's values cancels at ~1e-5 relative error: compared to 1e-5 of itself */
+        ck_assert_msg(r.recomposed <= r.exact * (1 + 1e-5) + 1e-12, "case %d: %.15g vs optimum %.15g", t, r.recomposed, r.exact);
+        /* asked for explicitly, the Gram route is not guarded */
+        td_svd_options g = o;
+        g.method = TD_SVD_GRAM;
+        td_tensor u, vt;
+        double sv[40];
+        ck_assert_int_eq(td_matrix_alloc(&u, m, k), TD_OK);
+        ck_assert_int_eq(td_matrix_alloc(&vt, k, n), TD_OK);
+        td__svd_info info;
+        TT_OK(td__svd_trunc_ex(&a, k, &g, &u, sv, &vt, &info));
+        ck_assert_int_eq(info.method, TD_SVD_GRAM);
+        td_tensor_free(&u);
+        td_tensor_free(&vt);
+        td_tensor_free(&a);
+    }
 }
 END_TEST
 
@@ -294,6 +333,7 @@ int main(void)
     TCase *tc = tcase_create("svd_routes");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_identity_every_route);
+    tcase_add_test(tc, test_near_square_gram_guard);
     tcase_add_test(tc, test_float_passes_keep_accuracy);
     tcase_add_test(tc, test_float_passes_exact_low_rank);
     tcase_add_test(tc, test_hard_spectra_default_tolerance);
