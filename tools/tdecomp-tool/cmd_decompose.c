@@ -39,7 +39,6 @@ const char cmd_decompose_usage[] =
 typedef struct lay {
     td_tensor kernel, bias;
     td_chain chain;
-    td_status st;
     int done;
     td_cost after;
     double rel_error;
@@ -91,68 +90,81 @@ static int parse(int argc, char **argv, options *o)
     return TOOL_OK;
 }
 
-/* --- running the chains: kernels are read, decomposed and written a batch of `jobs` at a time;
- * HDF5 calls stay on this thread, the decompositions run on `jobs` threads ------------------- */
+/* --- running the chains: `jobs` workers take the next layer as soon as they are free; each
+ * reads its kernel, decomposes, rounds, measures and writes it. Reads and writes (HDF5 is not
+ * used from two threads at once) and failure reports hold io_mu; at most `jobs` kernels are in
+ * memory. ------------------------------------------------------------------------------------ */
 
-typedef struct batch {
+typedef struct pool {
+    const td_model *m;
     const tool_plan *p;
     lay *L;
+    td_model_writer *w;
     const size_t *idx;
-    size_t n, next;
-    pthread_mutex_t mu;
-} batch;
+    size_t n, next, finished;
+    int code;                   /* the first failure's exit code (printed), 0 while none */
+    int tty;
+    pthread_mutex_t io_mu;
+} pool;
 
-static void *worker(void *arg)
+/* Decomposes layer i (kernel in l), rounds the pieces to the file's dtype and measures what will
+ * be written: the rounded pieces composed back. */
+static td_status decompose_layer(const pool *P, size_t i, lay *l)
 {
-    batch *b = arg;
-    for (;;) {
-        pthread_mutex_lock(&b->mu);
-        const size_t k = b->next++;
-        pthread_mutex_unlock(&b->mu);
-        if (k >= b->n) return NULL;
-        const size_t i = b->idx[k];
-        lay *l = &b->L[i];
-        td_rewrite_options o;
-        td_rewrite_options_init(&o);
-        o.defer_measure = 1; /* measured once, after rounding (finish_layer) */
-        l->st = td_plan_build(&b->p->layers[i], &l->kernel, &l->bias, &b->p->dec[i], &o, &l->chain);
-    }
-}
-
-static void run_batch(batch *b, int jobs)
-{
-    pthread_t th[64];
-    int started = 0;
-    for (int t = 1; t < jobs && (size_t)t < b->n; t++)
-        if (pthread_create(&th[started], NULL, worker, b) == 0) started++;
-    worker(b);
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
-}
-
-/* After the decomposition: rounded to the file's dtype, measured, written, freed. */
-static int finish_layer(const td_model *m, const tool_plan *p, size_t i, lay *l, td_model_writer *w, td_error *err)
-{
-    td_status st = l->st;
-    if (st == TD_OK) st = td_model_round_chain(m, i, &l->chain);
-    /* the errors of what is written: the rounded pieces composed back */
-    if (st == TD_OK) st = td_chain_measure(&l->chain, &m->layers[i].desc, p->layers[i].stats, &l->kernel);
+    td_rewrite_options o;
+    td_rewrite_options_init(&o);
+    o.defer_measure = 1; /* measured once, after rounding */
+    td_status st = td_plan_build(&P->p->layers[i], &l->kernel, &l->bias, &P->p->dec[i], &o, &l->chain);
+    if (st == TD_OK) st = td_model_round_chain(P->m, i, &l->chain);
+    if (st == TD_OK) st = td_chain_measure(&l->chain, &P->m->layers[i].desc, P->p->layers[i].stats, &l->kernel);
+    if (st == TD_OK) st = td_chain_cost(&l->chain, &l->after);
     l->rel_error = l->chain.rel_error;
     l->has_out = st == TD_OK && l->chain.has_output_error;
     l->out_error = l->chain.output_rel_error;
-    if (st == TD_OK) st = td_chain_cost(&l->chain, &l->after);
     td_tensor_free(&l->kernel);
     td_tensor_free(&l->bias);
-    if (st != TD_OK) return tool_fail(tool_exit_for(st), m->file, m->layers[i].name, "decomposition failed: %s", td_strerror(st));
-    if (w) {
+    return st;
+}
+
+/* One layer from reading to writing; 0, or -1 after a failure (the first one is printed and its
+ * exit code kept in P->code, both under io_mu). */
+static int one_layer(pool *P, size_t i)
+{
+    const td_model_layer *ml = &P->m->layers[i];
+    lay *l = &P->L[i];
+    td_error err;
+    td_error_clear(&err);
+    pthread_mutex_lock(&P->io_mu);
+    td_status st = P->code ? TD_ECANCELED : td_model_read_layer(P->m, i, &l->kernel, &l->bias, &err);
+    if (st != TD_OK && !P->code) P->code = tool_fail_status(st, &err, P->m->file, ml->name);
+    pthread_mutex_unlock(&P->io_mu);
+    if (st != TD_OK) return -1;
+    st = decompose_layer(P, i, l);
+    pthread_mutex_lock(&P->io_mu);
+    if (P->code) st = TD_ECANCELED;
+    else if (st != TD_OK) P->code = tool_fail(tool_exit_for(st), P->m->file, ml->name, "decomposition failed: %s", td_strerror(st));
+    else if (P->w) {
         tool_set_phase(TOOL_PHASE_WRITING);
-        st = td_model_writer_put(w, i, &l->chain, err);
+        if ((st = td_model_writer_put(P->w, i, &l->chain, &err)) != TD_OK) P->code = tool_fail_status(st, &err, NULL, NULL);
         tool_set_phase(TOOL_PHASE_READING);
-        if (st != TD_OK) return tool_fail_status(st, err, NULL, NULL);
     }
-    l->done = 1;
+    l->done = st == TD_OK;
+    if (l->done && P->tty) fprintf(stderr, "\rtdecomp-tool: [%zu/%zu] %-40.40s", ++P->finished, P->n, ml->name);
+    pthread_mutex_unlock(&P->io_mu);
     /* only the metadata stays: the pieces are in the file */
     for (int q = 0; q < l->chain.npieces; q++) { td_tensor_free(&l->chain.pieces[q].kernel); td_tensor_free(&l->chain.pieces[q].bias); }
-    return TOOL_OK;
+    return st == TD_OK ? TOOL_OK : -1;
+}
+
+static void *worker(void *arg)
+{
+    pool *P = arg;
+    for (;;) {
+        pthread_mutex_lock(&P->io_mu);
+        const size_t k = P->code ? P->n : P->next++;
+        pthread_mutex_unlock(&P->io_mu);
+        if (k >= P->n || one_layer(P, P->idx[k]) != TOOL_OK) return NULL;
+    }
 }
 
 static int run(const td_model *m, const tool_plan *p, lay *L, int jobs, td_model_writer *w)
@@ -161,25 +173,16 @@ static int run(const td_model *m, const tool_plan *p, lay *L, int jobs, td_model
     if (!idx) return tool_fail(TOOL_ERESOURCE, m->file, NULL, "out of memory");
     for (size_t i = 0; i < m->nlayers; i++)
         if (!p->dec[i].skipped) idx[n++] = i;
-    td_error err;
-    td_error_clear(&err);
-    int code = TOOL_OK;
-    const int tty = isatty(2);
-    for (size_t s = 0; s < n && code == TOOL_OK; s += (size_t)jobs) {
-        const size_t e = s + (size_t)jobs < n ? s + (size_t)jobs : n;
-        for (size_t k = s; k < e && code == TOOL_OK; k++) {
-            td_status st = td_model_read_layer(m, idx[k], &L[idx[k]].kernel, &L[idx[k]].bias, &err);
-            if (st != TD_OK) code = tool_fail_status(st, &err, m->file, m->layers[idx[k]].name);
-        }
-        if (code) break;
-        batch b = {p, L, idx + s, e - s, 0, PTHREAD_MUTEX_INITIALIZER};
-        run_batch(&b, jobs);
-        for (size_t k = s; k < e && code == TOOL_OK; k++) code = finish_layer(m, p, idx[k], &L[idx[k]], w, &err);
-        if (tty) fprintf(stderr, "\rtdecomp-tool: [%zu/%zu] %-40.40s", e, n, m->layers[idx[e - 1]].name);
-    }
-    if (tty) fprintf(stderr, "\r%-70s\r", "");
+    pool P = {m, p, L, w, idx, n, 0, 0, 0, isatty(2), PTHREAD_MUTEX_INITIALIZER};
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 1; t < jobs && (size_t)t < n; t++)
+        if (pthread_create(&th[started], NULL, worker, &P) == 0) started++;
+    worker(&P);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    if (P.tty) fprintf(stderr, "\r%-70s\r", "");
     free(idx);
-    return code;
+    return P.code;
 }
 
 /* --- the report: one structure, rendered as text or JSON -------------------------------------- */
