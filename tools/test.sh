@@ -40,7 +40,7 @@ t0=$(date +%s)
 log=$(mktemp)
 if meson test -C build-release --setup valgrind --print-errorlogs --num-processes 2 \
     test_tensor test_kernels test_decomp test_rank test_layer test_adapter test_whiten test_plan test_alloc_failure test_threads \
-    test_safetensors test_h5_hostile >"$log" 2>&1; then
+    test_safetensors test_h5_hostile test_hooi test_svd_routes >"$log" 2>&1; then
     grep -E "^ *[0-9]+/[0-9]+ " "$log"; echo "valgrind: ok"; total_ok=$((total_ok + 1))
 else
     cat "$log" | tail -60; echo "valgrind: FAILED"; total_fail=$((total_fail + 1)); rc=1
