@@ -44,12 +44,13 @@ for sub in (["cp", small, "--dataset", "/tensor", "--rank", "2"], ["decompose", 
     check(not os.path.exists(out) and temps(W) == [], f"contained crash ({sub[0]}): output or temporary file left")
 check(digest(small) == h, "crash: input changed")
 
-# a large model: 12 convs (256,256,3,3) float32, a write of ~1 MB per layer after decomposition
+# a large model: 12 convs (160,160,3,3) float32, ~0.4 MB written per layer after decomposition
+# (large enough for the kills below to land in every phase, small enough to run quickly)
 big = os.path.join(W, "big.h5")
 with h5py.File(big, "w") as f:
     for l in range(12):
-        f[f"features.{2 * l}.weight"] = rng.standard_normal((256, 256, 3, 3)).astype(np.float32)
-        f[f"features.{2 * l}.bias"] = rng.standard_normal(256).astype(np.float32)
+        f[f"features.{2 * l}.weight"] = rng.standard_normal((160, 160, 3, 3)).astype(np.float32)
+        f[f"features.{2 * l}.bias"] = rng.standard_normal(160).astype(np.float32)
 hb = digest(big)
 expected = {f"features.{2 * l}.{p}.weight" for l in range(12) for p in range(3)}
 
