@@ -68,11 +68,14 @@ fuzz_classify() {
             echo "slow input listed (over 20 s): $(basename "$a")"; continue ;;
         esac
         rep=$(ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./build-fuzz/tests/fuzz/fuzz_raw -timeout=20 "$a" 2>&1)
-        frame=$(printf '%s\n' "$rep" | grep -E "^ +#[0-9]+ " | grep -v -E "in (malloc|calloc|realloc|free|__interceptor|__asan|__sanitizer|__mem|__str|fuzzer::)|sysdeps/|libc\.so" | head -1)
+        # the first frame that is libhdf5's or ours decides: the sanitizer's interceptors (strdup,
+        # memcpy), libc's abort/fortify and libFuzzer's own frames are neither
+        frame=$(printf '%s\n' "$rep" | grep -E "^ +#[0-9]+ " | grep -E "libhdf5|/(libtdecomp|tools|tests)/[^ ]*\.c:[0-9]+" | head -1)
         if printf '%s' "$frame" | grep -q "libhdf5"; then
             n=$((n + 1))
         else
-            echo "fuzz finding outside libhdf5: $(basename "$a")"; printf '%s\n' "$rep" | tail -25; bad=1
+            echo "fuzz finding outside libhdf5: $(basename "$a")"
+            printf '%s\n' "$rep" | grep -E "ERROR|runtime error|^ +#[0-9]+ " | head -30; bad=1
         fi
     done
     echo "crashes inside libhdf5 (contained by the tool's forked child): $n"
