@@ -145,7 +145,7 @@ check(p.returncode == 3 and "signal" in p.stderr and "not written" in p.stderr, 
 check(not os.path.exists(os.path.join(W, "crash")), "no output after a crash")
 check([x for x in os.listdir(W) if "tdtmp" in x] == [], f"no temporary folder left: {os.listdir(W)}")
 
-# --- a rendered PNG (the README shows one) ---
+# --- a rendered PNG (docs/cli.md shows how) ---
 rsvg = shutil.which("rsvg-convert")
 if rsvg:
     png = os.path.join(W, "f5.png")

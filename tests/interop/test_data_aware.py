@@ -6,7 +6,7 @@ fine-tuning. Statistics from the training split; accuracy on the test split (450
   - at target_params=0.3 the data-aware model beats the data-free one;
   - every layer's reported output error is what the layer's output shows on the calibration data
     (measured here with the original and the compressed modules' own outputs).
-Prints the accuracy table the README quotes.
+Prints the accuracy table docs/accuracy.md quotes.
 usage: test_data_aware.py TOOL REPO_ROOT"""
 import os
 import sys

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""No layer includes a header of a layer above it (the layering of README.md, 'Conventions and layout'); HDF5 only in io;
+"""No layer includes a header of a layer above it (the layering of docs/library.md, 'Layers'); HDF5 only in io;
 CBLAS/LAPACKE only in core, decomp and layer; library sources never include the umbrella header;
 the tool (tools/tdecomp-tool) uses the public API only: no library-internal header, HDF5, CBLAS or LAPACKE.
 Runs itself first on a synthetic tree with violations, so it cannot pass vacuously.

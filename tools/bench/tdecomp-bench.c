@@ -418,8 +418,8 @@ int main(int argc, char **argv)
         const target *t = &targets[i];
         int met = t->lower_is_better ? t->value <= t->goal : t->value >= t->goal;
         printf("  %-56s %7.2f  (%s %.2f)  %s\n", t->what, t->value, t->lower_is_better ? "<=" : ">=", t->goal, met ? "met" : "NOT met");
-        if (jf) fprintf(jf, "%s\n    {\"target\": \"%s\", \"value\": %.4g, \"goal\": %.4g, \"met\": %s}", i ? "," : "",
-                        t->what, t->value, t->goal, met ? "true" : "false");
+        if (jf) fprintf(jf, "%s\n    {\"target\": \"%s\", \"value\": %.4g, \"goal\": %.4g, \"op\": \"%s\", \"met\": %s}",
+                        i ? "," : "", t->what, t->value, t->goal, t->lower_is_better ? "<=" : ">=", met ? "true" : "false");
     }
     if (jf) { fprintf(jf, "\n]}\n"); fclose(jf); }
     if (peer) {
