@@ -146,7 +146,11 @@ def main():
             one = statistics.median(run_json([a.tool, "cp", path, "--dataset", "/tensor", "--json", "--rank", "16", "--tol", "0",
                                               "--max-iter", "1"], env)["seconds"] for _ in range(a.repeat))
             ps, pp = (ts - one) / 49, p.get("seconds_per_iter")
-            if pp:
+            if pp and ps <= 0:
+                # the 50-sweep median below the 1-sweep one: the machine's noise exceeds 49 sweeps
+                print(f"{'  cp per sweep':44s} not measurable in this run (50 sweeps {ts:.3f} s, 1 sweep {one:.3f} s)")
+                row["per_sweep"] = {"tdecomp_s": None, "tensorly_s": pp, "speedup": None, "goal": 2.5, "met": False}
+            elif pp:
                 row["per_sweep"] = {"tdecomp_s": ps, "tensorly_s": pp, "speedup": pp / ps, "goal": 2.5, "met": pp / ps >= 2.5}
                 print(f"{'  cp per sweep':44s} tdecomp {ps*1e3:7.2f} ms tensorly {pp*1e3:7.2f} ms speedup {pp/ps:6.1f}x "
                       f"(target 2.5x: {'met' if pp / ps >= 2.5 else 'NOT met'})")
