@@ -4,7 +4,7 @@ concurrently: they would time each other), gathers their targets into one JSON w
 prints them, and with --write-docs regenerates the measured blocks of docs/perf.md and README.md
 (between `<!-- perf-report:begin -->` and `<!-- perf-report:end -->`) from this run alone.
 
-Parts (--parts, comma-separated; default all):
+Parts (--parts, comma-separated; default all, in the order machine,peer,model,svd,llm):
   machine  build/tools/bench/tdecomp-bench: kernels against this machine's DGEMM and bandwidth
   peer     tools/bench/peer_compare.py: CP, Tucker, Tucker-2 (fixed sweeps and time to TensorLy's
            10-sweep error) against TensorLy on the same inputs (needs --peer PEER.py and a checkout)
@@ -203,7 +203,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build-release"))
     ap.add_argument("--peer", default=os.environ.get("TDECOMP_PEER"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--parts", default="machine,peer,svd,llm,model")
+    ap.add_argument("--parts", default="machine,peer,model,svd,llm")  # model before llm: llm loads its matrices here
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default="perf_report.json")
