@@ -37,30 +37,6 @@ static void tucker_tensor(td_tensor *x, int nd, const size_t *shape, const size_
     td_tensor_free(&core);
 }
 
-static double orth_defect(const td_tensor *u)
-{
-    const size_t m = u->shape[0], k = u->shape[1];
-    double worst = 0;
-    for (size_t a = 0; a < k; a++)
-        for (size_t b = 0; b < k; b++) {
-            double s = 0;
-            for (size_t i = 0; i < m; i++) s += u->data[i * k + a] * u->data[i * k + b];
-            worst = fmax(worst, fabs(s - (a == b ? 1.0 : 0.0)));
-        }
-    return worst;
-}
-
-/* Error of a Tucker result recomputed here from the reconstruction. */
-static double tucker_err(const td_tensor *x, const td_tucker_result *r)
-{
-    td_tensor full;
-    ck_assert_int_eq(td_tensor_alloc(&full, x->ndim, x->shape), TD_OK);
-    TT_OK(td_tucker_full(r, &full));
-    double e = tt_relerr(&full, x);
-    td_tensor_free(&full);
-    return e;
-}
-
 START_TEST(test_svd_known_spectrum)
 {
     /* A = Q1 diag(s) Q2^T with orthonormal Q from the QR-free construction: take the Tucker
@@ -74,7 +50,7 @@ START_TEST(test_svd_known_spectrum)
     ck_assert_int_eq(td_matrix_alloc(&q2, n, n), TD_OK);
     TT_OK(td_mode_spectrum(&r1, 0, n, &q1, NULL));
     TT_OK(td_mode_spectrum(&r2, 0, n, &q2, NULL));
-    ck_assert(orth_defect(&q1) < 1e-13 && orth_defect(&q2) < 1e-13);
+    ck_assert(tt_orth_cols(&q1) < 1e-13 && tt_orth_cols(&q2) < 1e-13);
     ck_assert_int_eq(td_matrix_alloc(&a, m, n), TD_OK);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
@@ -96,7 +72,7 @@ START_TEST(test_svd_known_spectrum)
         TT_OK(td_svd_trunc(&a, k, &o, &u, s, &vt));
         double tol = methods[mi] == TD_SVD_RANDOMIZED ? 1e-8 : 1e-12;
         for (size_t c = 0; c < k; c++) ck_assert_msg(fabs(s[c] - sv[c]) < tol * 10, "method %d s%zu", mi, c);
-        ck_assert(orth_defect(&u) < 1e-10);
+        ck_assert(tt_orth_cols(&u) < 1e-10);
         /* Sign convention: the largest-|.| entry of each column of u is positive. */
         for (size_t c = 0; c < k; c++) {
             size_t best = 0;
@@ -152,37 +128,6 @@ static void lapack_values(const td_tensor *a, double *s)
     free(c);
 }
 
-/* p orthonormal columns (m x p): leading eigenvectors of a random Gram, orthonormality asserted. */
-static void orth_basis(td_tensor *q, size_t m, size_t p, uint64_t seed)
-{
-    td_tensor r;
-    tt_random_matrix(&r, m, m, seed);
-    ck_assert_int_eq(td_matrix_alloc(q, m, p), TD_OK);
-    TT_OK(td_mode_spectrum(&r, 0, p, q, NULL));
-    ck_assert(orth_defect(q) < 1e-12);
-    td_tensor_free(&r);
-}
-
-/* a = Q1 diag(sv) Q2^T (+ noise * N(0,1)), m x n, p = len(sv) <= min(m, n). */
-static void matrix_with_spectrum(td_tensor *a, size_t m, size_t n, const double *sv, size_t p, double noise,
-                                 uint64_t seed)
-{
-    td_tensor q1, q2;
-    orth_basis(&q1, m, p, seed);
-    orth_basis(&q2, n, p, seed + 1);
-    ck_assert_int_eq(td_matrix_alloc(a, m, n), TD_OK);
-    td_rng g;
-    td_rng_seed(&g, seed + 2);
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++) {
-            double v = 0;
-            for (size_t c = 0; c < p; c++) v += q1.data[i * p + c] * sv[c] * q2.data[j * p + c];
-            a->data[i * n + j] = v + noise * td_rng_normal(&g);
-        }
-    td_tensor_free(&q1);
-    td_tensor_free(&q2);
-}
-
 /* ||a - u diag(s) vt||_F / ||a||_F by loops, and the formula sqrt(||a||^2 - sum s^2) / ||a||. */
 static void svd_errors(const td_tensor *a, const td_tensor *u, const double *s, const td_tensor *vt, size_t k,
                        double *recomposed, double *formula)
@@ -201,18 +146,6 @@ static void svd_errors(const td_tensor *a, const td_tensor *u, const double *s, 
     *formula = sqrt(fmax(a2 - s2, 0) / a2);
 }
 
-/* Rows of vt orthonormal. */
-static double orth_defect_rows(const td_tensor *vt)
-{
-    td_tensor t;
-    ck_assert_int_eq(td_matrix_alloc(&t, vt->shape[1], vt->shape[0]), TD_OK);
-    for (size_t c = 0; c < vt->shape[0]; c++)
-        for (size_t j = 0; j < vt->shape[1]; j++) t.data[j * vt->shape[0] + c] = vt->data[c * vt->shape[1] + j];
-    double d = orth_defect(&t);
-    td_tensor_free(&t);
-    return d;
-}
-
 /* One randomised run against LAPACK's exact values; returns the info. */
 static td__svd_info check_random_route(const td_tensor *a, size_t k, const td_svd_options *o, double s_tol,
                                        double err_rtol)
@@ -228,8 +161,8 @@ static td__svd_info check_random_route(const td_tensor *a, size_t k, const td_sv
     lapack_values(a, ex);
     for (size_t c = 0; c < k; c++)
         ck_assert_msg(fabs(s[c] - ex[c]) <= s_tol * ex[0], "s%zu %.17g vs %.17g", c, s[c], ex[c]);
-    ck_assert(orth_defect(&u) < 1e-12);
-    ck_assert(orth_defect_rows(&vt) < 1e-12);
+    ck_assert(tt_orth_cols(&u) < 1e-12);
+    ck_assert(tt_orth_defect(vt.data, vt.shape[0], vt.shape[1], 1) < 1e-12);
     double rec, form, a2 = 0, kept = 0;
     svd_errors(a, &u, s, &vt, k, &rec, &form);
     /* the reported error (the formula) is exact for what is returned */
@@ -253,7 +186,7 @@ START_TEST(test_svd_randomized_low_rank_noise)
     for (int c = 0; c < P; c++) sv[c] = 100.0 * pow(0.8, c);
     const size_t m = 240, n = 600, k = 16;
     td_tensor a, at;
-    matrix_with_spectrum(&a, m, n, sv, P, 1e-3, 31);
+    tt_matrix_with_spectrum(&a, m, n, sv, P, 1e-3, 31);
     ck_assert_int_eq(td_matrix_alloc(&at, n, m), TD_OK);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) at.data[j * m + i] = a.data[i * n + j];
@@ -289,7 +222,7 @@ START_TEST(test_svd_randomized_flat_spectrum)
     double sv[P];
     for (int c = 0; c < P; c++) sv[c] = 1.0;
     td_tensor a;
-    matrix_with_spectrum(&a, m, n, sv, P, 0, 41);
+    tt_matrix_with_spectrum(&a, m, n, sv, P, 0, 41);
     td_svd_options o;
     td_svd_options_init(&o);
     o.method = TD_SVD_RANDOMIZED;
@@ -304,7 +237,7 @@ START_TEST(test_svd_randomized_flat_spectrum)
     /* whitened-like: nearly flat with noise; the error stays within 1e-3 of the optimum, by the
      * power iteration or, when it stalls, by the exact route */
     for (int c = 0; c < P; c++) sv[c] = 1.0 - 0.3 * c / P;
-    matrix_with_spectrum(&a, m, n, sv, P, 0.01, 43);
+    tt_matrix_with_spectrum(&a, m, n, sv, P, 0.01, 43);
     info = check_random_route(&a, k, &o, 0.05, 1e-3);
     ck_assert(info.power_iters >= 1 && info.power_iters <= o.max_power_iters);
     ck_assert(info.stalled ? info.fell_back && info.method != TD_SVD_RANDOMIZED : info.method == TD_SVD_RANDOMIZED);
@@ -382,7 +315,7 @@ START_TEST(test_orthonormalise_paths)
         }
         TT_OK(td_tensor_copy(&q, &y));
         TT_OK(td__orthonormalise(q.data, m, l));
-        ck_assert_msg(orth_defect(&q) < 1e-12, "kind %d: defect %g", kind, orth_defect(&q));
+        ck_assert_msg(tt_orth_cols(&q) < 1e-12, "kind %d: defect %g", kind, tt_orth_cols(&q));
         double worst = 0;
         for (size_t i = 0; i < m; i++)
             for (size_t c = 0; c < l; c++) {
@@ -415,10 +348,10 @@ START_TEST(test_tucker_exact_recovery)
         td_tucker_result r;
         TT_OK(td_tucker(&x, 3, modes, ranks, &o, &r));
         ck_assert_msg(r.rel_error < 1e-13, "method %d err %g", i, r.rel_error);
-        ck_assert(tucker_err(&x, &r) < 1e-13);
+        ck_assert(tt_tucker_err(&x, &r) < 1e-13);
         for (int k = 0; k < 3; k++) {
             ck_assert_uint_eq(r.factors[k].shape[1], ranks[k]);
-            ck_assert(orth_defect(&r.factors[k]) < 100 * 12 * DBL_EPSILON);
+            ck_assert(tt_orth_cols(&r.factors[k]) < 100 * 12 * DBL_EPSILON);
         }
         if (meths[i] != TD_TUCKER_HOOI) {
             ck_assert_int_eq(r.iterations, 0);
@@ -464,8 +397,8 @@ START_TEST(test_tucker_bounds_and_orthogonality)
     ck_assert(h.rel_error <= bound * (1 + 1e-12));
     ck_assert(st.rel_error <= bound * (1 + 1e-12));
     ck_assert(hooi.rel_error <= h.rel_error * (1 + 1e-12));
-    ck_assert(fabs(tucker_err(&x, &h) - h.rel_error) < 1e-12);
-    ck_assert(fabs(tucker_err(&x, &hooi) - hooi.rel_error) < 1e-12);
+    ck_assert(fabs(tt_tucker_err(&x, &h) - h.rel_error) < 1e-12);
+    ck_assert(fabs(tt_tucker_err(&x, &hooi) - hooi.rel_error) < 1e-12);
     ck_assert_int_eq(hooi.iterations, 15);
     ck_assert(hooi.history != NULL);
     for (int i = 1; i < hooi.iterations; i++) ck_assert(hooi.history[i] <= hooi.history[i - 1] + 1e-12);
@@ -515,7 +448,7 @@ START_TEST(test_tucker2_partial_modes)
     ck_assert_uint_eq(r.core.shape[2], 3);
     ck_assert_uint_eq(r.factors[0].shape[0], 16);
     ck_assert(r.rel_error < 1e-12);
-    ck_assert(tucker_err(&w, &r) < 1e-12);
+    ck_assert(tt_tucker_err(&w, &r) < 1e-12);
     td_tucker_free(&r);
     td_tensor_free(&w);
 }
@@ -783,9 +716,9 @@ START_TEST(test_hooi_warm_start)
         td_tucker_result w, c;
         hooi_pair(&x, 2, modes, ranks, 0, 6, &w, &c);
         ck_assert_int_eq(w.iterations, 6);
-        ck_assert_msg(w.rel_error < 1e-12 && tucker_err(&x, &w) < 1e-12, "warm err %g", w.rel_error);
+        ck_assert_msg(w.rel_error < 1e-12 && tt_tucker_err(&x, &w) < 1e-12, "warm err %g", w.rel_error);
         ck_assert(c.rel_error < 1e-12);
-        for (int i = 0; i < 2; i++) ck_assert(orth_defect(&w.factors[i]) < 1e-12);
+        for (int i = 0; i < 2; i++) ck_assert(tt_orth_cols(&w.factors[i]) < 1e-12);
         td_tucker_free(&w);
         td_tucker_free(&c);
         td_tensor_free(&x);
@@ -801,10 +734,10 @@ START_TEST(test_hooi_warm_start)
         hooi_pair(&x, 2, modes, ranks, 1e-9, 500, &w, &c);
         ck_assert(w.converged && c.converged);
         ck_assert_msg(fabs(w.rel_error - c.rel_error) < 1e-6, "warm %.10g cold %.10g", w.rel_error, c.rel_error);
-        ck_assert(fabs(tucker_err(&x, &w) - w.rel_error) < 1e-12);
+        ck_assert(fabs(tt_tucker_err(&x, &w) - w.rel_error) < 1e-12);
         for (int i = 1; i < w.iterations; i++)
             ck_assert_msg(w.history[i] <= w.history[i - 1] + 1e-13, "sweep %d rose", i + 1);
-        for (int i = 0; i < 2; i++) ck_assert(orth_defect(&w.factors[i]) < 1e-12);
+        for (int i = 0; i < 2; i++) ck_assert(tt_orth_cols(&w.factors[i]) < 1e-12);
         td_tucker_free(&w);
         td_tucker_free(&c);
         /* fixed sweeps (tol 0): all after the first are warm, and each one makes progress */

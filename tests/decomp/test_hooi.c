@@ -11,30 +11,6 @@
  * ahead from the third on). */
 #define WARM_TRAIL_TOL 5e-4
 
-static double orth_defect(const td_tensor *u)
-{
-    const size_t m = u->shape[0], k = u->shape[1];
-    double worst = 0;
-    for (size_t a = 0; a < k; a++)
-        for (size_t b = 0; b < k; b++) {
-            double s = 0;
-            for (size_t i = 0; i < m; i++) s += u->data[i * k + a] * u->data[i * k + b];
-            worst = fmax(worst, fabs(s - (a == b ? 1.0 : 0.0)));
-        }
-    return worst;
-}
-
-/* ||x - full(r)|| / ||x|| from the reconstruction. */
-static double recon_err(const td_tensor *x, const td_tucker_result *r)
-{
-    td_tensor full;
-    ck_assert_int_eq(td_tensor_alloc(&full, x->ndim, x->shape), TD_OK);
-    TT_OK(td_tucker_full(r, &full));
-    double e = tt_relerr(&full, x);
-    td_tensor_free(&full);
-    return e;
-}
-
 static void run(const td_tensor *x, int nm, const int *modes, const size_t *ranks, double tol, int max_iter,
                 int exact, td_tucker_result *res)
 {
@@ -66,9 +42,9 @@ START_TEST(test_warm_tracks_dense_on_kernels)
                           c, i + 1, w.history[i], d.history[i]);
         for (int i = 1; i < sweeps; i++)
             ck_assert_msg(w.history[i] <= w.history[i - 1] + 1e-13, "case %d sweep %d rose", c, i + 1);
-        ck_assert(fabs(recon_err(&x, &w) - w.rel_error) < 1e-12);
+        ck_assert(fabs(tt_tucker_err(&x, &w) - w.rel_error) < 1e-12);
         ck_assert(fabs(w.history[sweeps - 1] - w.rel_error) < 1e-12);
-        for (int i = 0; i < 2; i++) ck_assert(orth_defect(&w.factors[i]) < 1e-12);
+        for (int i = 0; i < 2; i++) ck_assert(tt_orth_cols(&w.factors[i]) < 1e-12);
         td_tucker_free(&w);
         td_tucker_free(&d);
         td_tensor_free(&x);
@@ -130,11 +106,11 @@ START_TEST(test_warm_exact_recovery)
     const size_t exact_r[2] = {5, 4}, over_r[2] = {8, 7};
     td_tucker_result w;
     run(&x, 2, modes, exact_r, 0, 5, 0, &w);
-    ck_assert_msg(w.rel_error < 1e-12 && recon_err(&x, &w) < 1e-12, "err %g", w.rel_error);
+    ck_assert_msg(w.rel_error < 1e-12 && tt_tucker_err(&x, &w) < 1e-12, "err %g", w.rel_error);
     td_tucker_free(&w);
     run(&x, 2, modes, over_r, 0, 5, 0, &w);
-    ck_assert_msg(recon_err(&x, &w) < 1e-12, "err %g", recon_err(&x, &w));
-    for (int i = 0; i < 2; i++) ck_assert(orth_defect(&w.factors[i]) < 1e-12);
+    ck_assert_msg(tt_tucker_err(&x, &w) < 1e-12, "err %g", tt_tucker_err(&x, &w));
+    for (int i = 0; i < 2; i++) ck_assert(tt_orth_cols(&w.factors[i]) < 1e-12);
     td_tucker_free(&w);
     td_tensor_free(&x);
 }
@@ -221,7 +197,7 @@ START_TEST(test_warm_three_modes)
     run(&x, 3, modes, ranks, 1e-10, 500, 1, &d);
     ck_assert_msg(fabs(w.rel_error - d.rel_error) < 1e-6, "warm %.10g dense %.10g", w.rel_error, d.rel_error);
     for (int i = 1; i < w.iterations; i++) ck_assert(w.history[i] <= w.history[i - 1] + 1e-13);
-    ck_assert(fabs(recon_err(&x, &w) - w.rel_error) < 1e-12);
+    ck_assert(fabs(tt_tucker_err(&x, &w) - w.rel_error) < 1e-12);
     td_tucker_free(&w);
     td_tucker_free(&d);
     td_tensor_free(&x);

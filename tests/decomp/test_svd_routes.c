@@ -22,52 +22,6 @@ static double *lapack_values(const td_tensor *a)
     return s;
 }
 
-/* m x p with orthonormal columns from LAPACK's Householder QR of a seeded Gaussian matrix. */
-static void lapack_orth(td_tensor *q, size_t m, size_t p, uint64_t seed)
-{
-    double *tau = malloc(p * sizeof(double));
-    ck_assert(tau != NULL);
-    tt_random_matrix(q, m, p, seed);
-    ck_assert_int_eq(LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)p, q->data, (lapack_int)p, tau), 0);
-    ck_assert_int_eq(LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)p, (lapack_int)p, q->data,
-                                    (lapack_int)p, tau), 0);
-    free(tau);
-}
-
-/* a = Q1 diag(sv) Q2^T + noise N(0, 1), m x n, p = len(sv). */
-static void with_spectrum(td_tensor *a, size_t m, size_t n, const double *sv, size_t p, double noise, uint64_t seed)
-{
-    td_tensor q1, q2;
-    lapack_orth(&q1, m, p, seed);
-    lapack_orth(&q2, n, p, seed + 1);
-    ck_assert_int_eq(td_matrix_alloc(a, m, n), TD_OK);
-    td_rng g;
-    td_rng_seed(&g, seed + 2);
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++) {
-            double v = 0;
-            for (size_t c = 0; c < p; c++) v += q1.data[i * p + c] * sv[c] * q2.data[j * p + c];
-            a->data[i * n + j] = v + noise * td_rng_normal(&g);
-        }
-    td_tensor_free(&q1);
-    td_tensor_free(&q2);
-}
-
-/* max |X^T X - I| of the columns (rows = 0) or rows (rows = 1) of the r x c matrix x. */
-static double orth_defect(const double *x, size_t r, size_t c, int rows)
-{
-    const size_t len = rows ? c : r, cnt = rows ? r : c;
-    double worst = 0;
-    for (size_t a = 0; a < cnt; a++)
-        for (size_t b = a; b < cnt; b++) {
-            double d = 0;
-            for (size_t i = 0; i < len; i++)
-                d += rows ? x[a * c + i] * x[b * c + i] : x[i * c + a] * x[i * c + b];
-            worst = fmax(worst, fabs(d - (a == b ? 1.0 : 0.0)));
-        }
-    return worst;
-}
-
 typedef struct svd_check {
     double recomposed, formula, exact; /* relative errors: by recomposition, sqrt(||A||^2 - sum s^2), optimum */
     td__svd_info info;
@@ -85,8 +39,8 @@ static svd_check run_svd(const td_tensor *a, size_t k, const td_svd_options *o)
     ck_assert_int_eq(td_matrix_alloc(&vt, k, n), TD_OK);
     svd_check r;
     TT_OK(td__svd_trunc_ex(a, k, o, &u, s, &vt, &r.info));
-    ck_assert_msg(orth_defect(u.data, m, k, 0) < 1e-12, "U defect %g", orth_defect(u.data, m, k, 0));
-    ck_assert_msg(orth_defect(vt.data, k, n, 1) < 1e-12, "V defect %g", orth_defect(vt.data, k, n, 1));
+    ck_assert_msg(tt_orth_defect(u.data, m, k, 0) < 1e-12, "U defect %g", tt_orth_defect(u.data, m, k, 0));
+    ck_assert_msg(tt_orth_defect(vt.data, k, n, 1) < 1e-12, "V defect %g", tt_orth_defect(vt.data, k, n, 1));
     double a2 = 0, r2 = 0, s2 = 0, kept = 0;
     for (size_t c = 0; c < k; c++) {
         ck_assert_msg(s[c] <= ex[c] * (1 + 1e-12) + 1e-13 * ex[0], "s%zu %.17g above LAPACK %.17g", c, s[c], ex[c]);
@@ -134,7 +88,7 @@ START_TEST(test_identity_every_route)
     double sv[P];
     for (int c = 0; c < P; c++) sv[c] = 10.0 * exp(-0.1 * c);
     td_tensor a[2];
-    with_spectrum(&a[0], 90, 240, sv, P, 1e-3, 11);
+    tt_matrix_with_spectrum(&a[0], 90, 240, sv, P, 1e-3, 11);
     transpose(&a[0], &a[1]);
     const td_svd_method meth[4] = {TD_SVD_AUTO, TD_SVD_GRAM, TD_SVD_GESDD, TD_SVD_RANDOMIZED};
     for (int t = 0; t < 2; t++)
@@ -161,7 +115,7 @@ START_TEST(test_float_passes_keep_accuracy)
     double sv[P];
     for (int c = 0; c < P; c++) sv[c] = 1.0 / sqrt(1.0 + c);
     td_tensor a;
-    with_spectrum(&a, 150, 400, sv, P, 1e-3, 21);
+    tt_matrix_with_spectrum(&a, 150, 400, sv, P, 1e-3, 21);
     for (int f = 0; f < 3; f++) {
         td_svd_options o;
         td_svd_options_init(&o);
@@ -182,7 +136,7 @@ START_TEST(test_float_passes_exact_low_rank)
      * once the tail is that small, and the recovery is exact */
     const double sv[8] = {50, 20, 9, 7, 3, 1, 0.5, 0.2};
     td_tensor a[2];
-    with_spectrum(&a[0], 120, 300, sv, 8, 0.0, 31);
+    tt_matrix_with_spectrum(&a[0], 120, 300, sv, 8, 0.0, 31);
     transpose(&a[0], &a[1]);
     for (int t = 0; t < 2; t++) {
         td_svd_options o;
@@ -218,7 +172,7 @@ START_TEST(test_hard_spectra_default_tolerance)
     for (int kind = 0; kind < 2; kind++) {
         for (int c = 0; c < P; c++) sv[c] = kind ? 1.0 - 0.3 * c / P : pow(1.0 + c, -0.5);
         td_tensor a;
-        with_spectrum(&a, 150, 360, sv, P, kind ? 0.01 : 0.0, 41 + (uint64_t)kind);
+        tt_matrix_with_spectrum(&a, 150, 360, sv, P, kind ? 0.01 : 0.0, 41 + (uint64_t)kind);
         td_svd_options o;
         td_svd_options_init(&o);
         o.method = TD_SVD_RANDOMIZED;
@@ -235,7 +189,7 @@ START_TEST(test_outputs_optional_and_statuses)
 {
     const double sv[6] = {6, 5, 4, 3, 2, 1};
     td_tensor a, u, vt, bad;
-    with_spectrum(&a, 40, 70, sv, 6, 0.0, 51);
+    tt_matrix_with_spectrum(&a, 40, 70, sv, 6, 0.0, 51);
     double s[4], s2[4];
     td_svd_options o;
     td_svd_options_init(&o);
@@ -305,7 +259,7 @@ START_TEST(test_near_square_gram_guard)
     ck_assert_int_eq(td__svd_auto_method(m, n, k, o.oversample), TD_SVD_GRAM);
     for (int t = 0; t < 2; t++) {
         td_tensor a;
-        with_spectrum(&a, m, n, t ? bad : good, P, 0, 70 + (uint64_t)t);
+        tt_matrix_with_spectrum(&a, m, n, t ? bad : good, P, 0, 70 + (uint64_t)t);
         svd_check r = run_svd(&a, k, &o);
         ck_assert_int_eq(r.info.method, t ? TD_SVD_GESDD : TD_SVD_GRAM);
         /* the optimum from LAPACK's values cancels at ~1e-5 relative error: compared to 1e-5 of itself */
