@@ -37,50 +37,38 @@ def run_part(name, cmd, env, json_path):
         return json.load(f)
 
 
-def child_rss_run(cmd, env):
-    """Wall seconds and peak RSS (MiB) of one child process."""
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t
-    out, err = p.stdout.read(), p.stderr.read()
-    p.stdout.close(); p.stderr.close()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"perf_report: {' '.join(cmd)} failed: {err.decode()[-400:]}")
-    return wall, ru.ru_maxrss / 1024.0, out
-
-
 def llm_part(a, env, work):
-    """The issue's own case: the whole tool on the pair, against numpy's SVD in the same run."""
+    """The issue's own case: the whole tool on the pair, against numpy's SVD in the same run. The
+    matrices are written and dropped before the tool runs: a child's peak RSS cannot read below
+    this process's RSS when it starts (model_bench.measured)."""
     import numpy as np, h5py
     sys.path.insert(0, HERE)
     from svd_bench import make_matrix
+    from model_bench import measured
     shapes = [("mlp.down_proj.weight", 4096, 11008, 10), ("mlp.up_proj.weight", 11008, 4096, 11)]
     rank = 512
     if a.quick:
         shapes = [(n, m // 4, k // 4, s) for n, m, k, s in shapes]
         rank = 128
     path, out = os.path.join(work, "llm.h5"), os.path.join(work, "llm.small.h5")
-    mats = {}
     with h5py.File(path, "w") as f:
         for name, m, n, seed in shapes:
-            w = make_matrix(np, m, n, rank, seed, "decay").astype(np.float32)
-            f[name] = w
-            mats[name] = w.astype(np.float64)
+            f[name] = make_matrix(np, m, n, rank, seed, "decay").astype(np.float32)
     tool = os.path.join(a.build, "tools", "tdecomp-tool", "tdecomp-tool")
     walls, rss, rep = [], [], None
     for _ in range(a.repeat):
         if os.path.exists(out): os.remove(out)
-        w, r, o = child_rss_run([tool, "decompose", path, "-o", out, "--rank", str(rank), "--json"], env)
-        walls.append(w); rss.append(r); rep = json.loads(o)
+        w, r, _, text = measured([tool, "decompose", path, "-o", out, "--rank", str(rank), "--json"], env,
+                                 os.path.join(work, "llm.out"))
+        walls.append(w); rss.append(r); rep = json.loads(text)
     t_np, exact = [], {}
     for _ in range(a.repeat):
         t = time.perf_counter()
-        for name, w in mats.items():
-            s = np.linalg.svd(w, full_matrices=False)[1]
-            n2 = float(s @ s)
-            exact[name] = float(np.sqrt(max(n2 - float(s[:rank] @ s[:rank]), 0.0) / n2))
+        with h5py.File(path, "r") as f:
+            for name, _, _, _ in shapes:
+                s = np.linalg.svd(f[name][()].astype(np.float64), full_matrices=False)[1]
+                n2 = float(s @ s)
+                exact[name] = float(np.sqrt(max(n2 - float(s[:rank] @ s[:rank]), 0.0) / n2))
         t_np.append(time.perf_counter() - t)
     ours, theirs = statistics.median(walls), statistics.median(t_np)
     errs = {l["name"] + ".weight": l["rel_error"] for l in rep["layers"] if l.get("rel_error") is not None}
@@ -128,7 +116,8 @@ def markdown(report):
     p, lines = report["parts"], []
     lines.append(f"Measured {report['date']} by `{report['command']}` on {report['machine']}"
                  + (f"; DGEMM {dgemm_rate(report):.0f} GF/s in this run (ratios from one run hold on a busy "
-                    "machine, absolute times do not)" if dgemm_rate(report) else "") + ".")
+                    "machine, absolute times do not)" if dgemm_rate(report) else "") + "."
+                 + (f" {report['note']}" if report.get("note") else ""))
     lines.append("")
     lines.append("| part | target | measured | goal | |")
     lines.append("|---|---|---|---|---|")
@@ -139,7 +128,7 @@ def markdown(report):
         l = p["llm"]
         lines += ["", f"LLM pair {l['shapes']} float32 at rank {l['rank']}, whole tool: "
                   f"{statistics.median(l['tool_wall_s']):.1f} s, peak RSS {max(l['tool_peak_rss_mib']):.0f} MiB; "
-                  f"numpy `linalg.svd` of both: {statistics.median(l['numpy_svd_s']):.1f} s."]
+                  f"numpy reading both and `linalg.svd` of each: {statistics.median(l['numpy_svd_s']):.1f} s."]
     if p.get("svd"):
         lines += ["", "| matrix | rank | tdecomp | numpy svd | old dgesdd route | route | error gap |", "|---|---|---|---|---|---|---|"]
         for r in p["svd"]["rows"]:
