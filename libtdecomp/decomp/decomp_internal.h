@@ -44,6 +44,11 @@ typedef struct td__svd_info {
     double tail;           /* randomised: last ||A||_F^2 - ||(Q^T A)_k||_F^2 */
     size_t columns;        /* randomised: columns of Q at the end (k + oversample, or grown) */
     double residual;       /* randomised: lower estimate of ||A - Q Q^T A||_2 from the check */
+    size_t basis;          /* randomised: columns of the basis projected on at the end (columns,
+                            * or k when the last pass was float32 and only its k leading
+                            * directions were projected in double) */
+    int grew;              /* randomised: 0 no growth, 1 the new columns alone were passed,
+                            * 2 the grown block was orthonormalised and passed whole */
 } td__svd_info;
 
 /* td_svd_trunc with a report (info may be NULL). */

@@ -10,7 +10,9 @@
  * Passes over A that only find the range may run in float32 (SGEMM, about twice DGEMM's rate)
  * on a float copy of A: rounding then perturbs Q by ~1e-7, which changes the captured energy
  * only to second order; the estimate of the tail moved by ~4e-10 ||A||^2 on a 4096 x 11008
- * matrix. The final Z = A^T Q (the projection) is always double. */
+ * matrix. The projection that is returned is always double: when the last Z came from a float
+ * pass, its k leading directions U_k are taken and Z = A^T U_k is computed again in double on k
+ * columns only (narrow_to_top). */
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
@@ -44,6 +46,8 @@
 /* Growth on a slow tail: k / this more columns, up to the short side / RSVD_GROW_LIMIT. */
 #define RSVD_GROW_DIVISOR 2
 #define RSVD_GROW_LIMIT 2
+/* New directions of a growth further from orthogonal to Q than this: the whole block is redone. */
+#define RSVD_GROW_ORTH 1e-10
 /* A-posteriori check: a few block-power steps on the residual A - Q Q^T A. */
 #define RSVD_CHECK_VECS 4
 #define RSVD_CHECK_STEPS 2
@@ -54,11 +58,15 @@
  * there (up to 46000 values share the tail), and the floor stays well below the test. */
 #define RSVD_CHECK_FLOAT_FLOOR 1e-5
 
-/* A, its optional float32 copy and the float operands of the passes. */
+/* A, its optional float32 copy and the float operands of the passes. The route works on the
+ * wide one of A and A^T (t = 1: A is tall): m <= n below, the range Q is on the short side and the
+ * QRs of its iterates cost m l^2, not n l^2. */
 typedef struct rs_work {
     const double *a;
     float *af, *fx, *fy; /* af NULL: double passes only; fx, fy: max(m, n) x lmax */
-    size_t m, n;
+    size_t m, n;         /* the worked-on matrix: A, or A^T when t */
+    size_t pm, pn;       /* A as stored, row-major */
+    int t;
     double na2;          /* ||A||_F^2 */
     int gauss;           /* Gaussian test matrices (small A), else uniform */
 } rs_work;
@@ -83,13 +91,13 @@ static double sumsq(const double *x, size_t n)
     return s;
 }
 
-/* out = A x (x n x l, out m x l) or, trans, A^T x (x m x l, out n x l); single: by SGEMM on the
- * float copy, operands rounded to float and the product widened back. */
+/* out = A x (x n x l, out m x l) or, trans, A^T x (x m x l, out n x l), A the worked-on matrix;
+ * single: by SGEMM on the float copy, operands rounded to float and the product widened back. */
 static void pass(const rs_work *w, int single, int trans, const double *x, size_t l, double *out)
 {
-    const int M = (int)w->m, N = (int)w->n, L = (int)l;
-    const CBLAS_TRANSPOSE t = trans ? CblasTrans : CblasNoTrans;
-    const int rows = trans ? N : M, depth = trans ? M : N;
+    const int M = (int)w->pm, N = (int)w->pn, L = (int)l, tr = trans ^ w->t;
+    const CBLAS_TRANSPOSE t = tr ? CblasTrans : CblasNoTrans;
+    const int rows = tr ? N : M, depth = tr ? M : N;
     if (!single) {
         cblas_dgemm(CblasRowMajor, t, CblasNoTrans, rows, L, depth, 1.0, w->a, N, x, L, 0.0, out, L);
         return;
@@ -118,23 +126,55 @@ static td_status rank_k_tail(const double *z, size_t n, size_t l, size_t k, doub
     return TD_OK;
 }
 
-/* Adds g random directions A Omega to the range: q (m x l) becomes orthonormal m x (l + g), z is
- * reallocated to n x (l + g). */
+/* y (m x g) <- (I - Q Q^T) y, with t (l x g) as workspace. */
+static void project_out(const double *q, size_t m, size_t l, double *y, size_t g, double *t)
+{
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l, (int)g, (int)m, 1.0, q, (int)l, y, (int)g, 0.0,
+                t, (int)g);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)g, (int)l, -1.0, q, (int)l, t, (int)g, 1.0,
+                y, (int)g);
+}
+
+/* Adds g random directions A Omega to the range: q (m x l, orthonormal) becomes orthonormal
+ * m x (l + g) and z (A^T q on entry) becomes A^T q, n x (l + g). The new directions are made
+ * orthogonal to Q (projected out twice, orthonormalised, once more), so Q stays the leading block
+ * and only the g new columns of z need a pass; when that fails to leave them orthogonal to Q
+ * (A of rank below l + g), the whole block is orthonormalised and z recomputed. */
 static td_status grow_range(const rs_work *w, int single, size_t l, size_t g, td_rng *rng, double **q,
-                            double **z)
+                            double **z, int *how)
 {
     const size_t m = w->m, n = w->n, l2 = l + g;
     double *q2 = malloc(m * l2 * sizeof(double)), *z2 = malloc(n * l2 * sizeof(double)),
-           *y = malloc(m * g * sizeof(double));
+           *y = malloc(m * g * sizeof(double)), *x = malloc(n * g * sizeof(double)),
+           *t = malloc(l * g * sizeof(double));
     td_status st = TD_OK;
-    if (!q2 || !z2 || !y) { st = TD_ENOMEM; goto done; }
-    test_matrix(z2, n * g, w->gauss, rng);
-    pass(w, single, 0, z2, g, y);
+    if (!q2 || !z2 || !y || !x || !t) { st = TD_ENOMEM; goto done; }
+    test_matrix(x, n * g, w->gauss, rng);
+    pass(w, single, 0, x, g, y);
+    project_out(*q, m, l, y, g, t);
+    project_out(*q, m, l, y, g, t);
+    if ((st = td__orthonormalise(y, m, g)) != TD_OK) goto done;
+    project_out(*q, m, l, y, g, t);
+    if ((st = td__orthonormalise(y, m, g)) != TD_OK) goto done;
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l, (int)g, (int)m, 1.0, *q, (int)l, y, (int)g, 0.0,
+                t, (int)g);
+    double off = 0;
+    for (size_t i = 0; i < l * g; i++) off = fmax(off, fabs(t[i]));
     for (size_t i = 0; i < m; i++) {
         memcpy(q2 + i * l2, *q + i * l, l * sizeof(double));
         memcpy(q2 + i * l2 + l, y + i * g, g * sizeof(double));
     }
-    if ((st = td__orthonormalise(q2, m, l2)) != TD_OK) goto done;
+    *how = off <= RSVD_GROW_ORTH ? 1 : 2;
+    if (*how == 1) {
+        pass(w, single, 1, y, g, x);
+        for (size_t j = 0; j < n; j++) {
+            memcpy(z2 + j * l2, *z + j * l, l * sizeof(double));
+            memcpy(z2 + j * l2 + l, x + j * g, g * sizeof(double));
+        }
+    } else {
+        if ((st = td__orthonormalise(q2, m, l2)) != TD_OK) goto done;
+        pass(w, single, 1, q2, l2, z2);
+    }
     free(*q);
     free(*z);
     *q = q2;
@@ -144,6 +184,8 @@ done:
     free(q2);
     free(z2);
     free(y);
+    free(x);
+    free(t);
     return st;
 }
 
@@ -178,12 +220,13 @@ static int tail_slow(const rs_track *t, double tail, double ratio, double tol, d
 }
 
 /* Q (m x *l, orthonormal) from the power iteration, stopped once the rank-k tail of the projected
- * matrix settles (the l-column tail would keep moving in a noise floor past k); z = A^T Q in double,
- * and gw its Gram when *gram (else z was recomputed); w->af freed when the passes left float32.
+ * matrix settles (the l-column tail would keep moving in a noise floor past k); z = A^T Q and gw
+ * its Gram (with its eigenvalues after it), from a float32 pass when *zfloat; w->af freed when the
+ * passes left float32.
  * When the tail converges too slowly the range grows once by max(k/2, oversample) columns (the
  * convergence factor is sigma_{l+1}/sigma_k); if it still stalls, info->stalled is set. */
 static td_status range_finder(rs_work *w, size_t *lp, size_t grow, size_t k, const td_svd_options *o,
-                              td_rng *rng, double **qp, double **zp, double *gw, int *gram,
+                              td_rng *rng, double **qp, double **zp, double *gw, int *zfloat,
                               td__svd_info *info)
 {
     const size_t m = w->m, n = w->n;
@@ -196,9 +239,11 @@ static td_status range_finder(rs_work *w, size_t *lp, size_t grow, size_t k, con
     pass(w, single, 0, z, l, q);
     td_status st = td__orthonormalise(q, m, l);
     rs_track t = {0, 0, 0};
+    int have_z = 0; /* z = A^T q already (after a growth) */
     for (int it = 0; st == TD_OK; it++, t.since++) {
         const int zsingle = single;
-        pass(w, single, 1, q, l, z);
+        if (!have_z) pass(w, single, 1, q, l, z);
+        have_z = 0;
         double tail = 0, ratio = 0;
         if ((st = rank_k_tail(z, n, l, k, w->na2, gw, &tail, &ratio)) != TD_OK) break;
         info->power_iters = it;
@@ -210,16 +255,16 @@ static td_status range_finder(rs_work *w, size_t *lp, size_t grow, size_t k, con
         const double floor = (single ? RSVD_FLOAT_FLOOR : RSVD_TAIL_FLOOR) * w->na2;
         const int slow = t.since >= 0 && tail_slow(&t, tail, ratio, o->power_tol, floor, hi - it, &conv);
         if (slow && grow > 0 && it < hi) {
-            if ((st = grow_range(w, single, l, grow, rng, &q, &z)) != TD_OK) break;
+            if ((st = grow_range(w, single, l, grow, rng, &q, &z, &info->grew)) != TD_OK) break;
             l += grow;
             grow = 0;
+            have_z = 1;
             t = (rs_track){0, 0, -1};
             continue;
         }
         if (slow && t.since >= 2) { info->stalled = 1; break; }
         if ((it >= lo && conv) || it >= hi) {
-            if (zsingle) pass(w, 0, 1, q, l, z); /* the projection in double */
-            *gram = !zsingle;
+            *zfloat = zsingle;
             break;
         }
         t.dprev = t.since > 0 ? fabs(t.prev - tail) : 0;
@@ -343,40 +388,98 @@ double td__svd_power_tol(const td_svd_options *o, size_t m, size_t n)
     return m * n >= RSVD_LARGE_SIZE ? RSVD_TOL_LARGE : RSVD_TOL_SMALL;
 }
 
+/* The last Z came from a float32 pass. Instead of repeating it in double on all l columns, the k
+ * leading left singular vectors of B = Z^T (eigenvectors of its Gram gw, at hand) give
+ * U_k = Q V_b (m x k, orthonormal), and one double pass z = A^T U_k on k columns gives U_k^T A
+ * exactly: the result is then the exact SVD of U_k U_k^T A, an orthogonal projection, and the
+ * identity ||A - U S V^T||^2 = ||A||^2 - sum s^2 holds for what is returned. Float rounding only
+ * perturbs which subspace U_k is (to second order in the energy it captures). */
+static td_status narrow_to_top(const rs_work *w, double **qp, double *z, const double *gw, size_t l, size_t k)
+{
+    const size_t m = w->m;
+    double *vecs = malloc(l * k * sizeof(double)), *uk = malloc(m * k * sizeof(double));
+    td_status st = TD_OK;
+    if (!vecs || !uk) { st = TD_ENOMEM; goto done; }
+    if ((st = td__sym_eig_top(gw, l, k, vecs, NULL)) != TD_OK) goto done;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)l, 1.0, *qp, (int)l, vecs,
+                (int)k, 0.0, uk, (int)k);
+    pass(w, 0, 1, uk, k, z);
+    free(*qp);
+    *qp = uk;
+    uk = NULL;
+done:
+    free(vecs);
+    free(uk);
+    return st;
+}
+
+/* A tall A was worked on as A^T: its U is the worked-on V (ut = V^T, k x m) and its V^T the
+ * worked-on U^T (uw, n x k); the sign convention is set on U's columns and mirrored on V^T. */
+static td_status untranspose(const double *uw, const double *ut, size_t m, size_t n, size_t k, double *u, double *vt)
+{
+    double *fl = malloc(k * sizeof(double));
+    if (!fl) return TD_ENOMEM;
+    for (size_t i = 0; i < m; i++)
+        for (size_t c = 0; c < k; c++) u[i * k + c] = ut[c * m + i];
+    td__sign_flip_columns(u, m, k, fl);
+    if (vt)
+        for (size_t c = 0; c < k; c++)
+            for (size_t j = 0; j < n; j++) vt[c * n + j] = fl[c] * uw[j * k + c];
+    free(fl);
+    return TD_OK;
+}
+
 td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *opt, double *u, double *s,
                          double *vt, int *check_ok, td__svd_info *info)
 {
-    const size_t m = a->shape[0], n = a->shape[1], p = m < n ? m : n;
+    const size_t pm = a->shape[0], pn = a->shape[1], p = pm < pn ? pm : pn;
+    const int tr = pm > pn;
+    const size_t m = tr ? pn : pm, n = tr ? pm : pn; /* the wide one of A and A^T */
     td_svd_options oo = *opt;
     const td_svd_options *o = &oo;
-    oo.power_tol = td__svd_power_tol(opt, m, n);
+    oo.power_tol = td__svd_power_tol(opt, pm, pn);
     const size_t over = (size_t)(o->oversample > 0 ? o->oversample : 0);
     size_t l = k + over < p ? k + over : p, grow = k / RSVD_GROW_DIVISOR;
     if (grow < (over ? over : 1)) grow = over ? over : 1;
     if (l + grow > p / RSVD_GROW_LIMIT) grow = l < p / RSVD_GROW_LIMIT ? p / RSVD_GROW_LIMIT - l : 0;
     const size_t lmax = l + grow;
     *check_ok = 1;
-    rs_work w = {a->data, NULL, NULL, NULL, m, n, sumsq(a->data, a->size), m * n < RSVD_LARGE_SIZE};
+    rs_work w = {a->data, NULL, NULL, NULL, m, n, pm, pn, tr, sumsq(a->data, a->size), pm * pn < RSVD_LARGE_SIZE};
+    /* the worked-on matrix's U (m x k) and V^T (k x n): the caller's, or transposed into them */
     double *q = malloc(m * l * sizeof(double)), *z = malloc(n * l * sizeof(double)),
            *gw = malloc((lmax * lmax + lmax) * sizeof(double)), *rz = malloc(lmax * lmax * sizeof(double)),
-           *uu = u ? u : malloc(m * k * sizeof(double));
+           *uu = u && !tr ? u : malloc(m * k * sizeof(double)),
+           *vv = tr ? malloc(k * n * sizeof(double)) : vt;
     td_status st = TD_OK;
-    if (!q || !z || !gw || !rz || !uu) { st = TD_ENOMEM; goto done; }
+    if (!q || !z || !gw || !rz || !uu || (tr && !vv)) { st = TD_ENOMEM; goto done; }
     if ((st = float_work(&w, o, lmax)) != TD_OK) goto done;
     td_rng rng;
     td_rng_seed(&rng, o->seed);
-    int gram = 0;
-    if ((st = range_finder(&w, &l, grow, k, o, &rng, &q, &z, gw, &gram, info)) != TD_OK) goto done;
+    int zfloat = 0;
+    if ((st = range_finder(&w, &l, grow, k, o, &rng, &q, &z, gw, &zfloat, info)) != TD_OK) goto done;
     if (info->stalled) { *check_ok = 0; goto done; }
     info->columns = l;
-    if ((st = td__orthonormalise_r(z, n, l, gram ? gw : NULL, rz)) != TD_OK) goto done;
-    if ((st = small_svd(rz, z, q, m, n, l, k, uu, s, vt)) != TD_OK) goto done;
+    size_t c = l; /* columns of the final basis */
+    if (zfloat) {
+        if ((st = narrow_to_top(&w, &q, z, gw, l, k)) != TD_OK) goto done;
+        c = k;
+    }
+    info->basis = c;
+    if ((st = td__orthonormalise_r(z, n, c, zfloat ? NULL : gw, rz)) != TD_OK) goto done;
+    if ((st = small_svd(rz, z, q, m, n, c, k, uu, s, vv)) != TD_OK) goto done;
+    if (tr) {
+        double *pu = u ? u : malloc(pm * k * sizeof(double));
+        if (!pu) { st = TD_ENOMEM; goto done; }
+        st = untranspose(uu, vv, pm, pn, k, pu, vt);
+        if (!u) free(pu);
+        if (st != TD_OK) goto done;
+    }
     info->tail = fmax(w.na2 - sumsq(s, k), 0.0);
     double res = 0;
-    if ((st = residual_norm(&w, q, z, rz, l, &rng, &res)) != TD_OK) goto done;
+    if ((st = residual_norm(&w, q, z, rz, c, &rng, &res)) != TD_OK) goto done;
     info->residual = res;
     const double floor = (w.af ? RSVD_CHECK_FLOAT_FLOOR : RSVD_TAIL_FLOOR) * sqrt(w.na2);
-    if (l < p && res > RSVD_CHECK_RATIO * s[k - 1] + floor) *check_ok = 0;
+    if (c < p && res > RSVD_CHECK_RATIO * s[k - 1] + floor) *check_ok = 0;
 done:
     free(q);
     free(z);
@@ -385,6 +488,7 @@ done:
     free(w.af);
     free(w.fx);
     free(w.fy);
-    if (!u) free(uu);
+    if (uu != u) free(uu);
+    if (vv != vt) free(vv);
     return st;
 }

@@ -491,8 +491,9 @@ td_status td_svd_trunc_workspace(size_t m, size_t n, size_t k, const td_svd_opti
     const double L = fmin(P, K + os + fmax(K / 2.0, fmax(os, 1.0)));
     /* float32 passes on large matrices: a float copy of A and two float operands */
     const int fl = opt->float_passes >= 2 || (opt->float_passes == 1 && (double)m * (double)n >= (double)RSVD_FLOAT_MIN_SIZE);
+    /* narrowing a float32 range to k columns (L k + M k), a tall A's transposed outputs (M + N) k */
     const double rand = 3.0 * (M + N) * L + N * L + M * K + 4.0 * L * L + gesdd_doubles(L, N) +
-                        (fl ? 0.5 * M * N + fmax(M, N) * L : 0);
+                        (fl ? 0.5 * M * N + fmax(M, N) * L + (L + M) * K : 0) + (m > n ? (M + N) * K : 0);
     const double exact = fmax(gesdd_doubles(M, N), gram_doubles(M, N, K));
     double d = exact;
     if (opt->method == TD_SVD_GRAM) d = gram_doubles(M, N, K);

@@ -125,6 +125,13 @@ START_TEST(test_float_passes_keep_accuracy)
         ck_assert_msg(r.recomposed <= r.exact * (1 + 1e-3), "float_passes %d: %.15g vs optimum %.15g", f,
                       r.recomposed, r.exact);
         ck_assert_int_eq(r.info.fell_back, 0);
+        /* the tail stays above 1e-4 ||A||^2, so with float passes the last Z is float32 and only
+         * its 16 leading directions are projected again in double (run_svd checked the identity
+         * and orthonormality of that result); in double the whole range is */
+        ck_assert_uint_eq(r.info.basis, f == 2 ? 16 : r.info.columns);
+        /* the slow spectrum makes the range grow once, by its new columns alone */
+        ck_assert_uint_gt(r.info.columns, 16 + 10);
+        ck_assert_int_eq(r.info.grew, 1);
     }
     td_tensor_free(&a);
 }
@@ -160,6 +167,38 @@ START_TEST(test_float_passes_exact_low_rank)
     }
     td_tensor_free(&a[0]);
     td_tensor_free(&a[1]);
+}
+END_TEST
+
+/* A tall matrix is worked on as its transpose (the range on the short side): A and A^T give the
+ * same triplets, U of one being V of the other, with the sign convention on each one's U. */
+START_TEST(test_tall_is_transposed_wide)
+{
+    enum { P = 50 };
+    double sv[P];
+    for (int c = 0; c < P; c++) sv[c] = 1.0 / (1.0 + 0.2 * c);
+    td_tensor a[2], u[2], vt[2];
+    tt_matrix_with_spectrum(&a[0], 80, 200, sv, P, 1e-3, 61);
+    transpose(&a[0], &a[1]);
+    const size_t k = 10;
+    double s[2][10];
+    for (int t = 0; t < 2; t++) {
+        td_svd_options o;
+        td_svd_options_init(&o);
+        o.method = TD_SVD_RANDOMIZED;
+        o.float_passes = 2;
+        ck_assert_int_eq(td_matrix_alloc(&u[t], a[t].shape[0], k), TD_OK);
+        ck_assert_int_eq(td_matrix_alloc(&vt[t], k, a[t].shape[1]), TD_OK);
+        TT_OK(td_svd_trunc(&a[t], k, &o, &u[t], s[t], &vt[t]));
+    }
+    for (size_t c = 0; c < k; c++) {
+        ck_assert_msg(fabs(s[0][c] - s[1][c]) <= 1e-12 * s[0][0], "s%zu %.17g vs %.17g", c, s[0][c], s[1][c]);
+        /* U(A)_c = +-V(A^T)_c: the sign is fixed on each one's own U */
+        double dot = 0;
+        for (size_t i = 0; i < 80; i++) dot += u[0].data[i * k + c] * vt[1].data[c * 80 + i];
+        ck_assert_msg(fabs(fabs(dot) - 1.0) < 1e-9, "column %zu: |<U, V^T>| = %.17g", c, fabs(dot));
+    }
+    for (int t = 0; t < 2; t++) { td_tensor_free(&a[t]); td_tensor_free(&u[t]); td_tensor_free(&vt[t]); }
 }
 END_TEST
 
@@ -290,6 +329,7 @@ int main(void)
     tcase_add_test(tc, test_near_square_gram_guard);
     tcase_add_test(tc, test_float_passes_keep_accuracy);
     tcase_add_test(tc, test_float_passes_exact_low_rank);
+    tcase_add_test(tc, test_tall_is_transposed_wide);
     tcase_add_test(tc, test_hard_spectra_default_tolerance);
     tcase_add_test(tc, test_outputs_optional_and_statuses);
     tcase_add_test(tc, test_defaults_and_auto_routes);
