@@ -32,4 +32,8 @@ td_status td__error_vset(td_error *err, td_status status, const char *file, cons
 /* Monotonic wall clock in seconds. */
 double td__now(void);
 
+/* ||x - ref||_2 over n values (||ref|| when x is NULL), scaled against overflow and underflow;
+ * NaN or infinity when a difference is. td_rel_diff's norms, for callers that go by blocks. */
+double td__diff_norm(const double *x, const double *ref, size_t n);
+
 #endif

@@ -339,7 +339,7 @@ double td_norm(const td_tensor *x)
 }
 
 /* sqrt(sum (x - ref)^2) and sqrt(sum ref^2) by the scaled sums of td_norm, in one pass each. */
-static double diff_norm(const double *x, const double *ref, size_t n)
+double td__diff_norm(const double *x, const double *ref, size_t n)
 {
     double amax = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -360,7 +360,7 @@ td_status td_rel_diff(const td_tensor *x, const td_tensor *ref, double *rel)
 {
     if (!x || !ref || !rel) return TD_EINVAL;
     if (x->size != ref->size || (x->size && (!x->data || !ref->data))) return TD_ESHAPE;
-    const double nd = diff_norm(x->data, ref->data, x->size), nr = diff_norm(NULL, ref->data, ref->size);
+    const double nd = td__diff_norm(x->data, ref->data, x->size), nr = td__diff_norm(NULL, ref->data, ref->size);
     *rel = nr > 0 ? nd / nr : nd;
     return TD_OK;
 }

@@ -7,6 +7,12 @@
 /* 1 when k is d's kernel: OIHW (Cout, Cin/groups, kh, kw), or (out, in) for a dense layer. */
 int td__kernel_matches(const td_layer_desc *d, const td_tensor *k);
 
+/* td_chain_rel_error of an SVD chain (grouped or not) by blocks of output rows of at most
+ * block_values values: W_hat's rows r0..r1 are B[r0:r1] A, composed by td_chain_compose on a
+ * shallow copy of the chain whose last piece is a view of those rows, so no W-sized buffer is
+ * taken (360 MiB for an LLM projection); the blocks' norms combine by hypot. */
+td_status td__svd_chain_rel_error(const td_chain *c, const td_tensor *kernel, size_t block_values, double *rel);
+
 /* Allocates (zero-filled) the kernel of every piece of a chain laid out by td_chain_layout. */
 td_status td__chain_alloc(td_chain *c);
 

@@ -62,9 +62,47 @@ static td_status begin(const td_layer_desc *d, const td_tensor *kernel, const td
     return st;
 }
 
+/* Rows per block of the blocked measure: blocks of at most 4 Mi values (32 MiB). */
+#define MEASURE_BLOCK_VALUES ((size_t)1 << 22)
+
+td_status td__svd_chain_rel_error(const td_chain *c, const td_tensor *kernel, size_t block_values, double *rel)
+{
+    const td_tensor *b = &c->pieces[1].kernel;
+    if (c->npieces != 2 || kernel->ndim < 2 || b->ndim < 2 || !b->data || !kernel->data ||
+        b->shape[0] != kernel->shape[0] || kernel->shape[0] == 0)
+        return TD_ESHAPE;
+    const size_t rows = kernel->shape[0], cols = kernel->size / rows, bcols = b->size / rows;
+    const size_t rb = cols >= block_values ? 1 : block_values / cols;
+    double *buf = malloc((rb < rows ? rb : rows) * cols * sizeof(double) + 1);
+    if (!buf) return TD_ENOMEM;
+    td_chain part = *c; /* shallow: its second piece becomes a view of B's rows; never freed */
+    double nd = 0, nr = 0;
+    td_status st = TD_OK;
+    for (size_t r0 = 0; r0 < rows && st == TD_OK; r0 += rb) {
+        const size_t n = rows - r0 < rb ? rows - r0 : rb;
+        size_t ws[4], bs[4];
+        memcpy(ws, kernel->shape, (size_t)kernel->ndim * sizeof(size_t));
+        memcpy(bs, b->shape, (size_t)b->ndim * sizeof(size_t));
+        ws[0] = bs[0] = n;
+        td_tensor w;
+        if ((st = td_tensor_view(&part.pieces[1].kernel, b->ndim, bs, b->data + r0 * bcols)) != TD_OK) break;
+        if ((st = td_tensor_view(&w, kernel->ndim, ws, buf)) != TD_OK) break;
+        if ((st = td_chain_compose(&part, &w)) != TD_OK) break;
+        nd = hypot(nd, td__diff_norm(buf, kernel->data + r0 * cols, n * cols));
+        nr = hypot(nr, td__diff_norm(NULL, kernel->data + r0 * cols, n * cols));
+    }
+    free(buf);
+    if (st == TD_OK) *rel = nr > 0 ? nd / nr : nd;
+    return st;
+}
+
 td_status td_chain_measure(td_chain *c, const td_layer_desc *d, const td_layer_stats *stats, const td_tensor *kernel)
 {
     if (!c || !d || !kernel) return TD_EINVAL;
+    if (!stats && (c->method == TD_METHOD_SVD || c->method == TD_METHOD_SVD_GROUPED)) {
+        c->has_output_error = 0;
+        return td__svd_chain_rel_error(c, kernel, MEASURE_BLOCK_VALUES, &c->rel_error);
+    }
     td_tensor w = {0};
     td_status st = td_tensor_alloc(&w, kernel->ndim, kernel->shape);
     if (st == TD_OK) st = td_chain_compose(c, &w);
@@ -155,11 +193,13 @@ static td_status svd(const td_layer_desc *d, const td_tensor *kernel, const td_t
     const size_t sp = d->kh * d->kw, cols = d->cin / k * sp, kj = k * j;
     const size_t ranks[2] = {k > 1 ? k : j, k > 1 ? j : 0};
     td_tensor m = {0}, us = {0}, vt = {0};
+    const size_t ms[2] = {d->cout, cols};
     td_status st = begin(d, kernel, bias, k > 1 ? TD_METHOD_SVD_GROUPED : TD_METHOD_SVD, ranks, out);
-    if (st == TD_OK) st = td_matrix_alloc(&m, d->cout, cols);
+    /* one group: the kernel is the (Cout, Cin kh kw) matrix already (no copy of an LLM-sized layer) */
+    if (st == TD_OK) st = k == 1 ? td_tensor_view(&m, 2, ms, kernel->data) : td_matrix_alloc(&m, d->cout, cols);
     td_chain_piece *p = out->pieces;
     for (size_t g = 0; g < k && st == TD_OK; g++) {
-        for (size_t o = 0; o < d->cout; o++)
+        for (size_t o = 0; o < d->cout && k > 1; o++)
             memcpy(m.data + o * cols, kernel->data + o * d->cin * sp + g * cols, cols * sizeof(double));
         if ((st = svd_block(&m, j, &us, &vt)) == TD_OK) {
             memcpy(p[0].kernel.data + g * j * cols, vt.data, j * cols * sizeof(double));

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "common/testutil.h"
+#include "layer/internal.h"
 
 static td_layer_desc conv(size_t cout, size_t cin, size_t kh, size_t kw)
 {
@@ -478,6 +479,51 @@ START_TEST(test_compose_from_views)
 }
 END_TEST
 
+/* The measure of SVD chains goes by blocks of output rows: the same rel_error as composing the
+ * whole kernel (td_chain_rel_error), for any block size, dense and conv, grouped or not. */
+START_TEST(test_svd_measure_by_blocks)
+{
+    td_layer_desc dd = {0};
+    dd.kind = TD_LAYER_DENSE;
+    dd.cout = 37;
+    dd.cin = 50;
+    dd.kh = dd.kw = 1;
+    td_layer_desc dc = conv(12, 8, 3, 3);
+    td_tensor kd, kc;
+    size_t sd[2] = {37, 50}, sc[4] = {12, 8, 3, 3};
+    tt_random(&kd, 2, sd, 71);
+    tt_random(&kc, 4, sc, 72);
+    for (int m = 0; m < 3; m++) {
+        td_chain ch;
+        const td_tensor *k = m == 0 ? &kd : &kc;
+        if (m == 0) TT_OK(td_layer_svd(&dd, &kd, NULL, 9, 0, &ch));
+        else if (m == 1) TT_OK(td_layer_svd(&dc, &kc, NULL, 5, 0, &ch));
+        else TT_OK(td_conv_svd_grouped(&dc, &kc, NULL, 2, 3, 0, &ch));
+        /* rounded to float32, as written: not the decomposition's own optimum */
+        for (int p = 0; p < ch.npieces; p++)
+            for (size_t i = 0; i < ch.pieces[p].kernel.size; i++)
+                ch.pieces[p].kernel.data[i] = (double)(float)ch.pieces[p].kernel.data[i];
+        double whole, e;
+        TT_OK(td_chain_rel_error(&ch, k, &whole));
+        ck_assert(whole > 0.01);
+        const size_t blocks[4] = {1, 7, 100, (size_t)1 << 30};
+        for (int b = 0; b < 4; b++) {
+            TT_OK(td__svd_chain_rel_error(&ch, k, blocks[b], &e));
+            ck_assert_msg(fabs(e - whole) <= 1e-14 * whole, "method %d block %zu: %.17g vs %.17g", m, blocks[b], e, whole);
+        }
+        TT_OK(td_chain_measure(&ch, m == 0 ? &dd : &dc, NULL, k));
+        ck_assert(fabs(ch.rel_error - whole) <= 1e-14 * whole && !ch.has_output_error);
+        /* a last piece that does not match the kernel's rows */
+        ch.pieces[1].kernel.shape[0]--;
+        ck_assert_int_eq(td__svd_chain_rel_error(&ch, k, 100, &e), TD_ESHAPE);
+        ch.pieces[1].kernel.shape[0]++;
+        td_chain_free(&ch);
+    }
+    td_tensor_free(&kd);
+    td_tensor_free(&kc);
+}
+END_TEST
+
 START_TEST(test_refuse_depthwise_and_grouped)
 {
     td_layer_desc d = conv(4, 4, 3, 3);
@@ -721,6 +767,7 @@ int main(void)
     tcase_add_test(tc, test_cost_model_geometry);
     tcase_add_test(tc, test_truncated_rank_consistency);
     tcase_add_test(tc, test_compose_from_views);
+    tcase_add_test(tc, test_svd_measure_by_blocks);
     tcase_add_test(tc, test_refuse_depthwise_and_grouped);
     tcase_add_test(tc, test_executor_groups);
     tcase_add_test(tc, test_executor_pointwise);

@@ -1,5 +1,8 @@
 /* tdecomp-tool: dispatch, and the supervisor every subcommand runs under. */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,8 +144,17 @@ static int run_contained(const tool_cmd *cmd, int argc, char **argv)
     return report_signal(sig, &r, first_input(argc, argv));
 }
 
+/* Buffers from this size on are mapped and unmapped, never kept in the heap once freed. glibc's
+ * default threshold rises to the largest freed block (up to 32 MiB), after which a layer's
+ * buffers of that size stay in the heap: peak RSS then carried up to 32 MiB more than the
+ * largest layer needs from one layer to the next. */
+#define TOOL_MMAP_THRESHOLD (4 << 20)
+
 int main(int argc, char **argv)
 {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, TOOL_MMAP_THRESHOLD);
+#endif
     limit_blas_threads(argv);
     if (argc < 2) return tool_usage_error("missing subcommand (see 'tdecomp-tool --help')");
     const char *sub = argv[1];
