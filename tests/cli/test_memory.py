@@ -7,7 +7,11 @@ not grow with the number of layers. Files of 8 dense (2048, 2048) float32 layers
     the tool's --max-memory check counts for the largest layer (the kernel as double + the
     library's td_rewrite_workspace, read from the tool's refusal under --max-memory 1K) plus the
     chain as double (8 bytes x the report's params_after);
-  - the same run's peak RSS exceeds that of a 1-layer file by less than one layer's float32 size.
+  - the same run's peak RSS exceeds that of a 1-layer file by less than one layer's float32 size
+    (both with --jobs 1: one layer at a time);
+  - --jobs auto (the default) with 2 BLAS threads runs 2 jobs on the 8-layer file (each working
+    set is under 512 MiB), within the same bound; under a --max-memory that one working set fits
+    and two do not, it runs 1.
 Peak RSS is the kernel's ru_maxrss of the tool's process (and its forked worker), read with
 os.wait4. Linux keeps the high-water RSS across exec, so a child cannot read below this test
 process's own RSS: this process imports neither numpy nor h5py (a child writes the files).
@@ -53,10 +57,11 @@ for n in map(int, sys.argv[4:]):
 """
 
 
-def peak(args):
+def peak(args, env=None):
     """(exit code, peak RSS in MiB, stdout, stderr) of one run of the tool."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen([S.tool] + [str(x) for x in args], stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        p = subprocess.Popen([S.tool] + [str(x) for x in args], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                             env=env)
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -89,7 +94,7 @@ try:
         rss = {}
         for n, path in files.items():
             out = os.path.join(W, f"out{n}.{ext}")
-            code, rss[n], o, e = peak(["decompose", path, "-o", out, "--rank", RANK, "--force", "--json"])
+            code, rss[n], o, e = peak(["decompose", path, "-o", out, "--rank", RANK, "--force", "--json", "--jobs", "1"])
             if not S.check(code == 0, f"{ext}: decompose of {n} layer(s): exit {code}: {e[-300:]}"):
                 continue
             rep = json.loads(o)
@@ -107,6 +112,17 @@ try:
         S.check(rss[LAYERS] < bound, f"{ext}: peak RSS {rss[LAYERS]:.1f} MiB >= baseline {base:.1f} + 3 x {ws / MIB:.1f} MiB")
         S.check(rss[LAYERS] - rss[1] < layer,
                 f"{ext}: peak RSS grows with the layers: {rss[1]:.1f} MiB for 1, {rss[LAYERS]:.1f} MiB for {LAYERS}")
+        env2 = dict(os.environ, OPENBLAS_NUM_THREADS="2")
+        out = os.path.join(W, f"auto.{ext}")
+        for maxmem, jobs in ((None, 2), (f"{int(1.5 * need / 1024)}K", 1)):
+            code, r, o, e = peak(["decompose", big, "-o", out, "--rank", RANK, "--force", "--json"] +
+                                 (["--max-memory", maxmem] if maxmem else []), env2)
+            if S.check(code == 0, f"{ext}: --jobs auto, --max-memory {maxmem}: exit {code}: {e[-300:]}"):
+                got = json.loads(o)["options"]["jobs"]
+                S.check(got == jobs, f"{ext}: --jobs auto under --max-memory {maxmem} ran {got} jobs, not {jobs}")
+                S.check(r < bound, f"{ext}: --jobs auto: peak RSS {r:.1f} MiB >= {bound:.1f} MiB")
+                print(f"{ext}: --jobs auto, --max-memory {maxmem}: {got} jobs, peak RSS {r:.1f} MiB")
+                os.remove(out)
         for path in files.values():
             os.remove(path)
 finally:

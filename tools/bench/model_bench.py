@@ -9,7 +9,7 @@ record, input 1x3x224x224) to HDF5. --quick: a ResNet-18-shaped model at a quart
 
 Each repeat runs, one after the other (ours, peer, ours, peer, ...; one uncounted run of ours
 first, which also gives the layer list):
-  ours: tdecomp-tool decompose MODEL.h5 -o OUT.h5 --rank-ratio 0.5 --force --json [--jobs N]
+  ours: tdecomp-tool decompose MODEL.h5 -o OUT.h5 --rank-ratio 0.5 --force --json --jobs auto|N
         (one process; its decomposition time is the sum of the report's per-layer `seconds`);
   peer: this script's `peer` subcommand, one Python process (numpy, h5py, TensorLy imported from a
         checkout; never torch) reading the same HDF5 file with h5py, one layer at a time as float64
@@ -242,8 +242,9 @@ def main():
     ap.add_argument("--tensorly", default=os.environ.get("TENSORLY_SRC") or os.path.expanduser("~/tensorly-src"))
     ap.add_argument("--repeat", type=int, default=None, help="measured pairs (default 3; 1 with --quick)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="ours: decompose --jobs N (N layers at a time, one BLAS thread each; same cores as the peer)")
+    ap.add_argument("--jobs", default="auto",
+                    help="ours: decompose --jobs auto|N (default the tool's, auto: one layer per BLAS thread on "
+                         "small layers; N layers at a time, one BLAS thread each; the same cores as the peer)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the results here")
@@ -276,14 +277,14 @@ def main():
     print(f"model: {desc['model']}, seed {a.seed}, {desc['parameters']} parameters, "
           f"{desc['file_bytes'] / 2**20:.1f} MiB HDF5 ({time.perf_counter() - t:.1f} s to build and export)")
 
-    ours_cmd = [tool, "decompose", model, "-o", out, "--rank-ratio", RANK_RATIO, "--force", "--json"] + \
-        (["--jobs", str(a.jobs)] if a.jobs > 1 else [])
+    ours_cmd = [tool, "decompose", model, "-o", out, "--rank-ratio", RANK_RATIO, "--force", "--json", "--jobs", str(a.jobs)]
     peer_cmd = [sys.executable, os.path.abspath(__file__), "peer", "--model", model,
                 "--layers", os.path.join(work, "layers.json"), "--tensorly", os.path.abspath(a.tensorly)]
 
     # the uncounted first run of ours: the layer list, methods and ranks; warms the page cache
     _, _, _, text = measured(ours_cmd, env, os.path.join(work, "ours.out"))
     rep = last_json(text)
+    jobs = rep["options"].get("jobs", a.jobs)  # what auto resolved to
     used = [l for l in rep["layers"] if not l["skipped"]]
     odd = [f"{l['name']} ({l['method']})" for l in used if l["method"] not in PEER_METHODS]
     if odd:
@@ -382,7 +383,7 @@ def main():
 
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"model_bench": 1, "command": sys.argv, "model": desc, "threads": a.threads, "jobs": a.jobs,
+            json.dump({"model_bench": 1, "command": sys.argv, "model": desc, "threads": a.threads, "jobs": jobs, "jobs_option": a.jobs,
                        "coretype_env": os.environ.get("OPENBLAS_CORETYPE"), "blas_ours": blas_ours,
                        "blas_tensorly": blas_peer, "tensorly": p["tensorly"], "repeat": repeat,
                        "ours_command": ours_cmd, "rss_method": "os.wait4 per-child ru_maxrss",

@@ -13,7 +13,7 @@ const char cmd_decompose_usage[] =
     "         (--rank N | --ranks R_OUT,R_IN | --rank-ratio F | --energy F | --vbmf |\n"
     "          --target-params F | --target-flops F | --max-error E)\n"
     "         [--layers GLOB]... [--exclude GLOB]... [--keep-larger] [--dry-run] [--svd-groups K]\n"
-    "         [--objective minmax|sum] [--jobs N] [--max-memory SIZE] [--layout L] [--layer-spec SPEC.json]\n"
+    "         [--objective minmax|sum] [--jobs auto|N] [--max-memory SIZE] [--layout L] [--layer-spec SPEC.json]\n"
     "         [--format h5|safetensors] [--calibration STATS.h5 [--include-head]] [--report REPORT.json]\n"
     "         [--json] [--force]\n"
     "Decomposes every conv and dense layer the method applies to, with exactly one rank rule, and\n"
@@ -29,8 +29,11 @@ const char cmd_decompose_usage[] =
     "  --max-error E      the smallest model whose every decomposed layer has rel_error <= E\n"
     "--keep-larger keeps chains that have more parameters than their layer (otherwise skipped: \"would\n"
     "not shrink\"). --objective sum (global targets) minimises the sum of squared errors instead of the\n"
-    "largest. --json prints the report (the --report object) instead of the table. --dry-run plans and reports without writing. --jobs N decomposes N layers at a time with\n"
-    "one BLAS thread each; the output is byte-identical for every N.\n"
+    "largest. --json prints the report (the --report object) instead of the table. --dry-run plans\n"
+    "and reports without writing. --jobs N decomposes N layers at a time with one BLAS thread each,\n"
+    "the largest first; the output is byte-identical for every N. The default, --jobs auto, runs one\n"
+    "job per BLAS thread (OPENBLAS_NUM_THREADS, else the cores) when every layer's working set is\n"
+    "under 512 MiB and they fit --max-memory together, else one job on all threads.\n"
     "--calibration STATS.h5 (statistics of your inputs, from tdecomp.torch.calibrate; docs/formats.md)\n"
     "minimises each layer's output error on that data instead of its weight error: every rule then\n"
     "works on whitened spectra and the report gives output_rel_error per layer. With it, the last\n"
@@ -69,8 +72,9 @@ static int parse(int argc, char **argv, options *o)
             o->out = v;
         } else if ((r = tool_opt_value(argc, argv, &i, "--jobs", &v)) || (r = tool_opt_value(argc, argv, &i, "-j", &v))) {
             long j;
-            if (r < 0 || tool_parse_int(v, 1, 64, &j)) return tool_usage_error("decompose: --jobs needs a whole number from 1 to 64");
-            o->jobs = (int)j;
+            if (r > 0 && !strcmp(v, "auto")) o->jobs = 0;
+            else if (r < 0 || tool_parse_int(v, 1, 64, &j)) return tool_usage_error("decompose: --jobs needs auto or a whole number from 1 to 64");
+            else o->jobs = (int)j;
         } else if ((r = tool_opt_value(argc, argv, &i, "--max-memory", &v))) {
             if (r < 0 || tool_parse_memsize(v, &o->plan.maxmem)) return tool_usage_error("decompose: --max-memory needs a size such as 512M or 4G");
         } else if ((r = tool_opt_value(argc, argv, &i, "--report", &v))) {
@@ -167,12 +171,43 @@ static void *worker(void *arg)
     }
 }
 
+typedef struct by_size {
+    double params;
+    size_t i;
+} by_size;
+
+static int larger_first(const void *a, const void *b)
+{
+    const by_size *x = a, *y = b;
+    if (x->params != y->params) return x->params < y->params ? 1 : -1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* The layers to decompose, in file order; with several jobs the largest first, so that no large
+ * layer starts last while the other workers idle (the output does not depend on the order). */
+static size_t work_order(const td_model *m, const tool_plan *p, int jobs, size_t *idx)
+{
+    size_t n = 0;
+    by_size *b = jobs > 1 ? malloc((m->nlayers ? m->nlayers : 1) * sizeof *b) : NULL;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        if (p->dec[i].skipped) continue;
+        td_cost c;
+        if (b) b[n] = (by_size){td_layer_cost(&m->layers[i].desc, &c) == TD_OK ? (double)c.params : 0.0, i};
+        idx[n++] = i;
+    }
+    if (b) {
+        qsort(b, n, sizeof *b, larger_first);
+        for (size_t k = 0; k < n; k++) idx[k] = b[k].i;
+    }
+    free(b);
+    return n;
+}
+
 static int run(const td_model *m, const tool_plan *p, lay *L, int jobs, td_model_writer *w)
 {
-    size_t *idx = malloc((m->nlayers ? m->nlayers : 1) * sizeof *idx), n = 0;
+    size_t *idx = malloc((m->nlayers ? m->nlayers : 1) * sizeof *idx);
     if (!idx) return tool_fail(TOOL_ERESOURCE, m->file, NULL, "out of memory");
-    for (size_t i = 0; i < m->nlayers; i++)
-        if (!p->dec[i].skipped) idx[n++] = i;
+    const size_t n = work_order(m, p, jobs, idx);
     pool P = {m, p, L, w, idx, n, 0, 0, 0, isatty(2), PTHREAD_MUTEX_INITIALIZER};
     pthread_t th[64];
     int started = 0;
@@ -259,6 +294,7 @@ static json_t *report_json(const options *o, const td_model *m, const tool_plan 
     json_t *rep = json_object(), *layers = json_array(), *opts = tool_plan_args_json(&o->plan), *tot = json_object();
     for (size_t i = 0; i < m->nlayers; i++) json_array_append_new(layers, layer_json(m, i, p, &L[i]));
     json_object_set_new(opts, "dry_run", json_boolean(o->dry));
+    json_object_set_new(opts, "jobs", json_integer(o->jobs));
     json_object_set_new(tot, "params_before", json_integer((json_int_t)t->params_before));
     json_object_set_new(tot, "params_after", json_integer((json_int_t)t->params_after));
     json_object_set_new(tot, "other_elements", json_integer((json_int_t)t->other));
@@ -342,6 +378,27 @@ static double memory_need(const td_model *m, const tool_plan *p, int jobs)
     return largest * jobs;
 }
 
+/* --jobs auto: layers whose working set is at most this run one per core with one BLAS thread
+ * each. Their time goes to eigensolvers (dsyevd, dsytrd) and thin GEMMs that two BLAS threads
+ * barely speed up (ResNet-50 at --rank-ratio 0.5: 8.4 s serial on 2 threads, 5.0 s as 2 jobs);
+ * larger layers are GEMM-bound and use every core serially, at one working set of memory. */
+#define AUTO_JOBS_MAX_NEED (512.0 * 1024 * 1024)
+
+/* The jobs auto takes: one per BLAS thread the process may use (OPENBLAS_NUM_THREADS or the
+ * cores), at most one per layer, while the largest layer's need stays under AUTO_JOBS_MAX_NEED
+ * and the need of all of them under the memory limit. */
+static int auto_jobs(const td_model *m, const tool_plan *p, double limit)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nlayers; i++) n += !p->dec[i].skipped;
+    const double one = memory_need(m, p, 1);
+    int jobs = td_blas_threads();
+    if (jobs < 1 || one > AUTO_JOBS_MAX_NEED) jobs = 1;
+    if ((size_t)jobs > n) jobs = n > 0 ? (int)n : 1;
+    while (jobs > 1 && memory_need(m, p, jobs) > limit) jobs--;
+    return jobs;
+}
+
 static int open_writer(const options *o, const td_model *m, const tool_plan *p, tool_outputs *g, td_chain *layouts,
                        td_model_writer **w)
 {
@@ -392,7 +449,7 @@ int cmd_decompose(int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(cmd_decompose_usage, stdout); return TOOL_OK; }
     options o;
     memset(&o, 0, sizeof o);
-    o.jobs = 1;
+    o.jobs = 0; /* auto */
     tool_plan_args_init(&o.plan, "decompose");
     o.plan.model.takes_calibration = 1;
     int code = parse(argc, argv, &o);
@@ -413,7 +470,9 @@ int cmd_decompose(int argc, char **argv)
     tool_core_warning();
     if ((code = tool_plan_model(&m, &o.plan, &p))) goto done;
     /* after planning (shapes and spectra only), before any chain is computed or written */
-    if (tool_memory_check(memory_need(&m, &p, o.jobs), o.plan.maxmem > 0 ? o.plan.maxmem : tool_memory_default(), o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
+    const double limit = o.plan.maxmem > 0 ? (double)o.plan.maxmem : (double)tool_memory_default();
+    if (o.jobs == 0) o.jobs = auto_jobs(&m, &p, limit);
+    if (tool_memory_check(memory_need(&m, &p, o.jobs), limit, o.in, NULL)) { code = TOOL_ERESOURCE; goto done; }
     /* test hook: a pause between planning and reading the kernels again (tests/cli/test_safety.py
      * changes the input meanwhile) */
     const char *hook = getenv("TDECOMP_TEST_HOOK");
