@@ -1,4 +1,5 @@
 /* Geometry and the cost model (MACs = Ho Wo Cout Cin/g kh kw, FLOPs = 2 MACs, bias excluded). */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include "core/internal.h"
@@ -186,7 +187,11 @@ td_status td_rewrite_workspace(const td_layer_desc *d, td_method m, const size_t
     uint64_t wb = 0;
     if (st == TD_OK && with_stats) st = td_layer_whiten_workspace(d, 1, m, m == TD_METHOD_SVD_GROUPED ? ranks[0] : 1, &wb);
     if (st != TD_OK) return st;
-    const double compose = kern + (m == TD_METHOD_CP ? (double)ranks[0] * kern / (double)d->cout : 0);
+    /* the composed kernel, with CP's Khatri-Rao matrix or Tucker-2's two permuted intermediates */
+    const double sp = (double)(d->kh * d->kw), t2 = (double)d->cin * (double)ranks[0] * sp,
+                 core = (double)ranks[0] * (double)ranks[1] * sp;
+    const double compose = kern + (m == TD_METHOD_CP ? (double)ranks[0] * kern / (double)d->cout : 0) +
+                           (m == TD_METHOD_TUCKER2 ? t2 + fmax(t2, core) : 0);
     const double total = 8.0 * ((double)c.params + (double)d->cout + compose * (with_stats ? 2 : 1)) + dec + (double)wb;
     if (!(total < 9.2e18)) return TD_EOVERFLOW;
     *bytes = (uint64_t)total;

@@ -430,7 +430,6 @@ td_status td_chain_compose(const td_chain *c, td_tensor *out)
     const int conv = out->ndim == 4;
     if (!conv && out->ndim != 2) return TD_ESHAPE;
     const size_t cout = out->shape[0], cin = out->shape[1], kh = conv ? out->shape[2] : 1, kw = conv ? out->shape[3] : 1;
-    td_status st = TD_OK;
     switch (c->method) {
     case TD_METHOD_TUCKER2: {
         /* core x_0 U_out x_1 U_in with U_out = piece 2 (Cout x R_out), U_in^T = piece 0 */
@@ -441,17 +440,27 @@ td_status td_chain_compose(const td_chain *c, td_tensor *out)
         if (!is_shape4(core, r_out, r_in, kh, kw) || !is_shape4(&p[0].kernel, r_in, cin, 1, 1) ||
             !is_shape4(&p[2].kernel, cout, r_out, 1, 1))
             return TD_ESHAPE;
-        td_tensor uo, uit;
-        size_t so[2] = {cout, r_out}, si[2] = {r_in, cin};
-        if ((st = td_tensor_view(&uo, 2, so, p[2].kernel.data)) != TD_OK) return st;
-        if ((st = td_tensor_view(&uit, 2, si, p[0].kernel.data)) != TD_OK) return st;
-        size_t mid[4] = {cout, r_in, kh, kw};
-        td_tensor t = {0};
-        if ((st = td_tensor_alloc(&t, 4, mid)) != TD_OK) return st;
-        st = td_ttm(core, 0, &uo, 0, &t);
-        if (st == TD_OK) st = td_ttm(&t, 1, &uit, 1, out);
-        td_tensor_free(&t);
-        return st;
+        /* Two GEMMs on permuted copies, not a mode-1 product (one thin GEMM per output channel,
+         * kh kw columns each): H[c, (a, s)] = sum_b U_in[c, b] G[a, b, s], then
+         * W[o, (c, s)] = sum_a U_out[o, a] H[c, a, s] with H laid out as (a, c, s). */
+        const size_t sp = kh * kw, hsize = cin * r_out * sp, big = hsize > core->size ? hsize : core->size;
+        if (!td__fits_blas(cout) || !td__fits_blas(cin * sp) || !td__fits_blas(r_out * sp) || !td__fits_blas(r_in))
+            return TD_ERANGE;
+        double *b1 = malloc(big * sizeof(double) + 1), *b2 = malloc(hsize * sizeof(double) + 1);
+        if (!b1 || !b2) { free(b1); free(b2); return TD_ENOMEM; }
+        for (size_t a = 0; a < r_out; a++) /* G (a, b, s) -> (b, a, s) */
+            for (size_t b = 0; b < r_in; b++)
+                memcpy(b1 + (b * r_out + a) * sp, core->data + (a * r_in + b) * sp, sp * sizeof(double));
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cin, (int)(r_out * sp), (int)r_in, 1.0,
+                    p[0].kernel.data, (int)cin, b1, (int)(r_out * sp), 0.0, b2, (int)(r_out * sp));
+        for (size_t c = 0; c < cin; c++) /* H (c, a, s) -> (a, c, s) */
+            for (size_t a = 0; a < r_out; a++)
+                memcpy(b1 + (a * cin + c) * sp, b2 + (c * r_out + a) * sp, sp * sizeof(double));
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout, (int)(cin * sp), (int)r_out, 1.0,
+                    p[2].kernel.data, (int)r_out, b1, (int)(cin * sp), 0.0, out->data, (int)(cin * sp));
+        free(b1);
+        free(b2);
+        return TD_OK;
     }
     case TD_METHOD_CP: {
         if (c->npieces != 4 || !conv || p[0].kernel.ndim != 4) return TD_ESHAPE;

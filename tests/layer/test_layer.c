@@ -479,6 +479,35 @@ START_TEST(test_compose_from_views)
 }
 END_TEST
 
+/* Tucker-2 composition against the defining sum W[o,c,i,j] = sum_ab U_out[o,a] U_in[c,b] G[a,b,i,j],
+ * by naive loops, for a non-square kernel and unequal ranks. */
+START_TEST(test_tucker2_compose_naive)
+{
+    td_layer_desc d = conv(7, 5, 3, 2);
+    td_tensor k, w;
+    size_t ks[4] = {7, 5, 3, 2};
+    tt_random(&k, 4, ks, 81);
+    td_chain ch;
+    TT_OK(td_conv_tucker2(&d, &k, NULL, 4, 3, NULL, &ch));
+    TT_OK(td_tensor_alloc(&w, 4, ks));
+    TT_OK(td_chain_compose(&ch, &w));
+    const double *uit = ch.pieces[0].kernel.data, *g = ch.pieces[1].kernel.data, *uo = ch.pieces[2].kernel.data;
+    double worst = 0;
+    for (size_t o = 0; o < 7; o++)
+        for (size_t c = 0; c < 5; c++)
+            for (size_t s = 0; s < 6; s++) {
+                double v = 0;
+                for (size_t a = 0; a < 4; a++)
+                    for (size_t b = 0; b < 3; b++) v += uo[o * 4 + a] * uit[b * 5 + c] * g[(a * 3 + b) * 6 + s];
+                worst = fmax(worst, fabs(v - w.data[(o * 5 + c) * 6 + s]));
+            }
+    ck_assert_msg(worst < 1e-13, "compose differs from the sum by %g", worst);
+    td_chain_free(&ch);
+    td_tensor_free(&k);
+    td_tensor_free(&w);
+}
+END_TEST
+
 /* The measure of SVD chains goes by blocks of output rows: the same rel_error as composing the
  * whole kernel (td_chain_rel_error), for any block size, dense and conv, grouped or not. */
 START_TEST(test_svd_measure_by_blocks)
@@ -768,6 +797,7 @@ int main(void)
     tcase_add_test(tc, test_truncated_rank_consistency);
     tcase_add_test(tc, test_compose_from_views);
     tcase_add_test(tc, test_svd_measure_by_blocks);
+    tcase_add_test(tc, test_tucker2_compose_naive);
     tcase_add_test(tc, test_refuse_depthwise_and_grouped);
     tcase_add_test(tc, test_executor_groups);
     tcase_add_test(tc, test_executor_pointwise);
