@@ -37,13 +37,16 @@ typedef enum td_svd_method {
                             ~(2 + 2q) 2 m n l flops in 2 + 2q passes over A (all but the last may
                             be float32, see float_passes), plus per iteration ~4 (m + n) l^2 for
                             the QRs and Grams and an l x l eigensolve, and a residual check of
-                            5 thin passes. When the tail converges too slowly to reach power_tol
-                            by the cap (flat spectra) or the residual check finds a direction
-                            larger than the k-th kept value, the exact route (GRAM or GESDD) runs
-                            instead. The result is the exact SVD of Q Q^T A (Q orthonormal in
-                            double, B computed in double), so
-                            ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2 holds for what is returned,
-                            to rounding. */
+                            5 thin passes. A tall A is worked on as A^T (the range and its QRs on
+                            the short side). A slowly converging tail grows the range once by
+                            max(k/2, oversample) columns. When the tail converges too slowly to
+                            reach power_tol by the cap (flat spectra) or the residual check finds
+                            a direction larger than the k-th kept value, the exact route (GRAM or
+                            GESDD) runs instead. The result is the exact SVD of P P^T A, P
+                            orthonormal in double: P = Q, or, when the last pass was float32,
+                            P = the k leading directions of Q^T A, with P^T A then computed in
+                            double on those k columns. So ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2
+                            holds for what is returned, to rounding. */
 } td_svd_method;
 
 typedef struct td_svd_options {
@@ -70,7 +73,7 @@ typedef struct td_svd_options {
                                and >= 1e-8 / power_tol ||A||_F^2 (below, float rounding could hide
                                convergence, or limit a near-exact low-rank fit to ~1e-7: the
                                passes turn double); 2: the same at any size; 0: double throughout.
-                               The projection Q^T A is double in every case */
+                               The projection returned is double in every case */
 } td_svd_options;
 
 /* Sets the defaults above (AUTO, oversample 10, power_iters 1, max_power_iters 8, seed 0,

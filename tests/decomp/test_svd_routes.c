@@ -129,6 +129,8 @@ START_TEST(test_float_passes_keep_accuracy)
          * its 16 leading directions are projected again in double (run_svd checked the identity
          * and orthonormality of that result); in double the whole range is */
         ck_assert_uint_eq(r.info.basis, f == 2 ? 16 : r.info.columns);
+        /* ... whose SVD then comes from the 16 x 16 Gram (s_16 / s_1 = 0.25, far above its guard) */
+        ck_assert_int_eq(r.info.gram_final, f == 2);
         /* the slow spectrum makes the range grow once, by its new columns alone */
         ck_assert_uint_gt(r.info.columns, 16 + 10);
         ck_assert_int_eq(r.info.grew, 1);
