@@ -512,12 +512,8 @@ END_TEST
  * whole kernel (td_chain_rel_error), for any block size, dense and conv, grouped or not. */
 START_TEST(test_svd_measure_by_blocks)
 {
-    td_layer_desc dd = {0};
+    td_layer_desc dd = conv(37, 50, 1, 1), dc = conv(12, 8, 3, 3);
     dd.kind = TD_LAYER_DENSE;
-    dd.cout = 37;
-    dd.cin = 50;
-    dd.kh = dd.kw = 1;
-    td_layer_desc dc = conv(12, 8, 3, 3);
     td_tensor kd, kc;
     size_t sd[2] = {37, 50}, sc[4] = {12, 8, 3, 3};
     tt_random(&kd, 2, sd, 71);
