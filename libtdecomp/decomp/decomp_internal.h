@@ -18,6 +18,10 @@ td_status td__sym_eig_top(const double *g, size_t n, size_t k, double *vecs, dou
  * is positive; if flips is not NULL, flips[c] = -1 or +1 records what was done. */
 void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips);
 
+/* The sign convention on u (m x k) mirrored on vt (k x n, may be NULL) = diag(flips) v^T, v given
+ * as n x k (the V of a route that found V first). TD_ENOMEM only. */
+td_status td__sign_flip_with_v(double *u, size_t m, size_t k, const double *v, size_t n, double *vt);
+
 /* Orthonormalise the columns of the m x l row-major matrix y in place (Householder QR). */
 td_status td__orthonormalise(double *y, size_t m, size_t l);
 

@@ -459,16 +459,9 @@ done:
  * worked-on U^T (uw, n x k); the sign convention is set on U's columns and mirrored on V^T. */
 static td_status untranspose(const double *uw, const double *ut, size_t m, size_t n, size_t k, double *u, double *vt)
 {
-    double *fl = malloc(k * sizeof(double));
-    if (!fl) return TD_ENOMEM;
     for (size_t i = 0; i < m; i++)
         for (size_t c = 0; c < k; c++) u[i * k + c] = ut[c * m + i];
-    td__sign_flip_columns(u, m, k, fl);
-    if (vt)
-        for (size_t c = 0; c < k; c++)
-            for (size_t j = 0; j < n; j++) vt[c * n + j] = fl[c] * uw[j * k + c];
-    free(fl);
-    return TD_OK;
+    return td__sign_flip_with_v(u, m, k, uw, n, vt);
 }
 
 td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *opt, double *u, double *s,

@@ -35,6 +35,18 @@ void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips)
     }
 }
 
+td_status td__sign_flip_with_v(double *u, size_t m, size_t k, const double *v, size_t n, double *vt)
+{
+    double *fl = malloc(k * sizeof(double) + 1);
+    if (!fl) return TD_ENOMEM;
+    td__sign_flip_columns(u, m, k, fl);
+    if (vt)
+        for (size_t c = 0; c < k; c++)
+            for (size_t j = 0; j < n; j++) vt[c * n + j] = fl[c] * v[j * k + c];
+    free(fl);
+    return TD_OK;
+}
+
 /* dsyevr with an index range pays only when few of many pairs are wanted: at n = 512 the
  * tridiagonalisation dominates and dsyevd for all pairs was faster even for k = n/4. At n = 4096
  * the index range still won at k = n/4 (19.4 s against 26.1 s for dsyevd, 2 threads, a loaded
@@ -243,13 +255,7 @@ static td_status svd_gram(const td_tensor *a, size_t k, double *u, double *s, do
                     a->data, (int)n, vec, (int)k, 0.0, uu, (int)k);
         for (size_t i = 0; i < m; i++)
             for (size_t c = 0; c < k; c++) uu[i * k + c] *= s[c] > 0 ? 1.0 / s[c] : 0.0;
-        double *fl = malloc(k * sizeof(double) + 1);
-        if (!fl) { if (!u) free(uu); st = TD_ENOMEM; goto done; }
-        td__sign_flip_columns(uu, m, k, fl);
-        if (vt)
-            for (size_t c = 0; c < k; c++)
-                for (size_t j = 0; j < n; j++) vt[c * n + j] = fl[c] * vec[j * k + c];
-        free(fl);
+        st = td__sign_flip_with_v(uu, m, k, vec, n, vt);
         if (!u) free(uu);
     }
 done:
