@@ -67,7 +67,11 @@ fuzz_classify() {
         case "$(basename "$a")" in timeout-*|slow-unit-*)   # over -timeout: listed, not re-run
             echo "slow input listed (over 20 s): $(basename "$a")"; continue ;;
         esac
-        if rep=$(ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./build-fuzz/tests/fuzz/fuzz_raw -timeout=20 "$a" 2>&1); then
+        # an oom-* input is caught at its allocation (-malloc_limit_mb) with the stack printed; a
+        # high RSS limit keeps libFuzzer's RSS thread from killing the run while it symbolizes
+        # (that left a CI run's finding with no frames, unclassifiable)
+        if rep=$(ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./build-fuzz/tests/fuzz/fuzz_raw -timeout=20 \
+                -malloc_limit_mb=2048 -rss_limit_mb=16384 "$a" 2>&1); then
             # crashed only after earlier inputs in the same process: the library keeps no process
             # state (no_global_state) and the harness aborts when an HDF5 identifier is left open,
             # so that state is libhdf5's; the tool opens each file in a fresh worker

@@ -78,6 +78,19 @@ static int read_fixed(hid_t a, hid_t t, hssize_t cnt, td__strlist *out)
     return rc;
 }
 
+/* An attribute's data is stored whole in the file (a variable-length entry as a heap reference
+ * of more than one byte): a declared size beyond the file's is malformed, refused before
+ * anything of that size is allocated. */
+static int fits_file(hid_t obj, hid_t t, hssize_t cnt)
+{
+    hsize_t fsize = 0;
+    const hid_t fid = H5Iget_file_id(obj);
+    const herr_t rc = fid >= 0 ? H5Fget_filesize(fid, &fsize) : -1;
+    if (fid >= 0) H5Fclose(fid);
+    const size_t sz = H5Tis_variable_str(t) > 0 ? 1 : H5Tget_size(t);
+    return rc >= 0 && sz > 0 && (hsize_t)cnt <= fsize / sz;
+}
+
 /* Reads one attribute (not split) onto the list. */
 static int read_one(hid_t obj, const char *name, td__strlist *out, int *vlen)
 {
@@ -87,7 +100,7 @@ static int read_one(hid_t obj, const char *name, td__strlist *out, int *vlen)
     t = H5Aget_type(a);
     s = H5Aget_space(a);
     hssize_t cnt = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
-    if (t < 0 || cnt < 0 || cnt > MAX_LIST_ENTRIES) goto done;
+    if (t < 0 || cnt < 0 || cnt > MAX_LIST_ENTRIES || !fits_file(obj, t, cnt)) goto done;
     if (H5Tget_class(t) == H5T_FLOAT || H5Tget_class(t) == H5T_INTEGER) {
         rc = cnt == 0 ? 1 : -1; /* an empty list is stored as a 0-element float64 array */
         goto done;

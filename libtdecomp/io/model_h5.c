@@ -426,13 +426,24 @@ static td_status read_keras3(td_model *m, td_error *err)
     return TD_OK;
 }
 
+/* 1 when obj carries layer_names (whole or split), 0 when not, -1 when its attributes cannot
+ * be decoded (a malformed header is an error, not a sign of another layout). */
+static int has_layer_names(hid_t obj)
+{
+    const htri_t a = H5Aexists(obj, "layer_names"), b = a > 0 ? 0 : H5Aexists(obj, "layer_names0");
+    return a > 0 || b > 0 ? 1 : a < 0 || b < 0 ? -1 : 0;
+}
+
+/* The layout, or TD_LAYOUT_AUTO when the attributes that decide it cannot be decoded. */
 static td_layout detect(const td_model *m, hid_t f)
 {
-    int k2 = H5Aexists(f, "layer_names") > 0 || H5Aexists(f, "layer_names0") > 0;
-    if (!k2 && H5Lexists(f, "model_weights", H5P_DEFAULT) > 0) {
+    int k2 = has_layer_names(f);
+    if (k2 == 0 && H5Lexists(f, "model_weights", H5P_DEFAULT) > 0) {
         hid_t g = H5Gopen2(f, "model_weights", H5P_DEFAULT);
-        if (g >= 0) { k2 = H5Aexists(g, "layer_names") > 0 || H5Aexists(g, "layer_names0") > 0; H5Gclose(g); }
+        k2 = g >= 0 ? has_layer_names(g) : -1;
+        if (g >= 0) H5Gclose(g);
     }
+    if (k2 < 0) return TD_LAYOUT_AUTO;
     if (k2) return TD_LAYOUT_KERAS2;
     for (size_t i = 0; i < m->ntensors; i++)
         if (!strncmp(m->tensors[i].path, "/layers/", 8) && strstr(m->tensors[i].path, "/vars/")) return TD_LAYOUT_KERAS3;
@@ -462,6 +473,8 @@ td_status td__model_open_h5(td_model *m, const char *path, td_layout layout, td_
     if (H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, visit_link, &v) < 0)
         return v.st != TD_OK ? v.st : td__error_set(err, TD_EFORMAT, m->file, NULL, "cannot walk the file (malformed)");
     m->layout = layout == TD_LAYOUT_AUTO ? detect(m, f) : layout;
+    if (m->layout == TD_LAYOUT_AUTO)
+        return td__error_set(err, TD_EFORMAT, m->file, NULL, "malformed attributes (libhdf5 cannot decode them)");
     if (m->layout == TD_LAYOUT_TORCH) st = read_torch(m);
     else if (m->layout == TD_LAYOUT_KERAS2) st = read_keras2(m, f, err);
     else if (m->layout == TD_LAYOUT_KERAS3) st = read_keras3(m, err);

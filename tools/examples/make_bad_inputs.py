@@ -87,3 +87,19 @@ def bf16_file(f):
 h5("valid_bf16.h5", bf16_file)
 # a custom 2-byte float: 6-bit exponent, 9-bit mantissa (neither half nor bfloat16)
 h5("custom_float16.h5", lambda f: put_bits(f, "features.0.weight", float2(6, 31), np.full((8, 4, 3, 3), 0x3E00, np.uint16)))
+
+# A Keras file whose layer_names attribute declares 4,464,623 entries of 100 bytes (446 MB) in a
+# 4 KB file: its dataspace's dims and maxdims (37, unique in the file as two adjacent 8-byte
+# words) are overwritten. libhdf5 cannot decode the attribute; it must be an error naming the
+# file, never a fallback to another layout or an allocation of the declared size.
+import struct
+def huge_layer_names(path):
+    with h5py.File(path, "w") as f:
+        f.attrs.create("layer_names", np.array([b"conv2d_%d" % i for i in range(37)], dtype="S100"))
+    b = bytearray(open(path, "rb").read())
+    pat = struct.pack("<QQ", 37, 37)
+    at = [i for i in range(len(b) - 15) if b[i:i + 16] == pat]
+    assert len(at) == 1, at
+    b[at[0]:at[0] + 16] = struct.pack("<QQ", 4464623, 4464623)
+    open(path, "wb").write(b)
+huge_layer_names(p("keras_layer_names_huge.h5"))

@@ -106,7 +106,7 @@ int tool_open_model(td_model *m, const char *in, const tool_model_args *a, tool_
     /* a corrupt file can make libhdf5 loop forever while its structure is read (found by fuzz_raw:
      * H5HG_read under a vlen attribute read); a sound file reads in well under a second, so a
      * deadline ends the worker and main.c reports the SIGALRM as stuck input */
-    tool_deadline_begin();
+    tool_deadline_begin(in);
     td_status st = td_model_open(m, in, lay, &err);
     tool_deadline_end();
     if (st != TD_OK) return tool_fail_status(st, &err, in, NULL);

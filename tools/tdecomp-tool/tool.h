@@ -63,10 +63,11 @@ int tool_memory_check(double need, double limit, const char *file, const char *d
 typedef enum tool_phase { TOOL_PHASE_READING = 0, TOOL_PHASE_WRITING = 1, TOOL_PHASE_COMMITTED = 2 } tool_phase;
 /* Tells the supervisor what the worker is doing, so a crash is reported for what it is. */
 void tool_set_phase(tool_phase p);
-/* A deadline (alarm) around reading a file's structure: TDECOMP_OPEN_TIMEOUT seconds, default 60. */
+/* A deadline (alarm) around reading a file's structure: TDECOMP_OPEN_TIMEOUT seconds, default 60;
+ * with it a cap on the address space's growth (1 GiB + 4 x the input's size; worker.c). */
 #define TOOL_OPEN_TIMEOUT_DEFAULT 60
 long tool_open_timeout(void);
-void tool_deadline_begin(void);
+void tool_deadline_begin(const char *input);
 void tool_deadline_end(void);
 /* Installs handler for SIGINT, SIGTERM and SIGHUP (the supervisor forwards them, the worker
  * reports them). */

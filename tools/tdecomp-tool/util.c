@@ -289,7 +289,7 @@ int tool_plain_read(const tool_plain *p, tool_outputs *g, double (*need_of)(int 
     if (p->out && (rc = tool_output_check(g, p->out, TD_OUTPUT_HDF5)) != TOOL_OK) return rc;
     int nd;
     size_t sh[TD_MAX_MODES];
-    tool_deadline_begin();
+    tool_deadline_begin(p->in);
     st = td_h5_dataset_shape(p->in, p->dataset, &nd, sh, NULL, &err);
     tool_deadline_end();
     if (st != TD_OK) return tool_fail_status(st, &err, p->in, p->dataset);
