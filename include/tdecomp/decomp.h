@@ -161,6 +161,16 @@ typedef struct td_tucker_options {
                                  stops only when a dense sweep's change is below tol (a small
                                  change of an inexact step does not certify convergence). 1: every
                                  sweep dense (TensorLy's steps and trajectory) */
+    int float_sweeps;         /* 1 (default): the warm sweeps of a Tucker-2 over modes {0, 1} of a
+                                 tensor of at least 2^20 entries form their projections and Grams
+                                 in float32 (SGEMM and SSYRK on a float copy of x, ~2x DGEMM's
+                                 rate) while the previous sweep's error is >= 1e-2; the rest of
+                                 the step (filter, Rayleigh-Ritz, any dense fallback) is double.
+                                 Rounding perturbs each Gram by ~1e-6 of its norm: the history of
+                                 those sweeps carries that, the factors stay orthonormal in
+                                 double, dense sweeps (the first, confirmations) are double, and
+                                 the core and rel_error are computed from x in double. 2: the same
+                                 at any size; 0: double throughout */
 } td_tucker_options;
 
 /* Sets the defaults above (HOOI, tol 1e-4, max_iter 100, no clamp, no truncation rule, warm
@@ -181,6 +191,7 @@ typedef struct td_tucker_result {
     double *history;                     /* rel. error after each sweep, `iterations` entries */
     int order[TD_MAX_MODES];             /* ST-HOSVD: modes in the order processed (cheapest
                                             first); otherwise modes[] */
+    int float_sweeps;                    /* HOOI sweeps whose Grams were float32 (float_sweeps) */
 } td_tucker_result;
 
 /* Tucker decomposition of x on the nmodes modes listed (any order, no repeats; they are sorted
@@ -194,7 +205,8 @@ typedef struct td_tucker_result {
  * the core is one product from the last mode's projection.
  * Memory: the largest projection plus one I_n^2 Gram and a few I_n x R_n blocks; HOOI on two
  * modes whose second is interior with a trailing extent < 64 (Tucker-2 of a conv kernel) also
- * keeps one permuted copy of x (x->size doubles) for its sweeps.
+ * keeps one permuted copy of x (x->size doubles) for its sweeps, and with float32 sweeps one in
+ * float (x->size floats) and a float projection and Gram.
  * Thread-safety: no shared state; concurrent calls on different results are safe (x is only read).
  * Statuses: TD_EINVAL (bad modes/ranks, rank 0, rank > mode without clamp), TD_ENOTFINITE,
  * TD_ENOMEM, TD_ERANGE, TD_ELAPACK, TD_ECANCELED, TD_EINFEASIBLE (truncation chose 0). */

@@ -13,6 +13,7 @@ void td_tucker_options_init(td_tucker_options *opt)
     opt->method = TD_TUCKER_HOOI;
     opt->tol = 1e-4;
     opt->max_iter = 100;
+    opt->float_sweeps = 1;
 }
 
 void td_tucker_free(td_tucker_result *res)
@@ -342,12 +343,83 @@ static td_status new_factor(const td_tensor *g, const td_tensor *prev, int warm,
     return st;
 }
 
+/* Float32 warm sweeps of a Tucker-2 over modes {0, 1}: x seen as (I0, I1, S) is copied once as
+ * float xp = (I0, S, I1) (mode 1 last). Then both projections are one SGEMM and their Grams one
+ * SSYRK: Y0 = xp U1 is I0 x (S R1), G0 = Y0 Y0^T; Y1 = U0^T xp is (R0 S) x I1, G1 = Y1^T Y1 (a
+ * Gram does not depend on the order of the other indices). Only while the error is large:
+ * float rounding (~1e-6 of the Gram) must stay far below the energy the sweeps still move. */
+#define HOOI_FLOAT_MIN_SIZE (1u << 20)
+#define HOOI_FLOAT_MIN_ERROR 1e-2
+
+typedef struct t2_float {
+    float *xp, *u, *y, *g; /* the copy; a factor, a projection and a Gram in float */
+    size_t i0, i1, s;
+} t2_float;
+
+static void t2_float_free(t2_float *f)
+{
+    free(f->xp);
+    free(f->u);
+    free(f->y);
+    free(f->g);
+    memset(f, 0, sizeof *f);
+}
+
+/* Whether float sweeps may run on this call (by options, shape and size). */
+static int t2_float_applies(const td_tensor *x, const td_tucker_options *opt, const int *order, int n)
+{
+    if (opt->float_sweeps <= 0 || opt->hooi_exact || n != 2 || order[0] != 0 || order[1] != 1) return 0;
+    if (opt->float_sweeps == 1 && x->size < HOOI_FLOAT_MIN_SIZE) return 0;
+    const size_t i0 = x->shape[0], i1 = x->shape[1], s = x->size / (i0 * i1);
+    return td__fits_blas(i0 * s) && td__fits_blas(i1 * s) && td__fits_blas(i0) && td__fits_blas(i1) && td__fits_blas(s);
+}
+
+static td_status t2_float_begin(const td_tensor *x, const size_t *rank_of, t2_float *f)
+{
+    f->i0 = x->shape[0];
+    f->i1 = x->shape[1];
+    f->s = x->size / (f->i0 * f->i1);
+    const size_t r0 = rank_of[0], r1 = rank_of[1], in = f->i0 > f->i1 ? f->i0 : f->i1;
+    const size_t yn = (f->i0 * r1 > r0 * f->i1 ? f->i0 * r1 : r0 * f->i1) * f->s;
+    f->xp = malloc(x->size * sizeof(float));
+    f->u = malloc(in * (r0 > r1 ? r0 : r1) * sizeof(float));
+    f->y = malloc(yn * sizeof(float));
+    f->g = malloc(in * in * sizeof(float));
+    if (!f->xp || !f->u || !f->y || !f->g) { t2_float_free(f); return TD_ENOMEM; }
+    const size_t i1 = f->i1, s = f->s;
+    for (size_t a = 0; a < f->i0; a++)
+        for (size_t b = 0; b < i1; b++) {
+            const double *src = x->data + (a * i1 + b) * s;
+            float *dst = f->xp + a * s * i1 + b;
+            for (size_t t = 0; t < s; t++) dst[t * i1] = (float)src[t];
+        }
+    return TD_OK;
+}
+
+/* g (double, both triangles) = the float Gram over mode m of x projected on the other factor. */
+static void t2_float_gram(t2_float *f, int m, const td_tensor *other, td_tensor *g)
+{
+    const size_t in = m == 0 ? f->i0 : f->i1, ro = other->shape[1], s = f->s;
+    for (size_t i = 0; i < other->size; i++) f->u[i] = (float)other->data[i];
+    const int I0 = (int)f->i0, I1 = (int)f->i1, R = (int)ro, S = (int)s;
+    if (m == 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I0 * S, R, I1, 1.0f, f->xp, I1, f->u, R, 0.0f, f->y, R);
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, I0, S * R, 1.0f, f->y, S * R, 0.0f, f->g, I0);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, S * I1, I0, 1.0f, f->u, R, f->xp, S * I1, 0.0f, f->y, S * I1);
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, I1, R * S, 1.0f, f->y, I1, 0.0f, f->g, I1);
+    }
+    for (size_t i = 0; i < in; i++)
+        for (size_t j = i; j < in; j++) g->data[i * in + j] = g->data[j * in + i] = (double)f->g[i * in + j];
+}
+
 /* One HOOI sweep over the decomposed modes; warm: each factor by warm_factor from its previous
  * value instead of the dense eigensolver. *captured = ||x x_m U_m^T (all m)||^2, which is
  * tr(U^T G U) for the last mode's Gram G: the core is not formed per sweep. xp: NULL, or x with
- * order[1] moved last (use_permuted). *last: the last mode's projection x x_m U_m^T (m not that
- * mode), from which the core is one product (replaced each sweep). */
-static td_status hooi_sweep(const td_tensor *x, const td_tensor *xp, const int *order, int n,
+ * order[1] moved last (use_permuted). fl: NULL, or the float copy (a warm float sweep). *last:
+ * the last mode's projection x x_m U_m^T (m not that mode), from which the core is one product
+ * (replaced each double sweep, freed by a float one). */
+static td_status hooi_sweep(const td_tensor *x, const td_tensor *xp, t2_float *fl, const int *order, int n,
                             const size_t *rank_of, td_tensor *fac, int warm, double *captured,
                             td_tensor *last)
 {
@@ -355,10 +427,13 @@ static td_status hooi_sweep(const td_tensor *x, const td_tensor *xp, const int *
     for (int i = 0; i < n; i++) mats[order[i]] = &fac[order[i]];
     td_tensor y = {0}, g = {0};
     td_status st = TD_OK;
+    if (fl) td_tensor_free(last);
     for (int i = 0; i < n && st == TD_OK; i++) {
         const int m = order[i];
         if ((st = td_matrix_alloc(&g, x->shape[m], x->shape[m])) != TD_OK) break;
-        if (xp && i == 0) {
+        if (fl) {
+            t2_float_gram(fl, m, &fac[order[1 - i]], &g);
+        } else if (xp && i == 0) {
             st = permuted_gram(xp, m, order[1], &fac[order[1]], &g);
         } else if ((st = project(x, mats, m, &y)) == TD_OK) {
             st = td_gram(&y, m, &g);
@@ -384,7 +459,7 @@ static td_status hooi_sweep(const td_tensor *x, const td_tensor *xp, const int *
  * opt->hooi_exact); the stopping rule is TensorLy's, but a warm sweep whose change falls below
  * tol only triggers a dense sweep, and the run stops when that dense sweep's change is below tol
  * too: inexact steps cannot stop the run early. A warm sweep that raised the error is followed
- * by a dense one as well. */
+ * by a dense one as well. Warm sweeps run in float32 while t2_float allows (dense ones never). */
 static td_status hooi_sweeps(const td_tensor *x, double nx, const td_tucker_options *opt, const int *order,
                              int n, const size_t *rank_of, td_tensor *fac, td_tucker_result *res)
 {
@@ -392,14 +467,24 @@ static td_status hooi_sweeps(const td_tensor *x, double nx, const td_tucker_opti
     if (!res->history) return TD_ENOMEM;
     res->converged = 0;
     td_tensor xp = {0}, last = {0};
+    t2_float fl = {0};
     const int perm = use_permuted(x, order, n);
+    int single = t2_float_applies(x, opt, order, n);
     td_status st = perm ? move_mode_last(x, order[1], &xp) : TD_OK;
     double prev = 0;
     int dense_next = 1;
     for (int it = 0; it < opt->max_iter && st == TD_OK; it++) {
         const int warm = !dense_next && !opt->hooi_exact;
+        if (single && warm && prev < HOOI_FLOAT_MIN_ERROR) {
+            single = 0; /* from here on double: rounding would blur what the sweeps still move */
+            t2_float_free(&fl);
+        }
+        const int use_float = single && warm;
+        if (use_float && !fl.xp && (st = t2_float_begin(x, rank_of, &fl)) != TD_OK) break;
         double ng2 = 0;
-        if ((st = hooi_sweep(x, perm ? &xp : NULL, order, n, rank_of, fac, warm, &ng2, &last)) != TD_OK) break;
+        st = hooi_sweep(x, perm ? &xp : NULL, use_float ? &fl : NULL, order, n, rank_of, fac, warm, &ng2, &last);
+        if (st != TD_OK) break;
+        res->float_sweeps += use_float;
         double e = sqrt(fmax(nx * nx - ng2, 0.0)) / nx;
         res->history[it] = e;
         res->iterations = it + 1;
@@ -410,9 +495,15 @@ static td_status hooi_sweeps(const td_tensor *x, double nx, const td_tucker_opti
         prev = e;
     }
     td_tensor_free(&xp);
+    t2_float_free(&fl);
     const td_tensor *mats[TD_MAX_MODES] = {0};
-    mats[order[n - 1]] = &fac[order[n - 1]]; /* last = x projected on every other final factor */
-    if (st == TD_OK) st = project(&last, mats, -1, &res->core);
+    if (st == TD_OK && !last.data) { /* the last sweep was float: the core from x itself, in double */
+        for (int i = 0; i < n; i++) mats[order[i]] = &fac[order[i]];
+        st = project(x, mats, -1, &res->core);
+    } else if (st == TD_OK) {
+        mats[order[n - 1]] = &fac[order[n - 1]]; /* last = x projected on every other final factor */
+        st = project(&last, mats, -1, &res->core);
+    }
     td_tensor_free(&last);
     return st;
 }
@@ -566,8 +657,13 @@ td_status td_tucker_workspace(int ndim, const size_t *shape, int nmodes, const i
     }
     /* besides: the permuted copy of x (Tucker-2 sweeps), a projection and td_ttm_multi's two
      * intermediates, the last projection kept for the core, and the reconstruction of the exact
-     * error; each at most the size of x */
-    const double b = 8.0 * (result + core + mode + 5.0 * S);
+     * error; each at most the size of x; float32 sweeps: x and a projection in float, and a
+     * float Gram (counted as one more x and a Gram in double) */
+    const double n0 = (double)shape[0], n1 = ndim > 1 ? (double)shape[1] : 0, gn = fmax(n0, n1);
+    const int fl = nmodes == 2 && ndim >= 2 && opt->method == TD_TUCKER_HOOI && opt->max_iter > 0 && !opt->hooi_exact &&
+                   (opt->float_sweeps >= 2 || (opt->float_sweeps == 1 && size >= HOOI_FLOAT_MIN_SIZE)) &&
+                   ((modes[0] == 0 && modes[1] == 1) || (modes[0] == 1 && modes[1] == 0));
+    const double b = 8.0 * (result + core + mode + 5.0 * S + (fl ? S + gn * gn : 0.0));
     if (!(b < 9.2e18)) return TD_EOVERFLOW;
     *bytes = (uint64_t)b;
     return TD_OK;

@@ -151,6 +151,21 @@ if j:
     with h5py.File(tk) as f: w = f["kernel"][()].astype(np.float64)
     wh = np.einsum("abhw,ia,jb->ijhw", core, u0, u1)
     check(abs(np.linalg.norm(w - wh) / np.linalg.norm(w) - j["rel_error"]) < 1e-10, "tucker rel_error matches numpy's recomputation from the file")
+# a Tucker-2 of 2^20 entries: its warm sweeps run in float32 (float_sweeps), and rel_error is still
+# the exact error of what was written (numpy's recomputation from the file)
+big, o2 = os.path.join(W, "big.h5"), os.path.join(W, "big_out.h5")
+with h5py.File(big, "w") as f: f["w"] = np.random.default_rng(5).standard_normal((128, 128, 8, 8))
+j = jrun("tucker2 float sweeps", "tucker", big, "--dataset", "/w", "--ranks", "24,20", "--modes", "0,1", "--json",
+         "-o", o2, "--tol", 0, "--max-iter", 4)
+if j:
+    check(j.get("float_sweeps") == 3 and j["iterations"] == 4, f"tucker2 float sweeps: {j.get('float_sweeps')}")
+    with h5py.File(o2) as f: core, u0, u1 = f["core"][()], f["factors/0"][()], f["factors/1"][()]
+    with h5py.File(big) as f: w = f["w"][()]
+    wh = np.einsum("abhw,ia,jb->ijhw", core, u0, u1)
+    check(abs(np.linalg.norm(w - wh) / np.linalg.norm(w) - j["rel_error"]) < 1e-10, "tucker2 float sweeps: rel_error is not the file's")
+    check(np.abs(u1.T @ u1 - np.eye(20)).max() < 1e-12, "tucker2 float sweeps: factors not orthonormal")
+j = jrun("tucker2 small: double", "tucker", tk, "--dataset", "/kernel", "--ranks", "4,3", "--modes", "0,1", "--json")
+if j: check(j.get("float_sweeps") == 0, f"tucker2 below 2^20 entries ran float sweeps: {j.get('float_sweeps')}")
 err_case("tucker rank above mode", ["tucker", tk, "--dataset", "/tensor", "--ranks", "11,2,2"], 1, ["mode 0", "exceeds"], [tk])
 err_case("tucker wrong rank count", ["tucker", tk, "--dataset", "/tensor", "--ranks", "3,2"], 1, ["3 modes"], [tk])
 err_case("tucker mode out of range", ["tucker", tk, "--dataset", "/tensor", "--ranks", "2", "--modes", "5"], 1, ["mode 5"], [tk])

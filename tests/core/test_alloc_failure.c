@@ -132,6 +132,25 @@ static td_status s_tucker(void *ctx)
     return st;
 }
 
+/* Tucker-2 of W4 with float32 warm sweeps at any size (their copy, projection and Gram). */
+static td_status s_tucker2_float(void *ctx)
+{
+    (void)ctx;
+    int modes[2] = {0, 1};
+    size_t ranks[2] = {3, 2};
+    td_tucker_options o;
+    td_tucker_options_init(&o);
+    o.max_iter = 3;
+    o.tol = 0;
+    o.float_sweeps = 2;
+    td_tucker_result r;
+    td_status st = td_tucker(&W4, 2, modes, ranks, &o, &r);
+    if (st != TD_OK && r.core.data) return TD_EINTERNAL;
+    if (st == TD_OK && r.float_sweeps != 2) st = TD_EINTERNAL;
+    td_tucker_free(&r);
+    return st;
+}
+
 static td_layer_desc conv(size_t co, size_t ci, size_t k)
 {
     td_layer_desc d;
@@ -266,6 +285,7 @@ int main(void)
     sweep("tucker hooi", s_tucker, &m);
     m = TD_TUCKER_STHOSVD;
     sweep("tucker st-hosvd", s_tucker, &m);
+    sweep("tucker-2 float sweeps", s_tucker2_float, NULL);
     sweep("conv rewrites + executor", s_rewrites, NULL);
     sweep("planner", s_plan, NULL);
     sweep("adapter splits", s_adapters, NULL);

@@ -11,15 +11,24 @@
  * ahead from the third on). */
 #define WARM_TRAIL_TOL 5e-4
 
-static void run(const td_tensor *x, int nm, const int *modes, const size_t *ranks, double tol, int max_iter,
-                int exact, td_tucker_result *res)
+static void run_float(const td_tensor *x, int nm, const int *modes, const size_t *ranks, double tol, int max_iter,
+                      int exact, int float_sweeps, td_tucker_result *res)
 {
     td_tucker_options o;
     td_tucker_options_init(&o);
     o.tol = tol;
     o.max_iter = max_iter;
     o.hooi_exact = exact;
+    o.float_sweeps = float_sweeps;
     TT_OK(td_tucker(x, nm, modes, ranks, &o, res));
+}
+
+/* The default float_sweeps (1): these tensors are below 2^20 entries, all double. */
+static void run(const td_tensor *x, int nm, const int *modes, const size_t *ranks, double tol, int max_iter,
+                int exact, td_tucker_result *res)
+{
+    run_float(x, nm, modes, ranks, tol, max_iter, exact, 1, res);
+    ck_assert_int_eq(res->float_sweeps, 0);
 }
 
 /* Gaussian conv kernels (flat spectra, the slow case): after every sweep the warm error is at most
@@ -204,6 +213,101 @@ START_TEST(test_warm_three_modes)
 }
 END_TEST
 
+
+/* Float32 warm sweeps (float_sweeps 2, any size) against the same sweeps in double: the same
+ * path within float rounding of the Grams (~1e-6 of them), the final error within 1e-6, the
+ * reported error the reconstruction's (core from x in double), factors orthonormal in double. */
+START_TEST(test_float_sweeps_track_double)
+{
+    const size_t shapes[3][4] = {{48, 40, 3, 3}, {40, 56, 3, 3}, {36, 30, 1, 5}};
+    const size_t ranks[3][2] = {{12, 10}, {10, 14}, {9, 7}};
+    const int modes[2] = {0, 1}, sweeps = 8;
+    for (int c = 0; c < 3; c++) {
+        td_tensor x;
+        tt_random(&x, 4, shapes[c], 171 + (uint64_t)c);
+        td_tucker_result f, d;
+        run_float(&x, 2, modes, ranks[c], 0, sweeps, 0, 2, &f);
+        run_float(&x, 2, modes, ranks[c], 0, sweeps, 0, 0, &d);
+        ck_assert_int_eq(d.float_sweeps, 0);
+        ck_assert_int_eq(f.float_sweeps, sweeps - 1); /* all but the first (dense, double) */
+        ck_assert(f.history[0] == d.history[0]);
+        for (int i = 0; i < sweeps; i++)
+            ck_assert_msg(fabs(f.history[i] - d.history[i]) < 1e-5, "case %d sweep %d: float %.10g double %.10g",
+                          c, i + 1, f.history[i], d.history[i]);
+        ck_assert_msg(fabs(f.rel_error - d.rel_error) < 1e-6, "case %d: float %.12g double %.12g", c, f.rel_error,
+                      d.rel_error);
+        ck_assert(fabs(tt_tucker_err(&x, &f) - f.rel_error) < 1e-12);
+        for (int i = 0; i < 2; i++) ck_assert(tt_orth_cols(&f.factors[i]) < 1e-12);
+        td_tucker_free(&f);
+        td_tucker_free(&d);
+        td_tensor_free(&x);
+    }
+}
+END_TEST
+
+/* Near-exact multilinear rank: the error falls below 1e-2 at the first (double) sweep, so no
+ * float sweep runs and recovery is exact to double precision; with hooi_exact none runs either.
+ * Other mode sets than {0, 1} stay double. */
+START_TEST(test_float_sweeps_only_while_error_large)
+{
+    const size_t shape[4] = {26, 22, 3, 3}, r[2] = {5, 4}, r3[3] = {5, 4, 2}, r12[2] = {5, 2};
+    const int modes[2] = {0, 1}, modes3[3] = {0, 1, 2}, modes12[2] = {1, 2};
+    td_tensor x;
+    tucker2_tensor(&x, shape, 5, 4, 181);
+    td_tucker_result w;
+    run_float(&x, 2, modes, r, 0, 5, 0, 2, &w);
+    ck_assert_int_eq(w.float_sweeps, 0);
+    ck_assert_msg(w.rel_error < 1e-12 && tt_tucker_err(&x, &w) < 1e-12, "err %g", w.rel_error);
+    td_tucker_free(&w);
+    td_tensor_free(&x);
+    tt_random(&x, 4, shape, 183);
+    run_float(&x, 2, modes, r, 0, 5, 1, 2, &w);
+    ck_assert_int_eq(w.float_sweeps, 0);
+    td_tucker_free(&w);
+    run_float(&x, 3, modes3, r3, 0, 5, 0, 2, &w);
+    ck_assert_int_eq(w.float_sweeps, 0);
+    td_tucker_free(&w);
+    run_float(&x, 2, modes12, r12, 0, 5, 0, 2, &w);
+    ck_assert_int_eq(w.float_sweeps, 0);
+    td_tucker_free(&w);
+    run_float(&x, 2, modes, r, 0, 5, 0, 2, &w);
+    ck_assert_int_eq(w.float_sweeps, 4);
+    td_tucker_free(&w);
+    td_tensor_free(&x);
+}
+END_TEST
+
+/* The float Gram over each mode against the naive sum over the projected tensor in double: the
+ * first float sweep's factors are the warm step from the same previous factors, so a float run
+ * of 2 sweeps and a double one agree to float rounding in their factors' subspaces. */
+START_TEST(test_float_sweep_subspace)
+{
+    const size_t shape[4] = {30, 34, 3, 3}, r[2] = {7, 9};
+    const int modes[2] = {0, 1};
+    td_tensor x;
+    tt_random(&x, 4, shape, 191);
+    td_tucker_result f, d;
+    run_float(&x, 2, modes, r, 0, 2, 0, 2, &f);
+    run_float(&x, 2, modes, r, 0, 2, 0, 0, &d);
+    ck_assert_int_eq(f.float_sweeps, 1);
+    for (int i = 0; i < 2; i++) {
+        /* || U_f^T U_d ||_F^2 = r when the subspaces coincide */
+        const td_tensor *a = &f.factors[i], *b = &d.factors[i];
+        double sum = 0;
+        for (size_t p = 0; p < a->shape[1]; p++)
+            for (size_t q = 0; q < b->shape[1]; q++) {
+                double dot = 0;
+                for (size_t k = 0; k < a->shape[0]; k++) dot += a->data[k * a->shape[1] + p] * b->data[k * b->shape[1] + q];
+                sum += dot * dot;
+            }
+        ck_assert_msg(fabs(sum - (double)r[i]) < 1e-8, "mode %d: %.12g of %zu", i, sum, r[i]);
+    }
+    td_tucker_free(&f);
+    td_tucker_free(&d);
+    td_tensor_free(&x);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("hooi");
@@ -215,6 +319,9 @@ int main(void)
     tcase_add_test(tc, test_core_and_initialisation);
     tcase_add_test(tc, test_truncation_rule_sees_every_mode);
     tcase_add_test(tc, test_warm_three_modes);
+    tcase_add_test(tc, test_float_sweeps_track_double);
+    tcase_add_test(tc, test_float_sweeps_only_while_error_large);
+    tcase_add_test(tc, test_float_sweep_subspace);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }

@@ -130,6 +130,7 @@ static void report(const tucker_args *t, const td_tensor *x, td_dtype dt, const 
     json_object_set_new(o, "core_shape", tool_json_shape(&res->core));
     json_object_set_new(o, "rel_error", tool_json_real(res->rel_error));
     json_object_set_new(o, "iterations", json_integer(res->iterations));
+    json_object_set_new(o, "float_sweeps", json_integer(res->float_sweeps));
     json_object_set_new(o, "converged", json_boolean(res->converged));
     json_object_set_new(o, "seconds", json_real(res->seconds));
     json_object_set_new(o, "history", tool_json_doubles(res->history, res->iterations));
