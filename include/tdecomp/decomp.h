@@ -28,7 +28,14 @@ typedef enum td_svd_method {
                             s_k / s_1 >= 1e-4 (its squared condition number then costs at most
                             ~1e-8 of the kept vectors' accuracy), else dgesdd runs instead */
     TD_SVD_GRAM,         /* eigen-decomposition of A A^T or A^T A (the smaller); squares the
-                            condition number: singular values below ~1e-8 * s_max lose accuracy */
+                            condition number: singular values below ~1e-8 * s_max lose accuracy.
+                            With float32 allowed (float_passes), the Gram is summed from float
+                            blocks (SSYRK, 2048 columns or rows at a time, added in double) and
+                            its k leading vectors found by ssyevr, when lambda_k >= 1e-4
+                            lambda_1 (else the double route); the vectors are then
+                            orthonormalised into Q and the exact SVD of Q^T A taken in double
+                            (its k x k Gram), so the result is the exact SVD of Q Q^T A and
+                            ||A - U S V^T||_F^2 = ||A||_F^2 - sum s^2 holds for it too */
     TD_SVD_GESDD,        /* LAPACK divide and conquer on a copy */
     TD_SVD_RANDOMIZED    /* Halko-Martinsson-Tropp range finder: uniform (sub-Gaussian) test matrix,
                             l = k + oversample columns, power iterations with QR between them,
@@ -73,7 +80,9 @@ typedef struct td_svd_options {
                                and >= 1e-8 / power_tol ||A||_F^2 (below, float rounding could hide
                                convergence, or limit a near-exact low-rank fit to ~1e-7: the
                                passes turn double); 2: the same at any size; 0: double throughout.
-                               The projection returned is double in every case */
+                               The projection returned is double in every case. The same setting
+                               lets the GRAM route form its Gram and eigenvectors in float32
+                               (TD_SVD_GRAM above) */
 } td_svd_options;
 
 /* Sets the defaults above (AUTO, oversample 10, power_iters 1, max_power_iters 8, seed 0,
@@ -87,7 +96,8 @@ TD_API void td_svd_options_init(td_svd_options *opt);
  * on ties), the matching row of vt flipped with it. Statuses: TD_EINVAL, TD_ESHAPE (u/vt shapes),
  * TD_ERANGE (a dimension past BLAS's int), TD_ENOTFINITE (NaN/Inf input), TD_ENOMEM, TD_ELAPACK.
  * Workspace beyond the outputs: GESDD ~(m n + min(m,n) (m + n)) doubles; GRAM min(m,n)^2 + its
- * eigenvectors; RANDOMIZED ~(m + 2n) l + 3 l^2 doubles with l = k + oversample (up to 1.5 k +
+ * eigenvectors (in float32: that Gram in double and the float block, Gram and eigensolver copies,
+ * about 2 min(m,n)^2 + (m + n) k doubles); RANDOMIZED ~(m + 2n) l + 3 l^2 doubles with l = k + oversample (up to 1.5 k +
  * oversample after a growth), plus, with float32 passes, m n + 2 max(m, n) l floats.
  * Thread safety: no shared state; concurrent calls on distinct outputs are safe. BLAS threading
  * is the caller's (the library never sets it); results are deterministic for a given seed and

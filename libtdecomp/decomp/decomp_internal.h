@@ -54,6 +54,7 @@ typedef struct td__svd_info {
     int grew;              /* randomised: 0 no growth, 1 the new columns alone were passed,
                             * 2 the grown block was orthonormalised and passed whole */
     int gram_final;        /* randomised: the narrowed basis' SVD came from its k x k Gram */
+    int float_gram;        /* Gram route: the float32 Gram and eigensolver found the basis */
 } td__svd_info;
 
 /* td_svd_trunc with a report (info may be NULL). */

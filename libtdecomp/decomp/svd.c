@@ -214,6 +214,135 @@ done:
  * under this guard; a spectrum that fails it goes to dgesdd. */
 #define GRAM_GUARD 1e-8
 
+/* Float32 Gram route for large matrices (float_passes): the Gram of the short side by SSYRK on
+ * float blocks of A (each block's product added into a double Gram, so only one block's k terms
+ * round in float), its k leading eigenvectors by ssyevr (about half dsyevr's time: the tridiagonal
+ * reduction is memory-bound), then everything in double: the vectors orthonormalised into Q, the
+ * projection Z = A^T Q (U side; A Q on the V side) and the exact SVD of B = Q^T A = Z^T from its
+ * k x k Gram. The result is the exact SVD of the orthogonal projection Q Q^T A, so
+ * ||A - U S V^T||^2 = ||A||^2 - sum s^2 holds for what is returned; float rounding (~1e-6 of the
+ * Gram) only moves which subspace Q is, which changes the captured energy to second order. */
+#define GRAM_FLOAT_BLOCK 2048
+/* Kept spectrum lambda_k / lambda_1 at least this in float, else the double route: below it float
+ * rounding of the Gram is no longer small against the kept eigenvalues. */
+#define GRAM_FLOAT_GUARD 1e-4
+
+/* g (p x p, double, upper) = A A^T (left) or A^T A, from float blocks of GRAM_FLOAT_BLOCK columns
+ * (left) or rows of A. */
+static td_status float_gram(const td_tensor *a, int left, double *g)
+{
+    const size_t m = a->shape[0], n = a->shape[1], p = left ? m : n, len = left ? n : m;
+    const size_t bw = len < GRAM_FLOAT_BLOCK ? len : GRAM_FLOAT_BLOCK;
+    float *buf = malloc(p * bw * sizeof(float)), *gb = malloc(p * p * sizeof(float));
+    if (!buf || !gb) { free(buf); free(gb); return TD_ENOMEM; }
+    memset(g, 0, p * p * sizeof(double));
+    for (size_t j0 = 0; j0 < len; j0 += bw) {
+        const size_t b = len - j0 < bw ? len - j0 : bw;
+        if (left) {
+            for (size_t i = 0; i < m; i++)
+                for (size_t j = 0; j < b; j++) buf[i * b + j] = (float)a->data[i * n + j0 + j];
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)p, (int)b, 1.0f, buf, (int)b, 0.0f, gb, (int)p);
+        } else {
+            for (size_t i = 0; i < b * n; i++) buf[i] = (float)a->data[j0 * n + i];
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p, (int)b, 1.0f, buf, (int)p, 0.0f, gb, (int)p);
+        }
+        for (size_t i = 0; i < p; i++)
+            for (size_t j = i; j < p; j++) g[i * p + j] += (double)gb[i * p + j];
+    }
+    free(buf);
+    free(gb);
+    return TD_OK;
+}
+
+/* The k leading eigenvectors (q, p x k, row-major, double) and values (top) of the upper part of g,
+ * by ssyevr on a float copy. */
+static td_status float_eig_top(const double *g, size_t p, size_t k, double *q, double *top)
+{
+    float *a = malloc(p * p * sizeof(float)), *w = malloc(p * sizeof(float)), *z = malloc(p * k * sizeof(float));
+    lapack_int *isuppz = malloc(2 * k * sizeof(lapack_int)), found = 0;
+    td_status st = TD_OK;
+    if (!a || !w || !z || !isuppz) { st = TD_ENOMEM; goto done; }
+    /* row-major upper = column-major lower; both triangles filled, so 'U' reads the same matrix */
+    for (size_t i = 0; i < p; i++)
+        for (size_t j = i; j < p; j++) a[i * p + j] = a[j * p + i] = (float)g[i * p + j];
+    const lapack_int P = (lapack_int)p;
+    const lapack_int info = LAPACKE_ssyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', P, a, P, 0.0f, 0.0f, P - (lapack_int)k + 1,
+                                           P, 0.0f, &found, w, z, P, isuppz);
+    if (info != 0 || found != (lapack_int)k) { st = info < 0 ? TD_EINTERNAL : TD_ELAPACK; goto done; }
+    for (size_t c = 0; c < k; c++) { /* ascending: the largest is the last column */
+        const float *v = z + (k - 1 - c) * p;
+        top[c] = (double)w[k - 1 - c];
+        for (size_t i = 0; i < p; i++) q[i * k + c] = (double)v[i];
+    }
+done:
+    free(a);
+    free(w);
+    free(z);
+    free(isuppz);
+    return st;
+}
+
+/* *ill = 1 (nothing written) when lambda_k < GRAM_FLOAT_GUARD lambda_1 (or the final k x k Gram
+ * fails its own guard): the caller takes the double route. */
+static td_status svd_gram_float(const td_tensor *a, size_t k, double *u, double *s, double *vt, int *ill)
+{
+    const size_t m = a->shape[0], n = a->shape[1];
+    const int left = m <= n, M = (int)m, N = (int)n, K = (int)k;
+    const size_t p = left ? m : n, q_ = left ? n : m;
+    double *g = malloc(p * p * sizeof(double)), *q = malloc(p * k * sizeof(double)), *top = malloc(k * sizeof(double)),
+           *z = malloc(q_ * k * sizeof(double)), *h = malloc(k * k * sizeof(double)), *w = malloc(k * k * sizeof(double)),
+           *ev = malloc(k * sizeof(double)), *qw = malloc(p * k * sizeof(double)), *fl = malloc(k * sizeof(double));
+    td_status st = TD_OK;
+    *ill = 1;
+    if (!g || !q || !top || !z || !h || !w || !ev || !qw || !fl) { st = TD_ENOMEM; goto done; }
+    if ((st = float_gram(a, left, g)) != TD_OK) goto done;
+    if ((st = float_eig_top(g, p, k, q, top)) != TD_OK) goto done;
+    free(g);
+    g = NULL;
+    if (!(top[k - 1] >= GRAM_FLOAT_GUARD * top[0])) goto done;
+    if ((st = td__orthonormalise(q, p, k)) != TD_OK) goto done;
+    /* z = A^T q (left, n x k) or A q (m x k): B = q^T A (or q^T A^T) = z^T, exactly in double */
+    if (left) cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0, a->data, N, q, K, 0.0, z, K);
+    else cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0, a->data, N, q, K, 0.0, z, K);
+    /* B B^T = z^T z = W L W^T: B = (W) S (z W S^-1)^T */
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, K, (int)q_, 1.0, z, K, 0.0, h, K);
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = 0; j < i; j++) h[i * k + j] = h[j * k + i];
+    if ((st = td__sym_eig_leading(h, k, k, w, ev)) != TD_OK) goto done;
+    if (!(ev[k - 1] >= GRAM_GUARD * ev[0])) goto done;
+    *ill = 0;
+    for (size_t c = 0; c < k; c++) s[c] = sqrt(ev[c]);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p, K, K, 1.0, q, K, w, K, 0.0, qw, K); /* q W */
+    if (left) { /* U = q W (m x k); V^T = S^-1 W^T z^T (k x n) */
+        td__sign_flip_columns(qw, m, k, fl);
+        if (u) memcpy(u, qw, m * k * sizeof(double));
+        if (vt) {
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasTrans, K, N, K, 1.0, w, K, z, K, 0.0, vt, N);
+            for (size_t c = 0; c < k; c++)
+                for (size_t j = 0; j < n; j++) vt[c * n + j] *= fl[c] / s[c];
+        }
+    } else { /* A^T = (q W) S (z W S^-1)^T: U = z W S^-1 (m x k), V = q W (n x k) */
+        double *uu = u ? u : malloc(m * k * sizeof(double));
+        if (!uu) { st = TD_ENOMEM; goto done; }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, K, 1.0, z, K, w, K, 0.0, uu, K);
+        for (size_t i = 0; i < m; i++)
+            for (size_t c = 0; c < k; c++) uu[i * k + c] /= s[c];
+        st = td__sign_flip_with_v(uu, m, k, qw, n, vt);
+        if (uu != u) free(uu);
+    }
+done:
+    free(g);
+    free(q);
+    free(top);
+    free(z);
+    free(h);
+    free(w);
+    free(ev);
+    free(qw);
+    free(fl);
+    return st;
+}
+
 /* Gram route. m <= n: eig of A A^T gives U; V^T = S^-1 U^T A. m > n: eig of A^T A gives V.
  * guard > 0: when lambda_k < guard lambda_1, *ill = 1 and nothing is returned. */
 static td_status svd_gram(const td_tensor *a, size_t k, double *u, double *s, double *vt, double guard, int *ill)
@@ -421,6 +550,13 @@ static td_status run_route(td_svd_method meth, const td_tensor *a, size_t k, con
         /* chosen, not asked for: near-square matrices need a well-conditioned kept spectrum */
         const size_t p = m < n ? m : n, q = m < n ? n : m;
         int ill = 0;
+        if (opt->float_passes >= 2 || (opt->float_passes == 1 && (double)m * (double)n >= (double)RSVD_FLOAT_MIN_SIZE)) {
+            td_status st = svd_gram_float(a, k, u, s, vt, &ill);
+            if (st != TD_OK || !ill) {
+                info->float_gram = st == TD_OK;
+                return st;
+            }
+        }
         td_status st = svd_gram(a, k, u, s, vt, opt->method != TD_SVD_GRAM && 4 * p > q ? GRAM_GUARD : 0, &ill);
         if (st != TD_OK || !ill) return st;
         info->method = TD_SVD_GESDD;
@@ -486,6 +622,20 @@ static double gram_doubles(double m, double n, double k)
     return 4.0 * p * p + 3.0 * p * k + 16.0 * p + 2.0 * k + fmax(m, n) * k + 4;
 }
 
+/* Float32 Gram route (svd_gram_float): the double Gram, the basis and q W, the projection z, two
+ * k x k matrices, then the largest of its phases: the float block and block Gram, ssyevr's float
+ * copy, vectors and work (26 p floats and 10 p ints), the orthonormalisation (CholeskyQR2's copy,
+ * or Householder's), the k x k eigensolve, a tall matrix's U. Its fallback, the double route,
+ * runs after it has freed everything (the caller takes the larger of the two). */
+static double gram_float_doubles(double m, double n, double k)
+{
+    const double p = fmin(m, n), q = fmax(m, n);
+    const double base = p * p + 2.0 * p * k + q * k + 2.0 * k * k + 4.0 * k;
+    const double phase = fmax(fmax(0.5 * p * p + 0.5 * p * fmin(q, GRAM_FLOAT_BLOCK), 0.5 * p * p + 0.5 * p * k + 40.0 * p + k),
+                              fmax(fmax(2.0 * k * k + p * k + 64.0 * k + p, 4.0 * k * k + 10.0 * k + 8.0), m * k + k));
+    return base + phase + 16.0;
+}
+
 td_status td_svd_trunc_workspace(size_t m, size_t n, size_t k, const td_svd_options *opt, uint64_t *bytes)
 {
     td_svd_options def;
@@ -500,9 +650,11 @@ td_status td_svd_trunc_workspace(size_t m, size_t n, size_t k, const td_svd_opti
     /* narrowing a float32 range to k columns (L k + M k), a tall A's transposed outputs (M + N) k */
     const double rand = 3.0 * (M + N) * L + N * L + M * K + 4.0 * L * L + gesdd_doubles(L, N) +
                         (fl ? 0.5 * M * N + fmax(M, N) * L + (L + M) * K : 0) + (m > n ? (M + N) * K : 0);
-    const double exact = fmax(gesdd_doubles(M, N), gram_doubles(M, N, K));
+    /* the Gram route in float32 first when float passes apply (then, if its guard fails, double) */
+    const double gram = fmax(gram_doubles(M, N, K), fl ? gram_float_doubles(M, N, K) : 0);
+    const double exact = fmax(gesdd_doubles(M, N), gram);
     double d = exact;
-    if (opt->method == TD_SVD_GRAM) d = gram_doubles(M, N, K);
+    if (opt->method == TD_SVD_GRAM) d = gram;
     else if (opt->method == TD_SVD_GESDD) d = gesdd_doubles(M, N);
     else if (opt->method == TD_SVD_RANDOMIZED || td__svd_auto_method(m, n, k, opt->oversample) == TD_SVD_RANDOMIZED)
         d = fmax(rand, exact); /* the randomised route falls back to an exact one when it stalls */

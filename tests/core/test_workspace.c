@@ -110,7 +110,7 @@ static void svd_cases(void)
     const size_t cases[][3] = {{60, 300, 5}, {300, 60, 5}, {80, 90, 20}, {200, 400, 10}, {50, 400, 10}, {400, 50, 12}};
     const td_svd_method methods[] = {TD_SVD_AUTO, TD_SVD_GRAM, TD_SVD_GESDD, TD_SVD_RANDOMIZED};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
-        for (int mi = 0; mi < 4; mi++) {
+        for (int mi = 0; mi < 6; mi++) {   /* the last two: AUTO and GRAM with float32 at any size */
             const size_t m = cases[c][0], n = cases[c][1], k = cases[c][2];
             td_tensor a, u, vt;
             double *s = malloc(k * sizeof *s);
@@ -118,7 +118,8 @@ static void svd_cases(void)
             fill(&a, 10 + c);
             td_svd_options o;
             td_svd_options_init(&o);
-            o.method = methods[mi];
+            o.method = methods[mi < 4 ? mi : mi - 4];
+            o.float_passes = mi < 4 ? 1 : 2;
             uint64_t bound;
             const td_status q = td_svd_trunc_workspace(m, n, k, &o, &bound);
             const size_t base = mark();
@@ -220,14 +221,15 @@ static void tucker_cases(void)
     const size_t ranks[][3] = {{5, 4, 0}, {3, 2, 2}, {10, 8, 0}, {3, 3, 0}};
     const td_tucker_method methods[] = {TD_TUCKER_HOSVD, TD_TUCKER_STHOSVD, TD_TUCKER_HOOI};
     for (int c = 0; c < 4; c++)
-        for (int mi = 0; mi < 3; mi++)
+        for (int mi = 0; mi < 4; mi++)   /* the last: HOOI with float32 warm sweeps at any size */
             for (int rule = 0; rule < 2; rule++) {
                 td_tensor x;
                 if (td_tensor_alloc(&x, nds[c], shapes[c])) exit(3);
                 fill(&x, 80 + (uint64_t)c);
                 td_tucker_options o;
                 td_tucker_options_init(&o);
-                o.method = methods[mi];
+                o.method = methods[mi < 3 ? mi : 2];
+                o.float_sweeps = mi == 3 ? 2 : 1;
                 o.max_iter = 6;
                 td_rank_rule rr;
                 memset(&rr, 0, sizeof rr);

@@ -322,6 +322,73 @@ START_TEST(test_near_square_gram_guard)
 }
 END_TEST
 
+/* The Gram route with a float32 Gram and eigensolver (float_passes 2: any size), wide and tall:
+ * the exact SVD of a projection (run_svd checks the identity, orthonormality in double, LAPACK's
+ * interlacing bound, the signs), within 1e-6 of the optimum's error; the same call in double agrees.
+ * A kept spectrum below the float guard (lambda_k / lambda_1 < 1e-4) takes the double Gram route
+ * (whose V is then orthonormal only to ~eps (s_1 / s_k)^2, so it is checked here, not by run_svd). */
+START_TEST(test_float_gram_route)
+{
+    enum { P = 150 };
+    const size_t k = 60;
+    double good[P], steep[P];
+    for (int c = 0; c < P; c++) {
+        good[c] = 10.0 * pow(0.99, c);  /* s_60 / s_1 ~ 0.55 */
+        steep[c] = 10.0 * pow(0.9, c);  /* s_60 / s_1 ~ 2e-3: lambda ratio ~4e-6 */
+    }
+    td_tensor a[2];
+    tt_matrix_with_spectrum(&a[0], 150, 400, good, P, 1e-3, 91);
+    transpose(&a[0], &a[1]);
+    for (int t = 0; t < 2; t++) {
+        td_svd_options o;
+        td_svd_options_init(&o);
+        ck_assert_int_eq(td__svd_auto_method(a[t].shape[0], a[t].shape[1], k, o.oversample), TD_SVD_GRAM);
+        o.float_passes = 2;
+        svd_check f = run_svd(&a[t], k, &o);
+        o.float_passes = 0;
+        svd_check d = run_svd(&a[t], k, &o);
+        ck_assert_int_eq(f.info.method, TD_SVD_GRAM);
+        ck_assert_int_eq(f.info.float_gram, 1);
+        ck_assert_int_eq(d.info.float_gram, 0);
+        ck_assert_msg(f.recomposed <= f.exact * (1 + 1e-6), "shape %d: %.15g vs optimum %.15g", t, f.recomposed, f.exact);
+        ck_assert_msg(fabs(f.recomposed - d.recomposed) <= 1e-6 * d.recomposed, "shape %d: float %.15g double %.15g", t,
+                      f.recomposed, d.recomposed);
+    }
+    td_tensor_free(&a[0]);
+    td_tensor_free(&a[1]);
+    /* a long side of 4500: the float Gram is summed over three blocks of columns (or rows) */
+    tt_matrix_with_spectrum(&a[0], 40, 4500, good, 40, 1e-3, 93);
+    transpose(&a[0], &a[1]);
+    for (int t = 0; t < 2; t++) {
+        td_svd_options o;
+        td_svd_options_init(&o);
+        o.float_passes = 2;
+        svd_check f = run_svd(&a[t], 12, &o);
+        ck_assert_int_eq(f.info.method, TD_SVD_GRAM);
+        ck_assert_int_eq(f.info.float_gram, 1);
+        ck_assert_msg(f.recomposed <= f.exact * (1 + 1e-6), "long %d: %.15g vs optimum %.15g", t, f.recomposed, f.exact);
+    }
+    td_tensor_free(&a[0]);
+    td_tensor_free(&a[1]);
+    tt_matrix_with_spectrum(&a[0], 150, 400, steep, P, 1e-3, 92);
+    td_svd_options o;
+    td_svd_options_init(&o);
+    o.float_passes = 2;
+    td_tensor u, vt;
+    double sv[60];
+    ck_assert_int_eq(td_matrix_alloc(&u, 150, k), TD_OK);
+    ck_assert_int_eq(td_matrix_alloc(&vt, k, 400), TD_OK);
+    td__svd_info info;
+    TT_OK(td__svd_trunc_ex(&a[0], k, &o, &u, sv, &vt, &info));
+    ck_assert_int_eq(info.method, TD_SVD_GRAM);
+    ck_assert_int_eq(info.float_gram, 0);
+    ck_assert(tt_orth_defect(u.data, 150, k, 0) < 1e-12 && tt_orth_defect(vt.data, k, 400, 1) < 1e-8);
+    td_tensor_free(&u);
+    td_tensor_free(&vt);
+    td_tensor_free(&a[0]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("svd_routes");
@@ -329,6 +396,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_identity_every_route);
     tcase_add_test(tc, test_near_square_gram_guard);
+    tcase_add_test(tc, test_float_gram_route);
     tcase_add_test(tc, test_float_passes_keep_accuracy);
     tcase_add_test(tc, test_float_passes_exact_low_rank);
     tcase_add_test(tc, test_tall_is_transposed_wide);

@@ -174,9 +174,9 @@ static int svd_raw(int argc, char **argv)
     static const char *names[] = {"auto", "gram", "gesdd", "randomized"};
     printf("{\"seconds\": %.6g, \"route\": \"%s\", \"power_iters\": %d, \"fell_back\": %d, \"stalled\": %d, "
            "\"columns\": %zu, \"rel_error\": %.12g, \"formula_rel_error\": %.12g, \"extra_mem_mib\": %.1f, "
-           "\"power_tol\": %g, \"float_passes\": %d, \"openblas_core\": \"%s\", \"threads\": %d}\n",
+           "\"power_tol\": %g, \"float_passes\": %d, \"float_gram\": %d, \"openblas_core\": \"%s\", \"threads\": %d}\n",
            t, names[info.method], info.power_iters, info.fell_back, info.stalled, info.columns, err, formula, mem,
-           td__svd_power_tol(&o, m, n), o.float_passes, openblas_get_corename(), openblas_get_num_threads());
+           td__svd_power_tol(&o, m, n), o.float_passes, info.float_gram, openblas_get_corename(), openblas_get_num_threads());
     free(s);
     td_tensor_free(&a); td_tensor_free(&u); td_tensor_free(&vt);
     return 0;
