@@ -39,6 +39,12 @@ td_status td__orthonormalise_span(double *y, size_t m, size_t l, const double *g
 td_status td__svd_gesdd(const double *adata, size_t m, size_t n, size_t k, double *u, double *s,
                         double *vt);
 
+/* The exponent e of max |x_i| (frexp: max in [2^(e-1), 2^e)), 0 for an all-zero x. Float32 copies
+ * are taken of x * 2^-e: a power of two scales exactly, so float products neither overflow (weights
+ * of 1e30 are valid float32, their squares are not) nor lose small matrices to subnormals, and the
+ * results scale back exactly. */
+int td__float_exponent(const double *x, size_t n);
+
 /* What a truncated SVD did (tests and benchmarks read it). */
 typedef struct td__svd_info {
     td_svd_method method;  /* route taken, after AUTO and any fallback */

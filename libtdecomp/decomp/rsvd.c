@@ -69,6 +69,7 @@ typedef struct rs_work {
     int t;
     double na2;          /* ||A||_F^2 */
     int gauss;           /* Gaussian test matrices (small A), else uniform */
+    int fexp;            /* af = A 2^-fexp (td__float_exponent) */
 } rs_work;
 
 /* Test-matrix entries: on large matrices uniform with unit variance. Sub-Gaussian entries keep the
@@ -104,7 +105,7 @@ static void pass(const rs_work *w, int single, int trans, const double *x, size_
     }
     for (size_t i = 0; i < (size_t)depth * l; i++) w->fx[i] = (float)x[i];
     cblas_sgemm(CblasRowMajor, t, CblasNoTrans, rows, L, depth, 1.0f, w->af, N, w->fx, L, 0.0f, w->fy, L);
-    for (size_t i = 0; i < (size_t)rows * l; i++) out[i] = (double)w->fy[i];
+    for (size_t i = 0; i < (size_t)rows * l; i++) out[i] = ldexp((double)w->fy[i], w->fexp);
 }
 
 /* ||A||^2 - ||(Q^T A)_k||^2, the error^2 the rank-k result would have, from the k leading
@@ -378,7 +379,9 @@ static td_status float_work(rs_work *w, const td_svd_options *o, size_t lmax)
     w->fx = malloc(big * lmax * sizeof(float));
     w->fy = malloc(big * lmax * sizeof(float));
     if (!w->af || !w->fx || !w->fy) return TD_ENOMEM;
-    for (size_t i = 0; i < size; i++) w->af[i] = (float)w->a[i];
+    w->fexp = td__float_exponent(w->a, size);
+    const double sc = ldexp(1.0, -w->fexp);
+    for (size_t i = 0; i < size; i++) w->af[i] = (float)(sc * w->a[i]);
     return TD_OK;
 }
 
@@ -479,7 +482,7 @@ td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *opt
     if (l + grow > p / RSVD_GROW_LIMIT) grow = l < p / RSVD_GROW_LIMIT ? p / RSVD_GROW_LIMIT - l : 0;
     const size_t lmax = l + grow;
     *check_ok = 1;
-    rs_work w = {a->data, NULL, NULL, NULL, m, n, pm, pn, tr, sumsq(a->data, a->size), pm * pn < RSVD_LARGE_SIZE};
+    rs_work w = {a->data, NULL, NULL, NULL, m, n, pm, pn, tr, sumsq(a->data, a->size), pm * pn < RSVD_LARGE_SIZE, 0};
     /* the worked-on matrix's U (m x k) and V^T (k x n): the caller's, or transposed into them */
     double *q = malloc(m * l * sizeof(double)), *z = malloc(n * l * sizeof(double)),
            *gw = malloc((lmax * lmax + lmax) * sizeof(double)), *rz = malloc(lmax * lmax * sizeof(double)),

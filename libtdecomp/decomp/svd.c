@@ -19,6 +19,15 @@ void td_svd_options_init(td_svd_options *opt)
     opt->float_passes = 1;
 }
 
+int td__float_exponent(const double *x, size_t n)
+{
+    double amax = 0;
+    for (size_t i = 0; i < n; i++) amax = fmax(amax, fabs(x[i]));
+    int e = 0;
+    if (amax > 0) frexp(amax, &e);
+    return e;
+}
+
 void td__sign_flip_columns(double *u, size_t m, size_t k, double *flips)
 {
     for (size_t c = 0; c < k; c++) {
@@ -236,14 +245,16 @@ static td_status float_gram(const td_tensor *a, int left, double *g)
     float *buf = malloc(p * bw * sizeof(float)), *gb = malloc(p * p * sizeof(float));
     if (!buf || !gb) { free(buf); free(gb); return TD_ENOMEM; }
     memset(g, 0, p * p * sizeof(double));
+    /* only the vectors and lambda_k / lambda_1 are used: the Gram of A 2^-e needs no scaling back */
+    const double sc = ldexp(1.0, -td__float_exponent(a->data, a->size));
     for (size_t j0 = 0; j0 < len; j0 += bw) {
         const size_t b = len - j0 < bw ? len - j0 : bw;
         if (left) {
             for (size_t i = 0; i < m; i++)
-                for (size_t j = 0; j < b; j++) buf[i * b + j] = (float)a->data[i * n + j0 + j];
+                for (size_t j = 0; j < b; j++) buf[i * b + j] = (float)(sc * a->data[i * n + j0 + j]);
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)p, (int)b, 1.0f, buf, (int)b, 0.0f, gb, (int)p);
         } else {
-            for (size_t i = 0; i < b * n; i++) buf[i] = (float)a->data[j0 * n + i];
+            for (size_t i = 0; i < b * n; i++) buf[i] = (float)(sc * a->data[j0 * n + i]);
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p, (int)b, 1.0f, buf, (int)p, 0.0f, gb, (int)p);
         }
         for (size_t i = 0; i < p; i++)
@@ -552,10 +563,11 @@ static td_status run_route(td_svd_method meth, const td_tensor *a, size_t k, con
         int ill = 0;
         if (opt->float_passes >= 2 || (opt->float_passes == 1 && (double)m * (double)n >= (double)RSVD_FLOAT_MIN_SIZE)) {
             td_status st = svd_gram_float(a, k, u, s, vt, &ill);
-            if (st != TD_OK || !ill) {
+            if (st == TD_ENOMEM || (st == TD_OK && !ill)) {
                 info->float_gram = st == TD_OK;
                 return st;
             }
+            ill = 0; /* guard failed, or LAPACK's float solver did: the double route */
         }
         td_status st = svd_gram(a, k, u, s, vt, opt->method != TD_SVD_GRAM && 4 * p > q ? GRAM_GUARD : 0, &ill);
         if (st != TD_OK || !ill) return st;

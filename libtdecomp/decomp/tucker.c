@@ -352,8 +352,9 @@ static td_status new_factor(const td_tensor *g, const td_tensor *prev, int warm,
 #define HOOI_FLOAT_MIN_ERROR 1e-2
 
 typedef struct t2_float {
-    float *xp, *u, *y, *g; /* the copy; a factor, a projection and a Gram in float */
+    float *xp, *u, *y, *g; /* the copy (of x 2^-e); a factor, a projection and a Gram in float */
     size_t i0, i1, s;
+    int e;                 /* td__float_exponent of x: Grams are scaled back by 2^(2e) */
 } t2_float;
 
 static void t2_float_free(t2_float *f)
@@ -387,11 +388,13 @@ static td_status t2_float_begin(const td_tensor *x, const size_t *rank_of, t2_fl
     f->g = malloc(in * in * sizeof(float));
     if (!f->xp || !f->u || !f->y || !f->g) { t2_float_free(f); return TD_ENOMEM; }
     const size_t i1 = f->i1, s = f->s;
+    f->e = td__float_exponent(x->data, x->size);
+    const double sc = ldexp(1.0, -f->e);
     for (size_t a = 0; a < f->i0; a++)
         for (size_t b = 0; b < i1; b++) {
             const double *src = x->data + (a * i1 + b) * s;
             float *dst = f->xp + a * s * i1 + b;
-            for (size_t t = 0; t < s; t++) dst[t * i1] = (float)src[t];
+            for (size_t t = 0; t < s; t++) dst[t * i1] = (float)(sc * src[t]);
         }
     return TD_OK;
 }
@@ -410,7 +413,7 @@ static void t2_float_gram(t2_float *f, int m, const td_tensor *other, td_tensor 
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, I1, R * S, 1.0f, f->y, I1, 0.0f, f->g, I1);
     }
     for (size_t i = 0; i < in; i++)
-        for (size_t j = i; j < in; j++) g->data[i * in + j] = g->data[j * in + i] = (double)f->g[i * in + j];
+        for (size_t j = i; j < in; j++) g->data[i * in + j] = g->data[j * in + i] = ldexp((double)f->g[i * in + j], 2 * f->e);
 }
 
 /* One HOOI sweep over the decomposed modes; warm: each factor by warm_factor from its previous

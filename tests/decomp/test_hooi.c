@@ -277,6 +277,32 @@ START_TEST(test_float_sweeps_only_while_error_large)
 }
 END_TEST
 
+/* The float copy is of x 2^-e: x scaled by 2^100 (squares overflow float32) or 2^-100 (they
+ * underflow) decomposes as x does, its float sweeps included. */
+START_TEST(test_float_sweeps_scale_exactly)
+{
+    const size_t shape[4] = {40, 36, 3, 3}, r[2] = {9, 8};
+    const int modes[2] = {0, 1};
+    td_tensor x, y;
+    tt_random(&x, 4, shape, 197);
+    ck_assert_int_eq(td_tensor_alloc(&y, 4, shape), TD_OK);
+    td_tucker_result ref, got;
+    run_float(&x, 2, modes, r, 0, 6, 0, 2, &ref);
+    ck_assert_int_eq(ref.float_sweeps, 5);
+    for (int e = -100; e <= 100; e += 200) {
+        for (size_t i = 0; i < x.size; i++) y.data[i] = ldexp(x.data[i], e);
+        run_float(&y, 2, modes, r, 0, 6, 0, 2, &got);
+        ck_assert_int_eq(got.float_sweeps, 5);
+        ck_assert_msg(fabs(got.rel_error - ref.rel_error) < 1e-12, "2^%d: %.15g vs %.15g", e, got.rel_error, ref.rel_error);
+        for (int i = 0; i < 6; i++) ck_assert(fabs(got.history[i] - ref.history[i]) < 1e-12);
+        td_tucker_free(&got);
+    }
+    td_tucker_free(&ref);
+    td_tensor_free(&x);
+    td_tensor_free(&y);
+}
+END_TEST
+
 /* The float Gram over each mode against the naive sum over the projected tensor in double: the
  * first float sweep's factors are the warm step from the same previous factors, so a float run
  * of 2 sweeps and a double one agree to float rounding in their factors' subspaces. */
@@ -322,6 +348,7 @@ int main(void)
     tcase_add_test(tc, test_float_sweeps_track_double);
     tcase_add_test(tc, test_float_sweeps_only_while_error_large);
     tcase_add_test(tc, test_float_sweep_subspace);
+    tcase_add_test(tc, test_float_sweeps_scale_exactly);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }

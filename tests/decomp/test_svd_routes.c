@@ -389,6 +389,42 @@ START_TEST(test_float_gram_route)
 }
 END_TEST
 
+/* Float32 copies are taken of A 2^-e (e: the exponent of max |a|): a matrix scaled by 2^100 (its
+ * squares overflow float32) or 2^-100 (they underflow) gives the unscaled matrix's result, on the
+ * float Gram route and on the randomized route's float passes. */
+START_TEST(test_float_paths_scale_exactly)
+{
+    enum { P = 150 };
+    const td_svd_method meth[2] = {TD_SVD_GRAM, TD_SVD_RANDOMIZED};
+    const size_t ks[2] = {60, 12};
+    const double decay[2] = {0.99, 0.85}; /* the range finder converges on the second */
+    for (int r = 0; r < 2; r++) {
+        double sv[P];
+        for (int c = 0; c < P; c++) sv[c] = 10.0 * pow(decay[r], c);
+        td_tensor a, b;
+        tt_matrix_with_spectrum(&a, 150, 400, sv, P, 1e-3, 97);
+        ck_assert_int_eq(td_matrix_alloc(&b, 150, 400), TD_OK);
+        td_svd_options o;
+        td_svd_options_init(&o);
+        o.method = meth[r];
+        o.float_passes = 2;
+        svd_check ref = run_svd(&a, ks[r], &o);
+        ck_assert_int_eq(ref.info.method, meth[r]);
+        for (int e = -100; e <= 100; e += 200) {
+            for (size_t i = 0; i < a.size; i++) b.data[i] = ldexp(a.data[i], e);
+            svd_check got = run_svd(&b, ks[r], &o);
+            ck_assert_int_eq(got.info.method, meth[r]);
+            ck_assert_int_eq(got.info.float_gram, r == 0);
+            ck_assert_int_eq(got.info.power_iters, ref.info.power_iters);
+            ck_assert_msg(fabs(got.recomposed - ref.recomposed) < 1e-12, "route %d scale 2^%d: %.15g vs %.15g", r, e,
+                          got.recomposed, ref.recomposed);
+        }
+        td_tensor_free(&a);
+        td_tensor_free(&b);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("svd_routes");
@@ -397,6 +433,7 @@ int main(void)
     tcase_add_test(tc, test_identity_every_route);
     tcase_add_test(tc, test_near_square_gram_guard);
     tcase_add_test(tc, test_float_gram_route);
+    tcase_add_test(tc, test_float_paths_scale_exactly);
     tcase_add_test(tc, test_float_passes_keep_accuracy);
     tcase_add_test(tc, test_float_passes_exact_low_rank);
     tcase_add_test(tc, test_tall_is_transposed_wide);
