@@ -45,6 +45,18 @@ td_status td__svd_gesdd(const double *adata, size_t m, size_t n, size_t k, doubl
  * results scale back exactly. */
 int td__float_exponent(const double *x, size_t n);
 
+/* The SVD of B = U_k^T A = z^T (k x n; uk m x k orthonormal) from its k x k Gram z^T z: eig gives
+ * B B^T = U_r S^2 U_r^T, u = U_k U_r (m x k, signs set), vt = S^-1 U_r^T B (may be NULL). S vt =
+ * U_r^T U_k^T A exactly, so the result is U U^T A with U orthonormal and ||A - U S V^T||^2 =
+ * ||A||^2 - sum s^2; only V's orthogonality depends on s_k / s_1: *ill = 1 (nothing written) when
+ * s_k^2 < 1e-8 s_1^2. rz (k x k, may be NULL) becomes the identity, so that (z, rz) describe B. */
+td_status td__svd_from_basis(const double *uk, const double *z, size_t m, size_t n, size_t k, double *u, double *s,
+                             double *vt, double *rz, int *ill);
+
+/* A tall A was worked on as A^T: its U is the worked-on V (ut = V^T, k x m) and its V^T the
+ * worked-on U^T (uw, n x k); the sign convention is set on U's columns and mirrored on V^T. */
+td_status td__untranspose(const double *uw, const double *ut, size_t m, size_t n, size_t k, double *u, double *vt);
+
 /* What a truncated SVD did (tests and benchmarks read it). */
 typedef struct td__svd_info {
     td_svd_method method;  /* route taken, after AUTO and any fallback */

@@ -416,57 +416,6 @@ done:
     return st;
 }
 
-/* Kept spectrum s_k^2 / s_1^2 at least this for gram_final (its V is then orthonormal to
- * ~eps (s_1 / s_k)^2 <= ~1e-8, the Gram route's own bound); below, the QR route. */
-#define RSVD_GRAM_FINAL_GUARD 1e-8
-
-/* The SVD of B = U_k^T A = z^T (k x n) from its k x k Gram z^T z instead of a QR of z and a k x k
- * SVD: eig gives B B^T = U_r S^2 U_r^T, u = U_k U_r, vt = S^-1 U_r^T B. S vt = U_r^T U_k^T A
- * exactly, so the result is still U U^T A with U orthonormal and the error identity holds; only V's
- * orthogonality depends on s_k / s_1 (guarded). *ill = 1 (nothing written) when the guard fails.
- * rz (k x k) becomes the identity, so that (z, rz) describe B for residual_norm. */
-static td_status gram_final(const double *uk, const double *z, size_t m, size_t n, size_t k, double *u, double *s,
-                            double *vt, double *rz, int *ill)
-{
-    double *g = malloc(k * k * sizeof(double)), *vecs = malloc(k * k * sizeof(double)),
-           *ev = malloc(k * sizeof(double)), *fl = malloc(k * sizeof(double));
-    td_status st = TD_OK;
-    if (!g || !vecs || !ev || !fl) { st = TD_ENOMEM; goto done; }
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)k, (int)n, 1.0, z, (int)k, 0.0, g, (int)k);
-    for (size_t i = 0; i < k; i++)
-        for (size_t j = 0; j < i; j++) g[i * k + j] = g[j * k + i];
-    if ((st = td__sym_eig_leading(g, k, k, vecs, ev)) != TD_OK) goto done;
-    if ((*ill = !(ev[k - 1] >= RSVD_GRAM_FINAL_GUARD * ev[0]))) goto done;
-    for (size_t c = 0; c < k; c++) s[c] = sqrt(ev[c]);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)k, 1.0, uk, (int)k, vecs, (int)k,
-                0.0, u, (int)k);
-    td__sign_flip_columns(u, m, k, fl);
-    if (vt) {
-        /* vt = diag(fl / s) vecs^T z^T */
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)k, (int)n, (int)k, 1.0, vecs, (int)k, z, (int)k, 0.0,
-                    vt, (int)n);
-        for (size_t c = 0; c < k; c++)
-            for (size_t j = 0; j < n; j++) vt[c * n + j] *= fl[c] / s[c];
-    }
-    memset(rz, 0, k * k * sizeof(double));
-    for (size_t i = 0; i < k; i++) rz[i * k + i] = 1.0;
-done:
-    free(g);
-    free(vecs);
-    free(ev);
-    free(fl);
-    return st;
-}
-
-/* A tall A was worked on as A^T: its U is the worked-on V (ut = V^T, k x m) and its V^T the
- * worked-on U^T (uw, n x k); the sign convention is set on U's columns and mirrored on V^T. */
-static td_status untranspose(const double *uw, const double *ut, size_t m, size_t n, size_t k, double *u, double *vt)
-{
-    for (size_t i = 0; i < m; i++)
-        for (size_t c = 0; c < k; c++) u[i * k + c] = ut[c * m + i];
-    return td__sign_flip_with_v(u, m, k, uw, n, vt);
-}
-
 td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *opt, double *u, double *s,
                          double *vt, int *check_ok, td__svd_info *info)
 {
@@ -505,14 +454,14 @@ td_status td__svd_random(const td_tensor *a, size_t k, const td_svd_options *opt
     info->basis = c;
     /* after narrowing, z is n x k: its k x k Gram is cheaper than a QR of z and a k x k SVD */
     int ill = 1;
-    if (zfloat && (st = gram_final(q, z, m, n, k, uu, s, vv, rz, &ill)) != TD_OK) goto done;
+    if (zfloat && (st = td__svd_from_basis(q, z, m, n, k, uu, s, vv, rz, &ill)) != TD_OK) goto done;
     info->gram_final = !ill;
     if (ill && (st = td__orthonormalise_r(z, n, c, zfloat ? NULL : gw, rz)) != TD_OK) goto done;
     if (ill && (st = small_svd(rz, z, q, m, n, c, k, uu, s, vv)) != TD_OK) goto done;
     if (tr) {
         double *pu = u ? u : malloc(pm * k * sizeof(double));
         if (!pu) { st = TD_ENOMEM; goto done; }
-        st = untranspose(uu, vv, pm, pn, k, pu, vt);
+        st = td__untranspose(uu, vv, pm, pn, k, pu, vt);
         if (!u) free(pu);
         if (st != TD_OK) goto done;
     }

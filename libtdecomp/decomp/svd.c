@@ -223,6 +223,54 @@ done:
  * under this guard; a spectrum that fails it goes to dgesdd. */
 #define GRAM_GUARD 1e-8
 
+/* Kept spectrum s_k^2 / s_1^2 at least this for td__svd_from_basis (its V is then orthonormal to
+ * ~eps (s_1 / s_k)^2 <= ~1e-8, the Gram route's own bound). */
+#define FROM_BASIS_GUARD 1e-8
+
+td_status td__svd_from_basis(const double *uk, const double *z, size_t m, size_t n, size_t k, double *u, double *s,
+                             double *vt, double *rz, int *ill)
+{
+    *ill = 1;
+    if (k == 0) return TD_EINVAL;
+    double *g = malloc(k * k * sizeof(double)), *vecs = malloc(k * k * sizeof(double)),
+           *ev = calloc(k, sizeof(double)), *fl = malloc(k * sizeof(double));
+    td_status st = TD_OK;
+    if (!g || !vecs || !ev || !fl) { st = TD_ENOMEM; goto done; }
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)k, (int)n, 1.0, z, (int)k, 0.0, g, (int)k);
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = 0; j < i; j++) g[i * k + j] = g[j * k + i];
+    if ((st = td__sym_eig_leading(g, k, k, vecs, ev)) != TD_OK) goto done;
+    if ((*ill = !(ev[k - 1] >= FROM_BASIS_GUARD * ev[0]))) goto done;
+    for (size_t c = 0; c < k; c++) s[c] = sqrt(ev[c]);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)k, 1.0, uk, (int)k, vecs, (int)k,
+                0.0, u, (int)k);
+    td__sign_flip_columns(u, m, k, fl);
+    if (vt) {
+        /* vt = diag(fl / s) vecs^T z^T */
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)k, (int)n, (int)k, 1.0, vecs, (int)k, z, (int)k, 0.0,
+                    vt, (int)n);
+        for (size_t c = 0; c < k; c++)
+            for (size_t j = 0; j < n; j++) vt[c * n + j] *= fl[c] / s[c];
+    }
+    if (rz) {
+        memset(rz, 0, k * k * sizeof(double));
+        for (size_t i = 0; i < k; i++) rz[i * k + i] = 1.0;
+    }
+done:
+    free(g);
+    free(vecs);
+    free(ev);
+    free(fl);
+    return st;
+}
+
+td_status td__untranspose(const double *uw, const double *ut, size_t m, size_t n, size_t k, double *u, double *vt)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t c = 0; c < k; c++) u[i * k + c] = ut[c * m + i];
+    return td__sign_flip_with_v(u, m, k, uw, n, vt);
+}
+
 /* Float32 Gram route for large matrices (float_passes): the Gram of the short side by SSYRK on
  * float blocks of A (each block's product added into a double Gram, so only one block's k terms
  * round in float), its k leading eigenvectors by ssyevr (about half dsyevr's time: the tridiagonal
@@ -294,18 +342,19 @@ done:
 }
 
 /* *ill = 1 (nothing written) when lambda_k < GRAM_FLOAT_GUARD lambda_1 (or the final k x k Gram
- * fails its own guard): the caller takes the double route. */
+ * fails its own guard): the caller takes the double route. The wide one of A and A^T is worked on:
+ * q spans its U, z = (its matrix)^T q, and a tall A's result is transposed back. */
 static td_status svd_gram_float(const td_tensor *a, size_t k, double *u, double *s, double *vt, int *ill)
 {
     const size_t m = a->shape[0], n = a->shape[1];
     const int left = m <= n, M = (int)m, N = (int)n, K = (int)k;
     const size_t p = left ? m : n, q_ = left ? n : m;
     double *g = malloc(p * p * sizeof(double)), *q = malloc(p * k * sizeof(double)), *top = malloc(k * sizeof(double)),
-           *z = malloc(q_ * k * sizeof(double)), *h = malloc(k * k * sizeof(double)), *w = malloc(k * k * sizeof(double)),
-           *ev = malloc(k * sizeof(double)), *qw = malloc(p * k * sizeof(double)), *fl = malloc(k * sizeof(double));
+           *z = malloc(q_ * k * sizeof(double)), *uw = left && u ? u : malloc(p * k * sizeof(double)),
+           *vw = left ? vt : malloc(k * q_ * sizeof(double));
     td_status st = TD_OK;
     *ill = 1;
-    if (!g || !q || !top || !z || !h || !w || !ev || !qw || !fl) { st = TD_ENOMEM; goto done; }
+    if (!g || !q || !top || !z || !uw || (!left && !vw)) { st = TD_ENOMEM; goto done; }
     if ((st = float_gram(a, left, g)) != TD_OK) goto done;
     if ((st = float_eig_top(g, p, k, q, top)) != TD_OK) goto done;
     free(g);
@@ -315,42 +364,20 @@ static td_status svd_gram_float(const td_tensor *a, size_t k, double *u, double 
     /* z = A^T q (left, n x k) or A q (m x k): B = q^T A (or q^T A^T) = z^T, exactly in double */
     if (left) cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0, a->data, N, q, K, 0.0, z, K);
     else cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0, a->data, N, q, K, 0.0, z, K);
-    /* B B^T = z^T z = W L W^T: B = (W) S (z W S^-1)^T */
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, K, (int)q_, 1.0, z, K, 0.0, h, K);
-    for (size_t i = 0; i < k; i++)
-        for (size_t j = 0; j < i; j++) h[i * k + j] = h[j * k + i];
-    if ((st = td__sym_eig_leading(h, k, k, w, ev)) != TD_OK) goto done;
-    if (!(ev[k - 1] >= GRAM_GUARD * ev[0])) goto done;
-    *ill = 0;
-    for (size_t c = 0; c < k; c++) s[c] = sqrt(ev[c]);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p, K, K, 1.0, q, K, w, K, 0.0, qw, K); /* q W */
-    if (left) { /* U = q W (m x k); V^T = S^-1 W^T z^T (k x n) */
-        td__sign_flip_columns(qw, m, k, fl);
-        if (u) memcpy(u, qw, m * k * sizeof(double));
-        if (vt) {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasTrans, K, N, K, 1.0, w, K, z, K, 0.0, vt, N);
-            for (size_t c = 0; c < k; c++)
-                for (size_t j = 0; j < n; j++) vt[c * n + j] *= fl[c] / s[c];
-        }
-    } else { /* A^T = (q W) S (z W S^-1)^T: U = z W S^-1 (m x k), V = q W (n x k) */
-        double *uu = u ? u : malloc(m * k * sizeof(double));
-        if (!uu) { st = TD_ENOMEM; goto done; }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, K, 1.0, z, K, w, K, 0.0, uu, K);
-        for (size_t i = 0; i < m; i++)
-            for (size_t c = 0; c < k; c++) uu[i * k + c] /= s[c];
-        st = td__sign_flip_with_v(uu, m, k, qw, n, vt);
-        if (uu != u) free(uu);
-    }
+    free(top);
+    top = NULL;
+    if ((st = td__svd_from_basis(q, z, p, q_, k, uw, s, vw, NULL, ill)) != TD_OK || *ill || left) goto done;
+    double *pu = u ? u : malloc(m * k * sizeof(double));
+    if (!pu) { st = TD_ENOMEM; goto done; }
+    st = td__untranspose(uw, vw, m, n, k, pu, vt);
+    if (pu != u) free(pu);
 done:
     free(g);
     free(q);
     free(top);
     free(z);
-    free(h);
-    free(w);
-    free(ev);
-    free(qw);
-    free(fl);
+    if (uw != u) free(uw);
+    if (vw != vt) free(vw);
     return st;
 }
 
@@ -634,17 +661,18 @@ static double gram_doubles(double m, double n, double k)
     return 4.0 * p * p + 3.0 * p * k + 16.0 * p + 2.0 * k + fmax(m, n) * k + 4;
 }
 
-/* Float32 Gram route (svd_gram_float): the double Gram, the basis and q W, the projection z, two
- * k x k matrices, then the largest of its phases: the float block and block Gram, ssyevr's float
- * copy, vectors and work (26 p floats and 10 p ints), the orthonormalisation (CholeskyQR2's copy,
- * or Householder's), the k x k eigensolve, a tall matrix's U. Its fallback, the double route,
+/* Float32 Gram route (svd_gram_float): the double Gram, the basis, the worked-on U (when not the
+ * caller's), the projection z and a tall matrix's worked-on V^T, then the largest of its phases:
+ * the float block and block Gram, ssyevr's float copy, vectors and work (26 p floats and 10 p
+ * ints), the orthonormalisation (CholeskyQR2's copy, or Householder's), td__svd_from_basis (two
+ * k x k matrices and the eigensolve's copy and work), a tall matrix's U. Its fallback, the double route,
  * runs after it has freed everything (the caller takes the larger of the two). */
 static double gram_float_doubles(double m, double n, double k)
 {
     const double p = fmin(m, n), q = fmax(m, n);
-    const double base = p * p + 2.0 * p * k + q * k + 2.0 * k * k + 4.0 * k;
+    const double base = p * p + 2.0 * p * k + q * k + k + (m > n ? k * q : 0);
     const double phase = fmax(fmax(0.5 * p * p + 0.5 * p * fmin(q, GRAM_FLOAT_BLOCK), 0.5 * p * p + 0.5 * p * k + 40.0 * p + k),
-                              fmax(fmax(2.0 * k * k + p * k + 64.0 * k + p, 4.0 * k * k + 10.0 * k + 8.0), m * k + k));
+                              fmax(2.0 * k * k + p * k + 64.0 * k + p, 6.0 * k * k + 16.0 * k + 8.0 + (m > n ? m * k : 0)));
     return base + phase + 16.0;
 }
 
